@@ -1,0 +1,1 @@
+//! Engine simulator and QEMU harness (grows with the registration and boot issues).

@@ -1,0 +1,16 @@
+//! ovirt-node-reg: turns a freshly booted oVirt Node into a host the oVirt Engine manages.
+//!
+//! One module per concern; see `docs/ARCHITECTURE.md` in the repository.
+
+pub mod cmdline;
+pub mod config;
+pub mod fault;
+pub mod flow;
+pub mod fsutil;
+pub mod identity;
+pub mod legacy;
+pub mod logging;
+pub mod paths;
+pub mod secret;
+pub mod status;
+pub mod store;

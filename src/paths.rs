@@ -1,0 +1,108 @@
+//! The one place that knows where every file lives.
+//!
+//! Every path the binary touches is relative to a root directory (`--root DIR`, default `/`),
+//! so that tests run the whole program against a temporary tree.
+
+use std::path::{Component, Path, PathBuf};
+
+/// Files and directories, as absolute paths inside the root.
+pub const PROC_CMDLINE: &str = "/proc/cmdline";
+pub const DEFAULT_OVIRT: &str = "/etc/default/ovirt";
+pub const VDSM_REG_CONF: &str = "/etc/vdsm-reg/vdsm-reg.conf";
+pub const VDSM_ID: &str = "/etc/vdsm/vdsm.id";
+pub const DMI_PRODUCT_UUID: &str = "/sys/class/dmi/id/product_uuid";
+pub const SYS_CLASS_NET: &str = "/sys/class/net";
+pub const SYS_CLASS_BLOCK: &str = "/sys/class/block";
+pub const ETC_HOSTNAME: &str = "/etc/hostname";
+pub const KERNEL_HOSTNAME: &str = "/proc/sys/kernel/hostname";
+pub const MOUNTINFO: &str = "/proc/self/mountinfo";
+pub const DEV: &str = "/dev";
+pub const DEV_KMSG: &str = "/dev/kmsg";
+/// Where the config store is mounted (oVirt Node: LV `HostVG/Config`, label `CONFIG`).
+pub const CONFIG_MOUNT: &str = "/config";
+/// The filesystem label that marks the config store.
+pub const CONFIG_LABEL: &str = "CONFIG";
+/// The list of persisted paths, relative to the store.
+pub const STORE_FILES_LIST: &str = "files";
+/// Our own state inside the store.
+pub const STORE_STATE_DIR: &str = "ovirt-node-reg";
+pub const STATE_FILE: &str = "ovirt-node-reg/state.json";
+pub const STORE_STATUS_FILE: &str = "ovirt-node-reg/status.json";
+pub const RUN_DIR: &str = "/run/ovirt-node-reg";
+pub const STATUS_FILE: &str = "/run/ovirt-node-reg/status.json";
+
+/// A root directory under which all absolute paths are resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Root {
+    dir: PathBuf,
+}
+
+impl Root {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Root { dir: dir.into() }
+    }
+
+    /// The root directory itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// True when this is the real `/`.
+    pub fn is_system(&self) -> bool {
+        self.dir == Path::new("/")
+    }
+
+    /// Resolve an absolute in-root path (e.g. `/etc/default/ovirt`) to a host path.
+    /// The path is taken lexically: `..` can never climb above the root.
+    pub fn join(&self, abs: impl AsRef<Path>) -> PathBuf {
+        let mut out = self.dir.clone();
+        for c in normalize(abs.as_ref()).components() {
+            if let Component::Normal(part) = c {
+                out.push(part);
+            }
+        }
+        out
+    }
+}
+
+impl Default for Root {
+    fn default() -> Self {
+        Root::new("/")
+    }
+}
+
+/// Lexically normalise an absolute path: drop `.`, resolve `..` without climbing above `/`.
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => parts.push(p),
+            Component::ParentDir => {
+                parts.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    let mut out = PathBuf::from("/");
+    out.extend(parts);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn join_stays_inside_root() {
+        let r = Root::new("/tmp/r");
+        assert_eq!(r.join("/etc/x"), PathBuf::from("/tmp/r/etc/x"));
+        assert_eq!(r.join("/../../etc/x"), PathBuf::from("/tmp/r/etc/x"));
+        assert_eq!(r.join("/a/./b/../c"), PathBuf::from("/tmp/r/a/c"));
+    }
+
+    #[test]
+    fn system_root() {
+        assert!(Root::default().is_system());
+        assert_eq!(Root::default().join("/proc/cmdline"), PathBuf::from("/proc/cmdline"));
+    }
+}
