@@ -1,1 +1,570 @@
-//! (being written)
+//! The typed configuration and where each setting came from.
+//!
+//! Three sources feed one table of settings (`SETTINGS`), lowest precedence first:
+//! built-in defaults < `/etc/vdsm-reg/vdsm-reg.conf` < `/etc/default/ovirt` < the kernel
+//! command line. Each source yields `(setting name, value)` pairs; one function applies a pair
+//! to the `Config`, so a value means the same thing wherever it was written.
+
+use serde::Serialize;
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::IpAddr;
+
+use crate::secret::Secret;
+use crate::values::*;
+
+/// Where a setting's value came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    Default,
+    VdsmRegConf,
+    DefaultOvirt,
+    Cmdline,
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Source::Default => "default",
+            Source::VdsmRegConf => crate::paths::VDSM_REG_CONF,
+            Source::DefaultOvirt => crate::paths::DEFAULT_OVIRT,
+            Source::Cmdline => "kernel command line",
+        })
+    }
+}
+
+/// One raw `name[=value]` from a source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawSetting {
+    pub name: String,
+    pub value: Option<String>,
+}
+
+impl RawSetting {
+    pub fn new(name: &str, value: Option<&str>) -> Self {
+        RawSetting {
+            name: name.to_string(),
+            value: value.map(str::to_string),
+        }
+    }
+}
+
+/// An invalid value: names the argument and the expected form. Secret values are not kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SettingError {
+    pub name: String,
+    pub value: String,
+    pub expected: String,
+    pub source: Source,
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}={}: expected {} (from {})",
+            self.name, self.value, self.expected, self.source
+        )
+    }
+}
+
+/// Network settings (used by the network step).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NetworkConfig {
+    pub bootif: Option<BootIf>,
+    pub nic: Option<IfName>,
+    pub ip: Option<IpSetting>,
+    pub netmask: Option<Netmask>,
+    pub gateway: Option<IpAddr>,
+    pub ipv6: Option<Ipv6Mode>,
+    pub dns: Vec<IpAddr>,
+    /// `ntp=` servers; empty with `ntp_off` false means "none given".
+    pub ntp: Vec<Host>,
+    pub ntp_off: bool,
+    pub hostname: Option<Hostname>,
+    pub vlan: Option<Vlan>,
+    pub bond: Option<Bond>,
+    pub layout: Option<NetworkLayout>,
+    pub bridge: IfName,
+    pub link_timeout: Seconds,
+    pub netconf: NetConf,
+}
+
+/// Registration settings (`ovirt.reg.*` and the legacy engine arguments).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RegConfig {
+    pub engine: Option<EngineAddr>,
+    pub management_port: Option<u16>,
+    pub ca_sha1: Option<Sha1Fingerprint>,
+    pub ca_pins: Vec<Sha256Pin>,
+    pub insecure_tofu: bool,
+    pub token_file: Option<String>,
+    pub token: Option<Secret>,
+    pub ticket: Option<Secret>,
+    pub admin_password: Option<Secret>,
+    pub ssh_pwauth: Option<bool>,
+    pub vdsm_disabled: bool,
+    pub vds_port: u16,
+    pub timeout: Seconds,
+    pub retry_base: Seconds,
+    pub retry_cap: Seconds,
+    pub key: KeyType,
+    pub store: Option<String>,
+    pub debug: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    pub reg: RegConfig,
+    pub net: NetworkConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            reg: RegConfig {
+                engine: None,
+                management_port: None,
+                ca_sha1: None,
+                ca_pins: Vec::new(),
+                insecure_tofu: false,
+                token_file: None,
+                token: None,
+                ticket: None,
+                admin_password: None,
+                ssh_pwauth: None,
+                vdsm_disabled: false,
+                vds_port: 54321,
+                timeout: Seconds(300),
+                retry_base: Seconds(1),
+                retry_cap: Seconds(60),
+                key: KeyType::Ecdsa,
+                store: None,
+                debug: false,
+            },
+            net: NetworkConfig {
+                bootif: None,
+                nic: None,
+                ip: None,
+                netmask: None,
+                gateway: None,
+                ipv6: None,
+                dns: Vec::new(),
+                ntp: Vec::new(),
+                ntp_off: false,
+                hostname: None,
+                vlan: None,
+                bond: None,
+                layout: None,
+                bridge: IfName("ovirtmgmt".into()),
+                link_timeout: Seconds(30),
+                netconf: NetConf::Keyfile,
+            },
+        }
+    }
+}
+
+impl Config {
+    /// The same configuration with every secret removed (for comparisons and reports).
+    pub fn without_secrets(&self) -> Config {
+        let mut c = self.clone();
+        c.reg.token = None;
+        c.reg.ticket = None;
+        c.reg.admin_password = None;
+        c
+    }
+
+    /// The engine port: the one in `management_server`, else `management_port`, else 443.
+    pub fn engine_port(&self) -> u16 {
+        let addr_port = self.reg.engine.as_ref().and_then(|e| e.port);
+        addr_port
+            .or(self.reg.management_port)
+            .unwrap_or(DEFAULT_ENGINE_PORT)
+    }
+}
+
+/// How a setting takes its value, and how it prints its current value (canonical form,
+/// one entry per value; empty when unset).
+type Apply = fn(&mut Config, &str) -> Result<(), Expected>;
+type Show = fn(&Config) -> Vec<String>;
+
+/// One known setting.
+pub struct Setting {
+    /// Canonical name (the kernel argument).
+    pub name: &'static str,
+    /// Other names that mean the same (legacy misspellings, 3.x names).
+    pub aliases: &'static [&'static str],
+    /// Given without `=value` it means "on".
+    pub flag: bool,
+    /// Repeatable settings accumulate instead of the last one winning (CA pins for
+    /// rollover); this clears the values of a lower-precedence source.
+    pub reset: Option<fn(&mut Config)>,
+    /// Never printed; warned about when given on the command line.
+    pub secret: bool,
+    apply: Apply,
+    pub show: Show,
+}
+
+/// A setting with its own apply and show functions.
+macro_rules! custom {
+    ($name:literal, $apply:expr, $show:expr) => {
+        Setting {
+            name: $name,
+            aliases: &[],
+            flag: false,
+            reset: None,
+            secret: false,
+            apply: $apply,
+            show: $show,
+        }
+    };
+}
+
+/// A setting stored in an `Option<T>` field: parsed with `FromStr`, shown with `Display`.
+macro_rules! opt {
+    ($name:literal, [$($alias:literal),*], $($field:ident).+) => {
+        Setting {
+            name: $name, aliases: &[$($alias),*], flag: false, reset: None, secret: false,
+            apply: |c, v| { c.$($field).+ = Some(v.parse()?); Ok(()) },
+            show: |c| c.$($field).+.iter().map(|v| v.to_string()).collect(),
+        }
+    };
+}
+
+/// A setting stored in a plain field with a default: shown only when it differs from it.
+macro_rules! val {
+    ($name:literal, $($field:ident).+) => {
+        Setting {
+            name: $name, aliases: &[], flag: false, reset: None, secret: false,
+            apply: |c, v| { c.$($field).+ = v.parse()?; Ok(()) },
+            show: |c| vec![c.$($field).+.to_string()],
+        }
+    };
+}
+
+/// An on/off setting; given bare (`ovirt.reg.debug`) it means on.
+macro_rules! flag {
+    ($name:literal, $($field:ident).+) => {
+        Setting {
+            name: $name, aliases: &[], flag: true, reset: None, secret: false,
+            apply: |c, v| { c.$($field).+ = parse_bool(v)?; Ok(()) },
+            show: |c| if c.$($field).+ { vec!["1".to_string()] } else { vec![] },
+        }
+    };
+}
+
+/// A secret (`Option<Secret>`), checked by `$check`, never shown.
+macro_rules! secret {
+    ($name:literal, [$($alias:literal),*], $check:expr, $($field:ident).+) => {
+        Setting {
+            name: $name, aliases: &[$($alias),*], flag: false, reset: None, secret: true,
+            apply: |c, v| { c.$($field).+ = Some(Secret::new($check(v)?)); Ok(()) },
+            show: |c| c.$($field).+.iter().map(|v| v.to_string()).collect(),
+        }
+    };
+}
+
+fn show_list<T: fmt::Display>(items: &[T], sep: &str) -> Vec<String> {
+    if items.is_empty() {
+        return vec![];
+    }
+    vec![items
+        .iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(sep)]
+}
+
+/// Every setting the binary understands (ovirt-protocol.md §1, design §6).
+pub static SETTINGS: &[Setting] = &[
+    opt!(
+        "management_server",
+        ["managment_server", "ovirt_managment_server"],
+        reg.engine
+    ),
+    custom!(
+        "management_port",
+        |c, v| {
+            c.reg.management_port = Some(parse_port(v)?);
+            Ok(())
+        },
+        |c| c
+            .reg
+            .management_port
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    ),
+    opt!("management_server_fingerprint", [], reg.ca_sha1),
+    secret!(
+        "rhevm_admin_password",
+        ["engine_admin_password"],
+        parse_crypt_hash,
+        reg.admin_password
+    ),
+    flag!("ovirt_vdsm_disable", reg.vdsm_disabled),
+    custom!(
+        "ssh_pwauth",
+        |c, v| {
+            c.reg.ssh_pwauth = Some(parse_bool(v)?);
+            Ok(())
+        },
+        |c| c
+            .reg
+            .ssh_pwauth
+            .iter()
+            .map(|b| if *b { "1" } else { "0" }.to_string())
+            .collect()
+    ),
+    opt!("BOOTIF", [], net.bootif),
+    opt!("ip", [], net.ip),
+    opt!("netmask", [], net.netmask),
+    custom!(
+        "gateway",
+        |c, v| {
+            c.net.gateway = Some(parse_ip(v).ok_or("an IP address such as 10.0.0.1")?);
+            Ok(())
+        },
+        |c| c.net.gateway.iter().map(|g| g.to_string()).collect()
+    ),
+    opt!("ipv6", [], net.ipv6),
+    custom!(
+        "dns",
+        |c, v| {
+            c.net.dns = parse_ip_list(v)?;
+            Ok(())
+        },
+        |c| show_list(&c.net.dns, ",")
+    ),
+    custom!(
+        "ntp",
+        |c, v| {
+            (c.net.ntp, c.net.ntp_off) = parse_ntp(v)?;
+            Ok(())
+        },
+        |c| if c.net.ntp_off {
+            vec!["off".into()]
+        } else {
+            show_list(&c.net.ntp, ",")
+        }
+    ),
+    opt!("hostname", [], net.hostname),
+    opt!("vlan", [], net.vlan),
+    opt!("bond", ["bond_setup"], net.bond),
+    opt!("network_layout", [], net.layout),
+    Setting {
+        name: "ovirt.reg.ca_pin",
+        aliases: &[],
+        flag: false,
+        reset: Some(|c| c.reg.ca_pins.clear()),
+        secret: false,
+        apply: |c, v| {
+            c.reg.ca_pins.push(v.parse()?);
+            Ok(())
+        },
+        show: |c| c.reg.ca_pins.iter().map(|p| p.to_string()).collect(),
+    },
+    flag!("ovirt.reg.insecure_tofu", reg.insecure_tofu),
+    custom!(
+        "ovirt.reg.token_file",
+        |c, v| {
+            c.reg.token_file = Some(parse_abs_path(v)?);
+            Ok(())
+        },
+        |c| c.reg.token_file.iter().cloned().collect()
+    ),
+    secret!("ovirt.reg.token", [], parse_token, reg.token),
+    secret!("vdsm_reg.ticket", [], parse_token, reg.ticket),
+    custom!(
+        "ovirt.reg.vds_port",
+        |c, v| {
+            c.reg.vds_port = parse_port(v)?;
+            Ok(())
+        },
+        |c| vec![c.reg.vds_port.to_string()]
+    ),
+    val!("ovirt.reg.timeout", reg.timeout),
+    val!("ovirt.reg.retry_base", reg.retry_base),
+    val!("ovirt.reg.retry_cap", reg.retry_cap),
+    val!("ovirt.reg.key", reg.key),
+    custom!(
+        "ovirt.reg.store",
+        |c, v| {
+            c.reg.store = Some(parse_abs_path(v)?);
+            Ok(())
+        },
+        |c| c.reg.store.iter().cloned().collect()
+    ),
+    flag!("ovirt.reg.debug", reg.debug),
+    opt!("ovirt.reg.nic", [], net.nic),
+    val!("ovirt.reg.bridge", net.bridge),
+    val!("ovirt.reg.link_timeout", net.link_timeout),
+    val!("ovirt.reg.netconf", net.netconf),
+];
+
+/// The setting a name (or alias) refers to.
+pub fn lookup(name: &str) -> Option<&'static Setting> {
+    SETTINGS
+        .iter()
+        .find(|s| s.name == name || s.aliases.contains(&name))
+}
+
+/// `ntp=a,b` or `ntp=off`.
+fn parse_ntp(v: &str) -> Result<(Vec<Host>, bool), Expected> {
+    if v == "off" {
+        return Ok((Vec::new(), true));
+    }
+    let servers = v
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::parse)
+        .collect::<Result<_, _>>();
+    Ok((
+        servers
+            .map_err(|_| "a comma-separated list of NTP servers (names or addresses), or off")?,
+        false,
+    ))
+}
+
+/// A crypt(3) hash: `$id$salt$hash` (MD5, SHA-256/512, yescrypt…) or 13-character DES.
+fn parse_crypt_hash(v: &str) -> Result<&str, Expected> {
+    let crypt_char = |b: u8| b.is_ascii_alphanumeric() || b"./$=,-".contains(&b);
+    let modular = v.starts_with('$') && v.matches('$').count() >= 3;
+    let des = v.len() == 13;
+    if (modular || des) && v.bytes().all(crypt_char) {
+        Ok(v)
+    } else {
+        Err("a crypt(3) password hash such as $6$salt$hash (never a plain password)")
+    }
+}
+
+/// A token: printable, no spaces, bounded.
+fn parse_token(v: &str) -> Result<&str, Expected> {
+    if !v.is_empty() && v.len() <= 512 && v.bytes().all(|b| b.is_ascii_graphic()) {
+        Ok(v)
+    } else {
+        Err("a token of 1 to 512 printable characters without spaces")
+    }
+}
+
+/// The result of reading every source: the config, where each value came from, what was
+/// wrong and what deserves a warning.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Loaded {
+    pub config: Config,
+    pub sources: BTreeMap<&'static str, Source>,
+    pub errors: Vec<SettingError>,
+    pub warnings: Vec<String>,
+}
+
+impl Loaded {
+    /// Apply one source's settings. Later calls take precedence. Within a source the last
+    /// value wins, except repeatable settings, which accumulate (and replace those of a
+    /// lower source).
+    pub fn apply_layer(&mut self, source: Source, raw: &[RawSetting]) {
+        let mut seen = HashSet::new();
+        for r in raw {
+            let Some(setting) = lookup(&r.name) else {
+                self.warn_unknown(&r.name, source);
+                continue;
+            };
+            if let Some(reset) = setting.reset {
+                if seen.insert(setting.name) {
+                    reset(&mut self.config);
+                }
+            }
+            self.apply_one(setting, r, source);
+        }
+    }
+
+    fn apply_one(&mut self, setting: &'static Setting, raw: &RawSetting, source: Source) {
+        let value = match (&raw.value, setting.flag) {
+            (Some(v), _) => v.as_str(),
+            (None, true) => "1",
+            (None, false) => {
+                self.error(setting, "", "a value (NAME=VALUE)", source);
+                return;
+            }
+        };
+        if setting.secret && source == Source::Cmdline {
+            self.warnings.push(format!(
+                "{} was given on the kernel command line, which every local user can read; put it in a file instead",
+                setting.name
+            ));
+        }
+        match (setting.apply)(&mut self.config, value) {
+            Ok(()) => {
+                self.sources.insert(setting.name, source);
+            }
+            Err(expected) => self.error(setting, value, expected, source),
+        }
+    }
+
+    fn error(&mut self, setting: &Setting, value: &str, expected: &str, source: Source) {
+        let value = if setting.secret {
+            crate::secret::REDACTED.to_string()
+        } else {
+            value.to_string()
+        };
+        self.errors.push(SettingError {
+            name: setting.name.to_string(),
+            value,
+            expected: expected.to_string(),
+            source,
+        });
+    }
+
+    /// Unknown arguments are ignored (the kernel command line is shared with everyone),
+    /// but an unknown name in our own namespace is almost certainly a typo.
+    fn warn_unknown(&mut self, name: &str, source: Source) {
+        if name.starts_with("ovirt.reg.") {
+            self.warnings
+                .push(format!("unknown setting {name} (from {source}) ignored"));
+        }
+    }
+
+    /// The settings that did not come from the defaults, as kernel arguments (secrets
+    /// left out), quoted as the kernel expects.
+    pub fn to_kargs(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in SETTINGS
+            .iter()
+            .filter(|s| !s.secret && self.sources.contains_key(s.name))
+        {
+            for v in (s.show)(&self.config) {
+                out.push(if v.contains(char::is_whitespace) {
+                    format!("{}=\"{v}\"", s.name)
+                } else {
+                    format!("{}={v}", s.name)
+                });
+            }
+        }
+        out
+    }
+
+    /// Where a setting's value came from (default when never set).
+    pub fn source_of(&self, name: &str) -> Source {
+        self.sources.get(name).copied().unwrap_or(Source::Default)
+    }
+}
+
+/// Read every source under `root`: vdsm-reg.conf, /etc/default/ovirt, then the kernel
+/// command line from `cmdline` (a host path; `/proc/cmdline` by default). A missing
+/// configuration file is simply empty; an unreadable command line is an error.
+pub fn load(root: &crate::paths::Root, cmdline: &std::path::Path) -> anyhow::Result<Loaded> {
+    use crate::fsutil::read_optional;
+    use crate::paths::{DEFAULT_OVIRT, VDSM_REG_CONF};
+    use anyhow::Context;
+    let mut loaded = Loaded::default();
+    if let Some(text) = read_optional(&root.join(VDSM_REG_CONF))? {
+        crate::legacy::apply_vdsm_reg_conf(&mut loaded, &text);
+    }
+    if let Some(text) = read_optional(&root.join(DEFAULT_OVIRT))? {
+        crate::legacy::apply_default_ovirt(&mut loaded, &text);
+    }
+    let text = std::fs::read(cmdline)
+        .with_context(|| format!("reading the kernel command line from {}", cmdline.display()))?;
+    crate::cmdline::apply(&mut loaded, &String::from_utf8_lossy(&text));
+    Ok(loaded)
+}

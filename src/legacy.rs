@@ -1,1 +1,329 @@
-//! (being written)
+//! The configuration files the real oVirt Node reads and writes, kept compatible:
+//!
+//! * `/etc/default/ovirt`: shell variables `OVIRT_<NAME>="value"`, written by the node's
+//!   early boot from the kernel command line (ovirt-protocol.md §1.1, §1.3).
+//! * `/etc/vdsm-reg/vdsm-reg.conf`: INI section `[vars]` of vdsm-reg (§2.2, §2.3).
+//!
+//! Both are updated line by line: unknown lines and comments are kept as they are.
+
+use crate::config::{Config, Loaded, RawSetting, Source, SETTINGS};
+use crate::values::{parse_ip, IpMethod, IpSetting};
+
+// ---------------------------------------------------------------- /etc/default/ovirt
+
+/// `OVIRT_<NAME>` for a setting: `management_server` → `OVIRT_MANAGEMENT_SERVER`,
+/// `ovirt_vdsm_disable` → `OVIRT_VDSM_DISABLE`, `ovirt.reg.ca_pin` → `OVIRT_REG_CA_PIN`.
+pub fn ovirt_var(setting: &str) -> String {
+    let bare = setting
+        .strip_prefix("ovirt.")
+        .or_else(|| setting.strip_prefix("ovirt_"))
+        .unwrap_or(setting);
+    format!("OVIRT_{}", bare.replace('.', "_").to_ascii_uppercase())
+}
+
+/// Settings the node keeps in other variables (`ip=` is split in three, like ovirt-early).
+const IP_ADDRESS: &str = "OVIRT_IP_ADDRESS";
+const IP_GATEWAY: &str = "OVIRT_IP_GATEWAY";
+const IP_NETMASK: &str = "OVIRT_IP_NETMASK";
+
+/// Parse shell variable assignments (`NAME=value`, `NAME="value"`, `NAME='value'`,
+/// optional `export`); everything else is ignored.
+pub fn parse_shell_vars(text: &str) -> Vec<(String, String)> {
+    text.lines().filter_map(parse_shell_line).collect()
+}
+
+fn parse_shell_line(line: &str) -> Option<(String, String)> {
+    let line = line.trim();
+    let line = line.strip_prefix("export ").unwrap_or(line);
+    let (name, value) = line.split_once('=')?;
+    let name_ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    name_ok.then(|| (name.to_string(), unquote_shell(value)))
+}
+
+fn unquote_shell(value: &str) -> String {
+    if let Some(inner) = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
+        return inner.to_string();
+    }
+    let inner = value
+        .strip_prefix('"')
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or(value);
+    let mut out = String::new();
+    let mut chars = inner.chars();
+    while let Some(c) = chars.next() {
+        match (c, chars.clone().next()) {
+            ('\\', Some(n @ ('"' | '\\' | '$' | '`'))) => {
+                out.push(n);
+                chars.next();
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn quote_shell(value: &str) -> String {
+    let mut out = String::from("\"");
+    for c in value.chars() {
+        if matches!(c, '"' | '\\' | '$' | '`') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// Read `/etc/default/ovirt` into `loaded`.
+pub fn apply_default_ovirt(loaded: &mut Loaded, text: &str) {
+    let vars = parse_shell_vars(text);
+    let get = |k: &str| {
+        vars.iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let mut raw = Vec::new();
+    for s in SETTINGS
+        .iter()
+        .filter(|s| !s.secret && !matches!(s.name, "ip" | "netmask" | "gateway"))
+    {
+        if let Some(v) = get(&ovirt_var(s.name)) {
+            for part in split_repeated(s, v) {
+                raw.push(RawSetting::new(s.name, Some(part)));
+            }
+        }
+    }
+    raw.extend(ip_from_vars(
+        get(IP_ADDRESS),
+        get(IP_GATEWAY),
+        get(IP_NETMASK),
+    ));
+    loaded.apply_layer(Source::DefaultOvirt, &raw);
+}
+
+/// A repeatable setting is kept as space-separated values in one variable.
+fn split_repeated<'a>(s: &crate::config::Setting, v: &'a str) -> Vec<&'a str> {
+    if s.reset.is_some() {
+        v.split_whitespace().collect()
+    } else {
+        vec![v]
+    }
+}
+
+/// `OVIRT_IP_ADDRESS` empty means DHCP (ovirt-early clears it for `ip=dhcp`).
+fn ip_from_vars(addr: Option<&str>, gw: Option<&str>, mask: Option<&str>) -> Vec<RawSetting> {
+    let mut raw = Vec::new();
+    match addr {
+        Some("") => raw.push(RawSetting::new("ip", Some("dhcp"))),
+        Some("off") => raw.push(RawSetting::new("ip", Some("off"))),
+        Some(a) => {
+            let bracket = |s: &str| {
+                if s.contains(':') {
+                    format!("[{s}]")
+                } else {
+                    s.to_string()
+                }
+            };
+            let v = format!(
+                "{}::{}:{}",
+                bracket(a),
+                gw.map(bracket).unwrap_or_default(),
+                mask.unwrap_or("")
+            );
+            raw.push(RawSetting::new("ip", Some(&v)));
+            return raw;
+        }
+        None => {}
+    }
+    if let Some(g) = gw.filter(|g| !g.is_empty()) {
+        raw.push(RawSetting::new("gateway", Some(g)));
+    }
+    if let Some(m) = mask.filter(|m| !m.is_empty()) {
+        raw.push(RawSetting::new("netmask", Some(m)));
+    }
+    raw
+}
+
+/// The variables to store for the settings that came from the kernel command line
+/// (what ovirt-early saves); secrets are never written to this world-readable file.
+pub fn default_ovirt_vars(loaded: &Loaded) -> Vec<(String, String)> {
+    let c = &loaded.config;
+    let mut out = Vec::new();
+    for s in SETTINGS
+        .iter()
+        .filter(|s| !s.secret && loaded.source_of(s.name) == Source::Cmdline)
+    {
+        match s.name {
+            "ip" | "netmask" | "gateway" => {}
+            _ => out.push((ovirt_var(s.name), (s.show)(c).join(" "))),
+        }
+    }
+    out.extend(ip_vars(c, loaded));
+    out
+}
+
+/// `OVIRT_IP_ADDRESS/GATEWAY/NETMASK` from `ip=` (its fields first) or `gateway=`/`netmask=`.
+fn ip_vars(c: &Config, loaded: &Loaded) -> Vec<(String, String)> {
+    let from_cmdline = |n: &str| loaded.source_of(n) == Source::Cmdline;
+    let ip = c.net.ip.as_ref().filter(|_| from_cmdline("ip"));
+    let mut out = Vec::new();
+    if let Some(ip) = ip {
+        out.push((IP_ADDRESS.to_string(), ip_address_value(ip)));
+    }
+    let gw = ip
+        .and_then(|i| i.gateway)
+        .or(c.net.gateway.filter(|_| from_cmdline("gateway")));
+    if let Some(gw) = gw {
+        out.push((IP_GATEWAY.to_string(), gw.to_string()));
+    }
+    let mask = ip
+        .and_then(|i| i.netmask)
+        .or(c.net.netmask.filter(|_| from_cmdline("netmask")));
+    if let Some(mask) = mask {
+        out.push((IP_NETMASK.to_string(), mask.to_string()));
+    }
+    out
+}
+
+fn ip_address_value(ip: &IpSetting) -> String {
+    match (ip.method, ip.address) {
+        (_, Some(a)) => a.to_string(),
+        (Some(IpMethod::Off), None) => "off".to_string(),
+        _ => String::new(),
+    }
+}
+
+/// Update `existing` (the current file, possibly empty) with `vars`: an assignment of the
+/// same name is replaced in place, others are appended; every other line is kept.
+pub fn render_default_ovirt(existing: &str, vars: &[(String, String)]) -> String {
+    let mut lines: Vec<String> = existing.lines().map(str::to_string).collect();
+    for (name, value) in vars {
+        let line = format!("{name}={}", quote_shell(value));
+        let pos = lines
+            .iter()
+            .position(|l| parse_shell_line(l).is_some_and(|(n, _)| &n == name));
+        match pos {
+            Some(i) => lines[i] = line,
+            None => lines.push(line),
+        }
+    }
+    join_lines(&lines)
+}
+
+fn join_lines(lines: &[String]) -> String {
+    let mut out = lines.join("\n");
+    if !out.is_empty() {
+        out.push('\n');
+    }
+    out
+}
+
+// ---------------------------------------------------------------- vdsm-reg.conf
+
+/// `key=value` or `key = value` inside `[vars]` (ConfigParser writes the spaced form).
+fn parse_ini_vars(text: &str) -> Vec<(String, String)> {
+    let mut in_vars = false;
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_vars = line == "[vars]";
+        } else if in_vars && !line.starts_with(['#', ';']) {
+            if let Some((k, v)) = line.split_once('=') {
+                out.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// Read `vdsm-reg.conf` into `loaded`. The string `None` means unset, as in vdsm-reg;
+/// `vdc_host_ip` is used only when `vdc_host_name` is unset.
+pub fn apply_vdsm_reg_conf(loaded: &mut Loaded, text: &str) {
+    let vars = parse_ini_vars(text);
+    let get = |k: &str| {
+        vars.iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty() && *v != "None")
+    };
+    let mut raw = Vec::new();
+    if let Some(host) = get("vdc_host_name").or(get("vdc_host_ip")) {
+        let host = if host.contains(':') && parse_ip(host).is_some() {
+            format!("[{host}]")
+        } else {
+            host.to_string()
+        };
+        raw.push(RawSetting::new("management_server", Some(&host)));
+    }
+    let map = [
+        ("vdc_host_port", "management_port"),
+        ("fingerprint", "management_server_fingerprint"),
+        ("ticket", "vdsm_reg.ticket"),
+        ("vdc_reg_port", "ovirt.reg.vds_port"),
+    ];
+    for (key, setting) in map {
+        if let Some(v) = get(key) {
+            raw.push(RawSetting::new(setting, Some(v)));
+        }
+    }
+    loaded.apply_layer(Source::VdsmRegConf, &raw);
+}
+
+/// Update `vdsm-reg.conf` the way vdsm-config does (§2.3): `vdc_host_name=` and
+/// `vdc_host_port=` rewritten without spaces around `=` (vdsm-reg's own parser needs
+/// that), any `fingerprint=` line removed and the new one appended. Unlike vdsm-config's
+/// `sed`, a missing key is added to `[vars]` instead of silently not written.
+pub fn render_vdsm_reg_conf(existing: &str, config: &Config) -> String {
+    let Some(engine) = &config.reg.engine else {
+        return existing.to_string();
+    };
+    let mut lines: Vec<String> = existing.lines().map(str::to_string).collect();
+    if !lines.iter().any(|l| l.trim() == "[vars]") {
+        lines.insert(0, "[vars]".to_string());
+    }
+    set_ini_key(&mut lines, "vdc_host_name", &engine.host.bare());
+    set_ini_key(
+        &mut lines,
+        "vdc_host_port",
+        &config.engine_port().to_string(),
+    );
+    if let Some(fp) = &config.reg.ca_sha1 {
+        lines.retain(|l| ini_key(l) != Some("fingerprint"));
+        lines.push(format!("fingerprint={fp}"));
+    }
+    join_lines(&lines)
+}
+
+fn ini_key(line: &str) -> Option<&str> {
+    line.split_once('=').map(|(k, _)| k.trim())
+}
+
+/// Replace `key=…` (spaced or not) of `[vars]` in place, or add it at the end of `[vars]`.
+fn set_ini_key(lines: &mut Vec<String>, key: &str, value: &str) {
+    let line = format!("{key}={value}");
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == "[vars]")
+        .map_or(0, |i| i + 1);
+    let len = lines[start..]
+        .iter()
+        .position(|l| l.trim_start().starts_with('['))
+        .unwrap_or(lines.len() - start);
+    let section = start..start + len;
+    match section.clone().find(|&i| ini_key(&lines[i]) == Some(key)) {
+        Some(i) => lines[i] = line,
+        None => {
+            // After the last non-blank line of the section.
+            let at = section
+                .rev()
+                .find(|&i| !lines[i].trim().is_empty())
+                .map_or(start, |i| i + 1);
+            lines.insert(at, line);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

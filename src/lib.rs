@@ -14,3 +14,4 @@ pub mod paths;
 pub mod secret;
 pub mod status;
 pub mod store;
+pub mod values;

@@ -1,7 +1,300 @@
-fn main() {
-    std::process::exit(ovirt_node_reg_main());
+//! Command-line entry point: parses arguments and dispatches; the work is in the library.
+
+use anyhow::{Context, Result};
+use argh::FromArgs;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use ovirt_node_reg::config::{self, Loaded, SETTINGS};
+use ovirt_node_reg::paths::{self, Root};
+use ovirt_node_reg::status::{self, Outcome, Status};
+use ovirt_node_reg::store::{Persisted, Store};
+use ovirt_node_reg::{flow, logging};
+
+#[derive(FromArgs)]
+/// Register this oVirt Node with the oVirt Engine early in boot.
+struct Cli {
+    /// directory to treat as the root of the system (default: /)
+    #[argh(option, default = "PathBuf::from(\"/\")")]
+    root: PathBuf,
+    /// file holding the kernel command line (default: ROOT/proc/cmdline)
+    #[argh(option)]
+    cmdline: Option<PathBuf>,
+    /// log debug messages
+    #[argh(switch)]
+    debug: bool,
+    /// also log to /dev/kmsg (the default when running as PID 1)
+    #[argh(switch)]
+    kmsg: bool,
+    #[argh(subcommand)]
+    command: Command,
 }
 
-fn ovirt_node_reg_main() -> i32 {
-    0
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Command {
+    Boot(BootCmd),
+    Config(ConfigCmd),
+    Persist(PersistCmd),
+    Unpersist(UnpersistCmd),
+    Restore(RestoreCmd),
+    Status(StatusCmd),
+    Version(VersionCmd),
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "boot")]
+/// run the registration flow from the first step not done yet
+struct BootCmd {}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "config")]
+/// inspect the configuration
+struct ConfigCmd {
+    #[argh(subcommand)]
+    command: ConfigSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum ConfigSub {
+    Show(ConfigShowCmd),
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "show")]
+/// print the effective configuration and where each value came from
+struct ConfigShowCmd {
+    /// print JSON instead of text
+    #[argh(switch)]
+    json: bool,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "persist")]
+/// keep files or directories across reboots in the config store
+struct PersistCmd {
+    /// absolute paths to persist
+    #[argh(positional)]
+    paths: Vec<PathBuf>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "unpersist")]
+/// stop keeping files in the config store (the live copy stays)
+struct UnpersistCmd {
+    /// absolute paths to unpersist
+    #[argh(positional)]
+    paths: Vec<PathBuf>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "restore")]
+/// bind-mount every persisted file over its live path (done at boot)
+struct RestoreCmd {}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "status")]
+/// print the state of the last run
+struct StatusCmd {
+    /// print JSON instead of text
+    #[argh(switch)]
+    json: bool,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "version")]
+/// print the version
+struct VersionCmd {}
+
+fn main() -> ExitCode {
+    let cli: Cli = argh::from_env();
+    let kmsg = cli.kmsg || rustix::process::getpid().is_init();
+    logging::init(cli.debug, kmsg);
+    match run(&cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("ovirt-node-reg: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<ExitCode> {
+    let root = Root::new(&cli.root);
+    let cmdline = cli
+        .cmdline
+        .clone()
+        .unwrap_or_else(|| root.join(paths::PROC_CMDLINE));
+    match &cli.command {
+        Command::Version(_) => {
+            println!("ovirt-node-reg {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCmd {
+            command: ConfigSub::Show(c),
+        }) => config_show(&root, &cmdline, c.json),
+        Command::Status(c) => show_status(&root, c.json),
+        Command::Boot(_) => Ok(boot(&root, &cmdline)),
+        Command::Persist(c) => store_paths(&root, &cmdline, &c.paths, true),
+        Command::Unpersist(c) => store_paths(&root, &cmdline, &c.paths, false),
+        Command::Restore(_) => restore(&root, &cmdline),
+    }
+}
+
+fn load(root: &Root, cmdline: &Path) -> Result<Loaded> {
+    let loaded = config::load(root, cmdline)?;
+    for w in &loaded.warnings {
+        log::warn!("{w}");
+    }
+    Ok(loaded)
+}
+
+fn config_show(root: &Root, cmdline: &Path, json: bool) -> Result<ExitCode> {
+    let loaded = config::load(root, cmdline)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&config_json(&loaded))?);
+    } else {
+        print!("{}", config_text(&loaded));
+    }
+    Ok(if loaded.errors.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+fn config_text(loaded: &Loaded) -> String {
+    let mut out = String::from("# effective configuration (kernel command line > /etc/default/ovirt > vdsm-reg.conf > defaults)\n");
+    for s in SETTINGS {
+        let value = (s.show)(&loaded.config).join(" ");
+        let value = if value.is_empty() {
+            "-".to_string()
+        } else {
+            value
+        };
+        out += &format!(
+            "{:<32} = {:<40} ({})\n",
+            s.name,
+            value,
+            loaded.source_of(s.name)
+        );
+    }
+    out += &format!(
+        "{:<32} = {}\n",
+        "(effective engine port)",
+        loaded.config.engine_port()
+    );
+    for e in &loaded.errors {
+        out += &format!("error: {e}\n");
+    }
+    for w in &loaded.warnings {
+        out += &format!("warning: {w}\n");
+    }
+    out
+}
+
+fn config_json(loaded: &Loaded) -> serde_json::Value {
+    let settings: serde_json::Map<String, serde_json::Value> = SETTINGS
+        .iter()
+        .map(|s| {
+            let values = (s.show)(&loaded.config);
+            let entry = serde_json::json!({ "values": values, "source": loaded.source_of(s.name) });
+            (s.name.to_string(), entry)
+        })
+        .collect();
+    serde_json::json!({
+        "settings": settings,
+        "config": loaded.config,
+        "engine_port": loaded.config.engine_port(),
+        "errors": loaded.errors,
+        "warnings": loaded.warnings,
+    })
+}
+
+fn show_status(root: &Root, json: bool) -> Result<ExitCode> {
+    let Some(st) = status::read(root)? else {
+        println!(
+            "no status: ovirt-node-reg has not run since boot ({} is missing)",
+            paths::STATUS_FILE
+        );
+        return Ok(ExitCode::from(3));
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&st)?);
+    } else {
+        println!("{}", st.to_text());
+    }
+    Ok(if st.result == Outcome::Failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// The boot flow. Never returns an error: every failure becomes a status and a banner.
+fn boot(root: &Root, cmdline: &Path) -> ExitCode {
+    let st = match load(root, cmdline).and_then(|l| open_store(root, &l).map(|s| (l, s))) {
+        Ok((loaded, store)) => {
+            if let Err(e) = store.restore() {
+                log::warn!("restoring persisted files: {e:#}");
+            }
+            flow::boot(root, &loaded, &store)
+        }
+        Err(e) => {
+            let mut st = Status::start();
+            st.set("configured", Outcome::Failed, Some(format!("{e:#}")));
+            if let Err(w) = status::write(root, &st) {
+                log::warn!("cannot write the status file: {w:#}");
+            }
+            st
+        }
+    };
+    eprintln!("{}", st.banner());
+    if st.result == Outcome::Failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn open_store(root: &Root, loaded: &Loaded) -> Result<Store> {
+    Store::open(root, loaded.config.reg.store.as_deref()).context("opening the config store")
+}
+
+fn store_paths(root: &Root, cmdline: &Path, list: &[PathBuf], persist: bool) -> Result<ExitCode> {
+    anyhow::ensure!(!list.is_empty(), "give at least one absolute path");
+    let store = open_store(root, &load(root, cmdline)?)?;
+    let mut failed = false;
+    for p in list {
+        let result = if persist {
+            store.persist(p).map(|r| match r {
+                Persisted::Added => "persisted",
+                Persisted::Updated => "updated",
+                Persisted::Unchanged => "already persisted, unchanged",
+            })
+        } else {
+            store.unpersist(p).map(|()| "unpersisted")
+        };
+        match result {
+            Ok(what) => println!("{}: {what}", p.display()),
+            Err(e) => {
+                eprintln!("ovirt-node-reg: {}: {e:#}", p.display());
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn restore(root: &Root, cmdline: &Path) -> Result<ExitCode> {
+    let store = open_store(root, &load(root, cmdline)?)?;
+    for p in store.restore()? {
+        println!("restored {}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,1 +1,184 @@
-//! (being written)
+//! What happened, for people: the status file, `ovirt-node-reg status`, the console banner.
+//!
+//! `/run/ovirt-node-reg/status.json` holds the step reached, the result, a one-line
+//! reason and timestamps. It never holds secrets: reasons are built from settings errors,
+//! which redact secret values.
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::fsutil::{read_optional, write_atomic_str};
+use crate::paths::{Root, STATUS_FILE};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    Running,
+    Ok,
+    /// Done for this boot stage, more to do later (e.g. waiting for approval).
+    Waiting,
+    Failed,
+    /// `ovirt_vdsm_disable` was given: nothing to do.
+    Disabled,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Outcome::Running => "running",
+            Outcome::Ok => "ok",
+            Outcome::Waiting => "waiting",
+            Outcome::Failed => "FAILED",
+            Outcome::Disabled => "disabled",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    pub version: String,
+    pub step: String,
+    pub result: Outcome,
+    pub reason: Option<String>,
+    pub completed: Vec<String>,
+    pub started_at: String,
+    pub updated_at: String,
+}
+
+impl Status {
+    pub fn start() -> Status {
+        let now = now_rfc3339();
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            step: "start".to_string(),
+            result: Outcome::Running,
+            reason: None,
+            completed: Vec::new(),
+            started_at: now.clone(),
+            updated_at: now,
+        }
+    }
+
+    /// Move to a new step/result, stamping the time.
+    pub fn set(&mut self, step: &str, result: Outcome, reason: Option<String>) {
+        self.step = step.to_string();
+        self.result = result;
+        self.reason = reason;
+        self.updated_at = now_rfc3339();
+    }
+
+    /// The one line printed on the console at the end of a run.
+    pub fn banner(&self) -> String {
+        let reason = self
+            .reason
+            .as_deref()
+            .map(|r| format!(": {r}"))
+            .unwrap_or_default();
+        match self.result {
+            Outcome::Failed => format!("ovirt-node-reg: FAILED at step {}{reason}", self.step),
+            r => format!("ovirt-node-reg: {r}, step {}{reason}", self.step),
+        }
+    }
+
+    /// Human-readable form for `ovirt-node-reg status`.
+    pub fn to_text(&self) -> String {
+        let mut out = format!(
+            "result:    {}\nstep:      {}\nreason:    {}\ncompleted: {}\nstarted:   {}\nupdated:   {}\nversion:   {}\n",
+            self.result,
+            self.step,
+            self.reason.as_deref().unwrap_or("-"),
+            if self.completed.is_empty() { "-".to_string() } else { self.completed.join(" → ") },
+            self.started_at,
+            self.updated_at,
+            self.version
+        );
+        out.truncate(out.trim_end().len());
+        out
+    }
+}
+
+/// Write the status file under `root` (0644: it holds nothing secret).
+pub fn write(root: &Root, status: &Status) -> Result<()> {
+    let json = serde_json::to_string_pretty(status).context("encoding the status")?;
+    write_atomic_str(&root.join(STATUS_FILE), &(json + "\n"), 0o644)
+}
+
+/// Read the status file; `None` when this boot has not run the binary yet.
+pub fn read(root: &Root) -> Result<Option<Status>> {
+    let path = root.join(STATUS_FILE);
+    match read_optional(&path)? {
+        None => Ok(None),
+        Some(text) => serde_json::from_str(&text)
+            .map(Some)
+            .with_context(|| format!("{} is not a valid status file", path.display())),
+    }
+}
+
+/// The current UTC time as RFC 3339 (`2026-11-25T14:52:50Z`).
+pub fn now_rfc3339() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    rfc3339(secs)
+}
+
+/// Seconds since the epoch as RFC 3339 UTC (civil-from-days, Howard Hinnant's algorithm).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_known_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_795_618_370), "2026-11-25T14:52:50Z");
+    }
+
+    #[test]
+    fn round_trip_and_banner() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::new(d.path());
+        assert!(read(&root).unwrap().is_none());
+        let mut s = Status::start();
+        s.set(
+            "configured",
+            Outcome::Failed,
+            Some("management_server=x:0: expected HOST[:PORT]".into()),
+        );
+        write(&root, &s).unwrap();
+        assert_eq!(read(&root).unwrap().unwrap(), s);
+        assert_eq!(s.banner(), "ovirt-node-reg: FAILED at step configured: management_server=x:0: expected HOST[:PORT]");
+    }
+
+    #[test]
+    fn garbage_status_file_is_an_error_not_a_panic() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::new(d.path());
+        write_atomic_str(&root.join(STATUS_FILE), "{not json", 0o644).unwrap();
+        let err = read(&root).unwrap_err().to_string();
+        assert!(err.contains("not a valid status file"), "{err}");
+    }
+}
