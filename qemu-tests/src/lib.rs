@@ -1,1 +1,162 @@
-//! Engine simulator and QEMU harness (grows with the registration and boot issues).
+//! Engine simulator (and, later, the QEMU harness) for ovirt-node-reg.
+//!
+//! The simulator stands in for the oVirt Engine's registration side: the `host-register`
+//! servlet (protocol v1, ovirt-protocol.md §3), the `pki-resource` servlet and the legacy
+//! `/ca.crt` and `/engine.ssh.key.txt` paths, with its own CA, an admin API, an event log and
+//! fault switches. Tests start it in-process:
+//!
+//! ```no_run
+//! use qemu_tests::{Simulator, SimConfig};
+//! let sim = Simulator::start(SimConfig::default()).unwrap();
+//! println!("{} pin sha256:{}", sim.base_url(), sim.ca_sha256());
+//! ```
+
+pub mod admin;
+pub mod ca;
+pub mod client;
+pub mod config;
+pub mod events;
+pub mod faults;
+pub mod hosts;
+pub mod http;
+mod router;
+pub mod server;
+pub mod servlet;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+pub use config::SimConfig;
+pub use events::{Event, EventKind};
+pub use faults::{FaultKind, FaultSpec};
+pub use hosts::{Host, HostStatus};
+
+use server::Shared;
+
+pub struct Simulator;
+
+impl Simulator {
+    /// Binds the listeners, creates or loads the CA and starts serving in background threads.
+    pub fn start(config: SimConfig) -> anyhow::Result<Handle> {
+        let (shared, threads) = server::start(config)?;
+        Ok(Handle { shared, threads })
+    }
+}
+
+/// A running simulator; dropping it stops it.
+pub struct Handle {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Handle {
+    /// The HTTPS listener's address.
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.https_addr
+    }
+
+    pub fn port(&self) -> u16 {
+        self.shared.https_addr.port()
+    }
+
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.shared.http_addr
+    }
+
+    /// `https://IP:PORT`, no trailing slash.
+    pub fn base_url(&self) -> String {
+        format!("https://{}", self.shared.https_addr)
+    }
+
+    /// The engine CA exactly as `get-pki-trust` serves it.
+    pub fn ca_pem(&self) -> String {
+        self.shared.pki.ca.pem()
+    }
+
+    pub fn ca_der(&self) -> Vec<u8> {
+        self.shared.pki.ca.der().to_vec()
+    }
+
+    /// Pin for `ovirt.reg.ca_pin=sha256:…`.
+    pub fn ca_sha256(&self) -> String {
+        ca::sha256_hex(self.shared.pki.ca.der())
+    }
+
+    /// Legacy `management_server_fingerprint` (SHA-1, colon hex).
+    pub fn ca_sha1(&self) -> String {
+        ca::sha1_colon(self.shared.pki.ca.der())
+    }
+
+    /// The CA behind the wrong-CA fault.
+    pub fn other_ca_pem(&self) -> String {
+        self.shared.pki.other_ca.pem()
+    }
+
+    /// The `get-ssh-trust` line (ends with ` ovirt-engine\n`).
+    pub fn ssh_key_line(&self) -> String {
+        self.shared.pki.engine_ssh_key(Some(ca::SSH_KEY_ALIAS))
+    }
+
+    pub fn info(&self) -> admin::Info {
+        admin::info(&self.shared)
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.shared.events.since(0)
+    }
+
+    pub fn events_since(&self, seq: u64) -> Vec<Event> {
+        self.shared.events.since(seq)
+    }
+
+    /// Only the request events.
+    pub fn requests(&self) -> Vec<Event> {
+        self.events()
+            .into_iter()
+            .filter(Event::is_request)
+            .collect()
+    }
+
+    pub fn hosts(&self) -> Vec<Host> {
+        self.shared.hosts.list()
+    }
+
+    pub fn host(&self, unique_id: &str) -> Option<Host> {
+        self.shared.hosts.get(unique_id)
+    }
+
+    /// Approves a host; `None` if the id is unknown.
+    pub fn approve(&self, unique_id: &str) -> Option<Host> {
+        admin::set_host_status(&self.shared, unique_id, HostStatus::Approved)
+    }
+
+    pub fn reject(&self, unique_id: &str) -> Option<Host> {
+        admin::set_host_status(&self.shared, unique_id, HostStatus::Rejected)
+    }
+
+    pub fn set_fault(&self, fault: FaultSpec) {
+        admin::add_fault(&self.shared, fault);
+    }
+
+    pub fn clear_faults(&self) {
+        admin::clear(&self.shared);
+    }
+
+    pub fn active_faults(&self) -> Vec<FaultSpec> {
+        self.shared.faults.list()
+    }
+
+    /// Stops accepting and waits for the accept threads; connections in progress end on
+    /// their own timeouts (stalls end early).
+    pub fn stop(mut self) {
+        server::stop(&self.shared, &mut self.threads);
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        server::stop(&self.shared, &mut self.threads);
+    }
+}

@@ -1,0 +1,93 @@
+//! `engine-sim`: the engine simulator as a standalone process, for QEMU scenarios and for
+//! trying the node binary by hand. See qemu-tests/README.md.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Result;
+use argh::FromArgs;
+use qemu_tests::{FaultSpec, SimConfig, Simulator};
+
+/// A stand-in for the oVirt Engine's host registration endpoints.
+#[derive(FromArgs)]
+struct Args {
+    /// HTTPS address to listen on (default 127.0.0.1:0, a free port)
+    #[argh(option, default = "SocketAddr::from(([127, 0, 0, 1], 0))")]
+    listen: SocketAddr,
+    /// also serve plain HTTP here (legacy paths, target of the redirect fault)
+    #[argh(option)]
+    http_listen: Option<SocketAddr>,
+    /// keep the CA and engine key in this directory, so pins survive restarts
+    #[argh(option)]
+    state_dir: Option<PathBuf>,
+    /// write the JSON-lines event log here
+    #[argh(option)]
+    event_log: Option<PathBuf>,
+    /// engine name (CN of the engine and server certificates)
+    #[argh(option, default = "String::from(\"engine-sim.test\")")]
+    fqdn: String,
+    /// extra server certificate SAN, DNS name or IP (repeatable)
+    #[argh(option)]
+    san: Vec<String>,
+    /// do not put the QEMU guestfwd address 10.0.2.100 into the certificate
+    #[argh(switch)]
+    no_guest_san: bool,
+    /// auto-approve pattern, like the engine's AutoApprovePatterns (repeatable)
+    #[argh(option)]
+    auto_approve: Vec<String>,
+    /// fault switch, e.g. status:status=503,retry_after=2,count=3 (repeatable)
+    #[argh(option)]
+    fault: Vec<FaultSpec>,
+    /// write the JSON from GET /admin/info here once listening
+    #[argh(option)]
+    ready_file: Option<PathBuf>,
+}
+
+fn main() -> Result<()> {
+    let args: Args = argh::from_env();
+    let mut config = SimConfig {
+        listen: args.listen,
+        http_listen: args.http_listen,
+        state_dir: args.state_dir,
+        event_log: args.event_log,
+        fqdn: args.fqdn,
+        auto_approve: args.auto_approve,
+        faults: args.fault,
+        ..SimConfig::default()
+    };
+    if args.no_guest_san {
+        config.extra_names.clear();
+    }
+    config.extra_names.extend(args.san);
+    let sim = Simulator::start(config)?;
+    announce(&sim, args.ready_file)?;
+    // Serve until killed; the threads do the work.
+    loop {
+        std::thread::park();
+    }
+}
+
+fn announce(sim: &qemu_tests::Handle, ready_file: Option<PathBuf>) -> Result<()> {
+    let info = sim.info();
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "engine-sim listening on {}", info.https_url)?;
+    if let Some(url) = &info.http_url {
+        writeln!(out, "engine-sim plain http on {url}")?;
+    }
+    writeln!(out, "engine-sim CA sha256 {}", info.ca_sha256)?;
+    writeln!(out, "engine-sim CA sha1 {}", info.ca_sha1)?;
+    writeln!(
+        out,
+        "engine-sim karg ovirt.reg.ca_pin=sha256:{}",
+        info.ca_sha256
+    )?;
+    out.flush()?;
+    if let Some(path) = ready_file {
+        // Write then rename, so a harness polling for the file never reads half of it.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&info)?)?;
+        std::fs::rename(tmp, path)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,66 @@
+//! What one simulator run looks like. Defaults suit in-process tests: an ephemeral loopback
+//! port, a fresh CA, no files.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::faults::FaultSpec;
+
+/// The address QEMU guests reach the host at through `guestfwd` with `restrict=on`
+/// (qemu-harness.md §7); the server certificate must name it.
+pub const GUEST_ENGINE_ADDR: &str = "10.0.2.100";
+
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// HTTPS listener (port 0: pick a free one).
+    pub listen: SocketAddr,
+    /// Optional plain-HTTP listener: same endpoints, target of the redirect fault.
+    pub http_listen: Option<SocketAddr>,
+    /// Where the CA and the engine key live between runs; `None`: generated per run.
+    pub state_dir: Option<PathBuf>,
+    /// JSON-lines event log file (truncated at start).
+    pub event_log: Option<PathBuf>,
+    /// The engine's name: CN of the engine and server certificates.
+    pub fqdn: String,
+    /// Server certificate SANs besides `127.0.0.1` and `localhost`.
+    pub extra_names: Vec<String>,
+    /// `AutoApprovePatterns`.
+    pub auto_approve: Vec<String>,
+    /// Fault switches active from the start.
+    pub faults: Vec<FaultSpec>,
+    /// Per read/write on a connection.
+    pub io_timeout: Duration,
+    /// Connections served at once; more are closed at accept.
+    pub max_connections: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            http_listen: None,
+            state_dir: None,
+            event_log: None,
+            fqdn: "engine-sim.test".into(),
+            extra_names: vec![GUEST_ENGINE_ADDR.into()],
+            auto_approve: Vec::new(),
+            faults: Vec::new(),
+            io_timeout: Duration::from_secs(10),
+            max_connections: 256,
+        }
+    }
+}
+
+impl SimConfig {
+    /// SANs of the server certificate, first one becomes the CN.
+    pub fn server_names(&self) -> Vec<String> {
+        let mut names = vec![self.fqdn.clone(), "localhost".into(), "127.0.0.1".into()];
+        for n in &self.extra_names {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+        names
+    }
+}

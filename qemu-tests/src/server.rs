@@ -1,0 +1,322 @@
+//! Listeners and connections: one accept thread per listener, one thread per connection, one
+//! request per connection. Plain std threads keep the simulator free of an async runtime.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use rustls::ServerConnection;
+
+use crate::config::SimConfig;
+use crate::events::{Event, EventKind, EventLog};
+use crate::faults::Faults;
+use crate::hosts::Hosts;
+use crate::http::{self, Response};
+use crate::router;
+use crate::servlet::Engine;
+use crate::tls::Pki;
+
+/// How often an idle accept loop looks at the stop flag and the refuse switch.
+const POLL: Duration = Duration::from_millis(10);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    Https,
+    Http,
+}
+
+impl Scheme {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scheme::Https => "https",
+            Scheme::Http => "http",
+        }
+    }
+}
+
+/// State shared by all threads of one simulator.
+pub struct Shared {
+    pub config: SimConfig,
+    pub pki: Pki,
+    pub hosts: Hosts,
+    pub faults: Faults,
+    pub events: EventLog,
+    pub https_addr: SocketAddr,
+    pub http_addr: Option<SocketAddr>,
+    stop: AtomicBool,
+    connections: AtomicUsize,
+}
+
+impl Shared {
+    pub fn engine(&self) -> Engine<'_> {
+        Engine {
+            pki: &self.pki,
+            hosts: &self.hosts,
+            events: &self.events,
+        }
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps, but wakes early when the simulator stops (stall faults must not delay stop).
+    pub fn sleep(&self, d: Duration) {
+        let end = Instant::now() + d;
+        while !self.stopping() {
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            thread::sleep(left.min(Duration::from_millis(50)));
+        }
+    }
+}
+
+/// Binds the listeners and starts the accept threads.
+pub fn start(config: SimConfig) -> Result<(Arc<Shared>, Vec<JoinHandle<()>>)> {
+    let pki = Pki::new(
+        config.state_dir.as_deref(),
+        &config.fqdn,
+        &config.server_names(),
+    )?;
+    let https = bind(config.listen)?;
+    let http = config.http_listen.map(bind).transpose()?;
+    let faults = Faults::default();
+    for f in &config.faults {
+        faults.add(f.clone());
+    }
+    let shared = Arc::new(Shared {
+        pki,
+        hosts: Hosts::new(config.auto_approve.clone()),
+        faults,
+        events: EventLog::new(config.event_log.as_deref())?,
+        https_addr: https.local_addr()?,
+        http_addr: http.as_ref().map(TcpListener::local_addr).transpose()?,
+        config,
+        stop: AtomicBool::new(false),
+        connections: AtomicUsize::new(0),
+    });
+    let mut threads = vec![spawn_accept(&shared, https, Scheme::Https)?];
+    if let Some(l) = http {
+        threads.push(spawn_accept(&shared, l, Scheme::Http)?);
+    }
+    Ok((shared, threads))
+}
+
+pub fn stop(shared: &Shared, threads: &mut Vec<JoinHandle<()>>) {
+    shared.stop.store(true, Ordering::Relaxed);
+    for t in threads.drain(..) {
+        let _ = t.join();
+    }
+}
+
+/// Nonblocking, so the accept loop can poll the stop flag and drop the socket for the
+/// refuse fault.
+fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    let l = TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+fn spawn_accept(
+    shared: &Arc<Shared>,
+    listener: TcpListener,
+    scheme: Scheme,
+) -> Result<JoinHandle<()>> {
+    let shared = Arc::clone(shared);
+    let addr = listener.local_addr()?;
+    let url = format!("{}://{addr}", scheme.as_str());
+    shared
+        .events
+        .push(Event::new(EventKind::Listening).detail(url));
+    Ok(thread::Builder::new()
+        .name(format!("sim-accept-{}", scheme.as_str()))
+        .spawn(move || accept_loop(&shared, listener, addr, scheme))?)
+}
+
+fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, addr: SocketAddr, scheme: Scheme) {
+    let mut listener = Some(listener);
+    while !shared.stopping() {
+        if shared.faults.refusing() {
+            // No socket bound at all: clients get a real ECONNREFUSED, as with an engine down.
+            if listener.take().is_some() {
+                note_fault(
+                    shared,
+                    format!("{} listener closed (refuse)", scheme.as_str()),
+                );
+            }
+            thread::sleep(POLL);
+            continue;
+        }
+        let Some(l) = listener.as_ref() else {
+            listener = bind(addr).ok();
+            match listener {
+                Some(_) => note_fault(shared, format!("{} listener reopened", scheme.as_str())),
+                None => thread::sleep(POLL),
+            }
+            continue;
+        };
+        match l.accept() {
+            Ok((stream, peer)) => spawn_connection(shared, stream, peer, scheme),
+            Err(_) => thread::sleep(POLL),
+        }
+    }
+}
+
+fn note_fault(shared: &Shared, detail: String) {
+    shared
+        .events
+        .push(Event::new(EventKind::Fault).detail(detail));
+}
+
+/// Decrements the connection count however the connection thread ends.
+struct ConnGuard(Arc<Shared>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+fn spawn_connection(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, scheme: Scheme) {
+    let n = shared.connections.fetch_add(1, Ordering::Relaxed);
+    let guard = ConnGuard(Arc::clone(shared));
+    if n >= shared.config.max_connections {
+        let detail = format!("over {} connections, closed", shared.config.max_connections);
+        shared
+            .events
+            .push(remote_event(EventKind::BadRequest, peer, scheme).detail(detail));
+        return;
+    }
+    let spawned = thread::Builder::new()
+        .name("sim-conn".into())
+        .spawn(move || {
+            let guard = guard;
+            handle_connection(&guard.0, stream, peer, scheme);
+        });
+    if spawned.is_err() {
+        // The guard moved into the failed closure was dropped with it.
+        shared
+            .events
+            .push(remote_event(EventKind::BadRequest, peer, scheme).detail("no thread"));
+    }
+}
+
+fn handle_connection(shared: &Shared, mut tcp: TcpStream, peer: SocketAddr, scheme: Scheme) {
+    let timeout = Some(shared.config.io_timeout);
+    // Linux does not pass O_NONBLOCK on to accepted sockets, but other systems do.
+    if tcp.set_nonblocking(false).is_err()
+        || tcp.set_read_timeout(timeout).is_err()
+        || tcp.set_write_timeout(timeout).is_err()
+    {
+        return;
+    }
+    let _ = tcp.set_nodelay(true);
+    match scheme {
+        Scheme::Http => serve(shared, &mut tcp, peer, scheme, None),
+        Scheme::Https => serve_tls(shared, &mut tcp, peer),
+    }
+    linger_close(tcp);
+}
+
+fn serve_tls(shared: &Shared, tcp: &mut TcpStream, peer: SocketAddr) {
+    let wrong_ca = shared.faults.take_wrong_ca();
+    let config = if wrong_ca {
+        &shared.pki.other_server
+    } else {
+        &shared.pki.server
+    };
+    let fault = wrong_ca.then(|| "wrong_ca".to_string());
+    let Ok(mut conn) = ServerConnection::new(Arc::clone(config)) else {
+        return;
+    };
+    // complete_io drives the whole handshake; each read is bounded by the socket timeout.
+    if let Err(e) = conn.complete_io(tcp).and_then(|_| handshake_done(&conn)) {
+        let mut ev = remote_event(EventKind::TlsError, peer, Scheme::Https).detail(e.to_string());
+        ev.fault = fault;
+        shared.events.push(ev);
+        return;
+    }
+    let mut stream = rustls::Stream::new(&mut conn, tcp);
+    serve(shared, &mut stream, peer, Scheme::Https, fault);
+    conn.send_close_notify();
+    let _ = conn.complete_io(tcp);
+}
+
+fn handshake_done(conn: &ServerConnection) -> std::io::Result<()> {
+    if conn.is_handshaking() {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+/// Reads one request, answers it and logs it. The event is logged *before* the answer is
+/// written, so a client that has its answer can rely on finding the event.
+fn serve(
+    shared: &Shared,
+    stream: &mut (impl Read + Write),
+    peer: SocketAddr,
+    scheme: Scheme,
+    conn_fault: Option<String>,
+) {
+    let req = match http::read_request(stream) {
+        Ok(r) => r,
+        Err(e) => return bad_request(shared, stream, peer, scheme, e),
+    };
+    let (resp, fault) = router::route(shared, &req, peer);
+    let mut ev = remote_event(EventKind::Request, peer, scheme);
+    ev.method = Some(req.method.clone());
+    ev.path = Some(req.path.clone());
+    ev.raw_query = Some(req.raw_query.clone());
+    ev.query = req.query.clone();
+    ev.status = Some(resp.status);
+    ev.fault = fault.or(conn_fault);
+    shared.events.push(ev);
+    let _ = http::write_response(stream, &resp, req.method == "HEAD");
+}
+
+fn bad_request(
+    shared: &Shared,
+    stream: &mut impl Write,
+    peer: SocketAddr,
+    scheme: Scheme,
+    e: http::ReadError,
+) {
+    if matches!(e, http::ReadError::Closed) {
+        return; // port probes (the harness waiting for us) are not worth an event
+    }
+    let mut ev = remote_event(EventKind::BadRequest, peer, scheme).detail(e.to_string());
+    ev.status = e.status();
+    shared.events.push(ev);
+    if let Some(status) = e.status() {
+        let _ = http::write_response(stream, &Response::error(status, &e.to_string()), false);
+    }
+}
+
+fn remote_event(kind: EventKind, peer: SocketAddr, scheme: Scheme) -> Event {
+    let mut ev = Event::new(kind);
+    ev.remote = Some(peer.to_string());
+    ev.scheme = Some(scheme.as_str().into());
+    ev
+}
+
+/// Closing a socket with unread input makes Linux send RST, which can destroy the answer we
+/// just wrote (e.g. a 431 to a client still sending its huge head). Half-close and drain a
+/// little first.
+fn linger_close(tcp: TcpStream) {
+    let _ = tcp.shutdown(Shutdown::Write);
+    let _ = tcp.set_read_timeout(Some(Duration::from_millis(200)));
+    let mut sink = [0u8; 4096];
+    let mut t = &tcp;
+    for _ in 0..16 {
+        match t.read(&mut sink) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
+}
