@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Prepare a Debian 12 machine to build and test ovirt-node-reg (see shared/docs/toolchain.md).
+# Idempotent and non-interactive: a second run only checks and returns within a second or two.
+# It never downloads a Rust toolchain (no `rustup target add`): where the rustup musl target is
+# absent it installs route B (Debian's rustc-web + std sources) from bookworm-security instead.
+set -euo pipefail
+export DEBIAN_FRONTEND=noninteractive
+
+log() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# Root runs apt directly; anyone else goes through sudo (env keeps apt non-interactive).
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo env DEBIAN_FRONTEND=noninteractive); fi
+
+BASE_PKGS=(musl-tools musl-dev e2fsprogs util-linux file binutils shellcheck)
+# Route B: compiler + std sources must come from the same rustc release, only bookworm-security
+# carries the current one; libunwind-14-dev provides the LLVM libunwind.a std links on musl.
+ROUTE_B_SEC_PKGS=(rustc-web cargo-web rust-web-src)
+ROUTE_B_PKGS=(libunwind-14-dev)
+MUSL_TARGET=x86_64-unknown-linux-musl
+
+missing() { # print those of "$@" that dpkg does not report as installed
+    local p
+    for p in "$@"; do
+        dpkg-query -W -f='${db:Status-Status}\n' "$p" 2>/dev/null | grep -qx installed || echo "$p"
+    done
+}
+
+route_a() { rustup target list --installed 2>/dev/null | grep -qx "$MUSL_TARGET"; }
+
+mapfile -t need_base < <(missing "${BASE_PKGS[@]}")
+need_sec=() need_b=()
+if route_a; then
+    log "rustup $MUSL_TARGET target is installed: route A, Debian's rustc-web is not needed"
+else
+    log "rustup $MUSL_TARGET target absent: route B (Debian rustc-web + rust-web-src)"
+    mapfile -t need_sec < <(missing "${ROUTE_B_SEC_PKGS[@]}")
+    mapfile -t need_b < <(missing "${ROUTE_B_PKGS[@]}")
+fi
+
+if [ $((${#need_base[@]} + ${#need_sec[@]} + ${#need_b[@]})) -eq 0 ]; then
+    log "apt packages: all present"
+else
+    # `-t bookworm-security` needs that suite in the sources; Debian images normally have it
+    # (deb822 debian.sources), but minimal or hand-made ones may not.
+    if [ ${#need_sec[@]} -gt 0 ] &&
+        ! grep -rEqs '^[^#]*bookworm-security' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        # shellcheck source=/dev/null
+        [ "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" = bookworm ] ||
+            die "bookworm-security is not configured and this is not Debian 12 (bookworm)"
+        log "adding the Debian security source for bookworm"
+        printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian-security' \
+            'Suites: bookworm-security' 'Components: main' \
+            'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' |
+            "${SUDO[@]}" tee /etc/apt/sources.list.d/debian-security.sources >/dev/null
+    fi
+    log "apt-get update"
+    "${SUDO[@]}" apt-get update -q
+    if [ $((${#need_base[@]} + ${#need_b[@]})) -gt 0 ]; then
+        log "installing: ${need_base[*]} ${need_b[*]}"
+        "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${need_base[@]}" "${need_b[@]}"
+    fi
+    if [ ${#need_sec[@]} -gt 0 ]; then
+        log "installing from bookworm-security: ${need_sec[*]}"
+        # pkg/suite, not `-t bookworm-security`: -t also pins every dependency to that suite and
+        # then fails on a machine without libc6-dev (security's libc6-dev is older than main's).
+        "${SUDO[@]}" apt-get install -y -q "${need_sec[@]/%//bookworm-security}"
+    fi
+fi
+
+if ! route_a; then
+    [ -d /usr/lib/rustlib/src/rust/library ] || die "rust-web-src did not install std sources"
+    log "route B compiler: $(/usr/bin/rustc --version)"
+fi
+
+# Rustup's toolchain provides cargo test/clippy/fmt; this script never installs a toolchain.
+command -v cargo >/dev/null || die "cargo (rustup) not in PATH; install rustup's stable toolchain"
+if cargo fuzz --version >/dev/null 2>&1; then
+    log "cargo-fuzz: $(cargo fuzz --version)"
+else
+    log "installing cargo-fuzz from crates.io"
+    cargo install --locked cargo-fuzz
+fi
+log "done"

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# THE test command (README, .ci/run): machine setup, lints, unit + integration tests, the static
+# release build and its gate, then a bounded fuzz run. Stops at the first failing stage.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+START=$SECONDS
+
+stage() { printf '\n=== [%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
+on_exit() {
+    local rc=$?
+    [ "$rc" -eq 0 ] || printf '\n=== [%s] FAILED (exit %s) after %ss\n' "$(date -u +%H:%M:%S)" "$rc" "$((SECONDS - START))" >&2
+}
+trap on_exit EXIT
+
+stage "setup"
+build-support/setup.sh
+stage "shellcheck (build tooling)"
+shellcheck build-support/*.sh .ci/run
+stage "cargo fmt --check"
+cargo fmt --all --check
+stage "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+stage "cargo test"
+cargo test --workspace
+stage "static musl build (min-z)"
+build-support/build-static.sh
+stage "static binary gate"
+build-support/check-static.sh
+stage "fuzz cmdline 60s"
+build-support/fuzz.sh 60
+
+printf '\n=== [%s] ALL GREEN in %ss\n' "$(date -u +%H:%M:%S)" "$((SECONDS - START))"
