@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::admin;
+use crate::events::{Event, EventKind};
 use crate::faults::FaultKind;
 use crate::http::{reason, Body, Request, Response};
 use crate::server::Shared;
@@ -40,6 +41,11 @@ fn apply(shared: &Shared, req: &Request, peer: SocketAddr, kind: FaultKind) -> R
             }
         }
         FaultKind::Stall { secs } => {
+            // Logged up front so a test can tell the request is inside the stall.
+            let detail = format!("stalling {} for {secs}s", req.target);
+            shared
+                .events
+                .push(Event::new(EventKind::Fault).detail(detail));
             shared.sleep(Duration::from_secs(secs));
             engine.handle(req, peer)
         }

@@ -70,6 +70,13 @@ fn main() -> Result<()> {
 
 fn announce(sim: &qemu_tests::Handle, ready_file: Option<PathBuf>) -> Result<()> {
     let info = sim.info();
+    // The ready file comes first: whoever sees the stdout lines may read it at once.
+    if let Some(path) = ready_file {
+        // Write then rename, so a harness polling for the file never reads half of it.
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&info)?)?;
+        std::fs::rename(tmp, path)?;
+    }
     let mut out = std::io::stdout().lock();
     writeln!(out, "engine-sim listening on {}", info.https_url)?;
     if let Some(url) = &info.http_url {
@@ -83,11 +90,5 @@ fn announce(sim: &qemu_tests::Handle, ready_file: Option<PathBuf>) -> Result<()>
         info.ca_sha256
     )?;
     out.flush()?;
-    if let Some(path) = ready_file {
-        // Write then rename, so a harness polling for the file never reads half of it.
-        let tmp = path.with_extension("tmp");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(&info)?)?;
-        std::fs::rename(tmp, path)?;
-    }
     Ok(())
 }

@@ -1,0 +1,393 @@
+//! The simulator's engine endpoints answer as ovirt-protocol.md §3 says the real servlets do.
+//! Loopback only; every wait is bounded.
+
+use qemu_tests::client::{Client, Reply};
+use qemu_tests::{ca, EventKind, Handle, HostStatus, SimConfig, Simulator};
+use rustls::pki_types::{pem::PemObject, CertificateDer};
+
+const REG: &str = "/ovirt-engine/services/host-register";
+
+fn start() -> (Handle, Client) {
+    start_with(SimConfig::default())
+}
+
+fn start_with(config: SimConfig) -> (Handle, Client) {
+    let sim = Simulator::start(config).expect("simulator starts");
+    let client = Client::https(sim.addr(), &sim.ca_pem()).unwrap();
+    (sim, client)
+}
+
+fn v1(client: &Client, query: &str) -> Reply {
+    client.get(&format!("{REG}?version=1&{query}")).unwrap()
+}
+
+#[test]
+fn get_version_is_plain_1() {
+    let (_sim, c) = start();
+    let r = v1(&c, "command=get-version");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/plain"));
+    assert_eq!(r.body, b"1");
+    assert!(r.header("date").is_some_and(|d| d.ends_with(" GMT")));
+}
+
+#[test]
+fn get_pki_trust_serves_the_pinned_ca() {
+    let (sim, c) = start();
+    let r = v1(&c, "command=get-pki-trust");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/x-x509-ca-cert"));
+    assert_eq!(r.text(), sim.ca_pem());
+    let text = r.text();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "-----BEGIN CERTIFICATE-----");
+    assert!(lines[1..lines.len() - 2].iter().all(|l| l.len() == 76));
+    assert!(text.ends_with("-----END CERTIFICATE-----\n"));
+    let der = CertificateDer::from_pem_slice(&r.body).unwrap();
+    assert_eq!(ca::sha256_hex(&der), sim.ca_sha256());
+    assert_eq!(ca::sha1_colon(&der), sim.ca_sha1());
+    assert_eq!(sim.ca_sha1().len(), 59);
+}
+
+#[test]
+fn ssh_key_is_the_same_on_every_path() {
+    let (sim, c) = start();
+    let r = v1(&c, "command=get-ssh-trust");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/plain"));
+    let line = r.text();
+    assert!(line.ends_with(" ovirt-engine\n"), "{line:?}");
+    assert_eq!(line.lines().count(), 1);
+    assert_eq!(line, sim.ssh_key_line());
+    for path in [
+        "/engine.ssh.key.txt",
+        "/rhevm.ssh.key.txt",
+        "/ovirt-engine/services/pki-resource?resource=engine-certificate&format=OPENSSH-PUBKEY",
+    ] {
+        let r = c.get(path).unwrap();
+        assert_eq!((r.status, r.text()), (200, line.clone()), "{path}");
+    }
+    let custom = c
+        .get("/ovirt-engine/services/pki-resource?resource=engine-certificate&format=OPENSSH-PUBKEY&alias=x")
+        .unwrap();
+    assert!(custom.text().ends_with(" x\n"));
+}
+
+#[test]
+fn pki_resource_formats_and_errors() {
+    let (sim, c) = start();
+    let pki = "/ovirt-engine/services/pki-resource";
+    let get = |q: &str| c.get(&format!("{pki}?{q}")).unwrap();
+    let r = get("resource=ca-certificate&format=X509-PEM-CA");
+    assert_eq!(r.header("content-type"), Some("application/x-x509-ca-cert"));
+    assert_eq!(r.text(), sim.ca_pem());
+    assert_eq!(get("resource=ca-certificate").text(), sim.ca_pem());
+    let r = get("resource=ca-certificate&format=X509-PEM");
+    assert_eq!(r.header("content-type"), Some("application/x-x509-cert"));
+    let engine = get("resource=engine-certificate");
+    assert_eq!(
+        engine.header("content-type"),
+        Some("application/x-x509-cert")
+    );
+    assert_ne!(engine.text(), sim.ca_pem());
+    let ca_ssh = get("resource=ca-certificate&format=OPENSSH-PUBKEY").text();
+    assert!(ca_ssh.starts_with("ecdsa-sha2-nistp256 ") && !ca_ssh.contains("ovirt-engine"));
+    for bad in ["", "resource=nope", "resource=ca-certificate&format=DER"] {
+        assert_eq!(get(bad).status, 400, "{bad}");
+    }
+    let legacy = c.get("/ca.crt").unwrap();
+    assert_eq!(
+        legacy.header("content-type"),
+        Some("application/x-x509-ca-cert")
+    );
+    assert_eq!(legacy.text(), sim.ca_pem());
+}
+
+#[test]
+fn protocol_errors_are_400() {
+    let (_sim, c) = start();
+    let cases = [
+        ("", "Invalid registration protocol version -1"),
+        (
+            "version=x&command=get-version",
+            "Invalid registration protocol version -1",
+        ),
+        (
+            "version=2&command=get-version",
+            "Invalid registration protocol version 2",
+        ),
+        ("version=1", "command parameter is missing"),
+        ("version=1&command=fly", "Invalid command"),
+        ("version=1&command=register", "Unique id was not provided"),
+        (
+            "version=1&command=register&uniqueId=a&sshPort=x",
+            "For input string",
+        ),
+        (
+            "version=1&command=register&uniqueId=a&vdsPort=1.5",
+            "For input string",
+        ),
+        (
+            "version=1&command=register&uniqueId=%24%25",
+            "runInternalQuery failed",
+        ),
+        (
+            "version=1&command=register&uniqueId=a&address=",
+            "runInternalQuery failed",
+        ),
+    ];
+    for (q, msg) in cases {
+        let r = c.get(&format!("{REG}?{q}")).unwrap();
+        assert_eq!(r.status, 400, "{q}");
+        assert!(r.text().contains(msg), "{q}: {}", r.text());
+    }
+}
+
+#[test]
+fn register_with_all_parameters() {
+    let (sim, c) = start();
+    let q = "command=register&name=node%201&address=node1.lab&uniqueId=ID-1&sshUser=admin\
+             &sshPort=2222&sshKeyFingerprint=SHA256%3Aabc&vdsPort=54322";
+    let r = v1(&c, q);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/plain"));
+    assert_eq!(r.body, b"OK\n");
+    let h = sim.host("ID-1").expect("host added");
+    assert_eq!(h.status, HostStatus::PendingApproval);
+    assert_eq!(h.reg.name, "node 1");
+    assert_eq!(h.reg.address, "node1.lab");
+    assert_eq!(h.reg.ssh_user, "admin");
+    assert_eq!((h.reg.ssh_port, h.reg.vds_port), (2222, 54322));
+    assert_eq!(h.reg.ssh_key_fingerprint.as_deref(), Some("SHA256:abc"));
+}
+
+#[test]
+fn register_defaults_and_the_ignored_port_parameter() {
+    let (sim, c) = start();
+    // Stock clients send `port=`, which the servlet never reads (ovirt-protocol.md §3.3).
+    assert_eq!(
+        v1(&c, "command=register&uniqueId=u%2F1&port=1234").status,
+        200
+    );
+    let h = sim.host("u1").expect("id sanitised like the engine does");
+    assert_eq!(h.reg.address, "127.0.0.1");
+    assert_eq!(h.reg.name, "127.0.0.1");
+    assert_eq!(h.reg.ssh_user, "root");
+    assert_eq!((h.reg.ssh_port, h.reg.vds_port), (22, 54321));
+    assert_eq!(h.reg.ssh_key_fingerprint, None);
+}
+
+#[test]
+fn re_register_answers_200_and_changes_nothing() {
+    let (sim, c) = start();
+    assert_eq!(v1(&c, "command=register&uniqueId=X&address=a").status, 200);
+    sim.approve("X").unwrap();
+    let again = v1(&c, "command=register&uniqueId=X&address=b&vdsPort=1");
+    assert_eq!((again.status, again.body.as_slice()), (200, &b"OK\n"[..]));
+    let h = sim.host("X").unwrap();
+    assert_eq!(h.reg.address, "a");
+    assert_eq!(h.reg.vds_port, 54321);
+    assert_eq!(h.status, HostStatus::Approved);
+    assert_eq!(h.registrations, 2);
+    assert_eq!(sim.hosts().len(), 1);
+}
+
+#[test]
+fn approve_and_reject_through_the_admin_api() {
+    let (sim, c) = start();
+    v1(&c, "command=register&uniqueId=h1");
+    v1(&c, "command=register&uniqueId=h2");
+    let list: serde_json::Value =
+        serde_json::from_slice(&c.get("/admin/hosts").unwrap().body).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list[0]["status"], "pending_approval");
+    assert_eq!(list[0]["unique_id"], "h1");
+    let r = c.post("/admin/hosts/h1/approve", "").unwrap();
+    assert_eq!(r.status, 200);
+    let h: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(h["status"], "approved");
+    assert_eq!(c.post("/admin/hosts/h2/reject", "").unwrap().status, 200);
+    assert_eq!(sim.host("h2").unwrap().status, HostStatus::Rejected);
+    assert_eq!(c.post("/admin/hosts/nope/approve", "").unwrap().status, 404);
+    assert_eq!(
+        c.send("DELETE", "/admin/hosts/h2", b"").unwrap().status,
+        200
+    );
+    assert!(sim.host("h2").is_none());
+    let hosts: Vec<String> = sim
+        .events()
+        .into_iter()
+        .filter(|e| e.kind == EventKind::Host)
+        .filter_map(|e| e.detail)
+        .collect();
+    assert_eq!(
+        hosts,
+        [
+            "added h1 pending_approval",
+            "added h2 pending_approval",
+            "approved h1",
+            "rejected h2",
+            "removed h2"
+        ]
+    );
+}
+
+#[test]
+fn auto_approve_patterns_skip_pending() {
+    let config = SimConfig {
+        auto_approve: vec!["node-".into()],
+        ..SimConfig::default()
+    };
+    let (sim, c) = start_with(config);
+    v1(&c, "command=register&uniqueId=a&address=node-1.lab");
+    v1(&c, "command=register&uniqueId=b&address=other.lab");
+    assert_eq!(sim.host("a").unwrap().status, HostStatus::Approved);
+    assert_eq!(sim.host("b").unwrap().status, HostStatus::PendingApproval);
+}
+
+#[test]
+fn event_log_records_requests_as_received() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("events.jsonl");
+    let config = SimConfig {
+        event_log: Some(path.clone()),
+        ..SimConfig::default()
+    };
+    let (sim, c) = start_with(config);
+    v1(&c, "command=register&uniqueId=E1&vdsPort=54321&port=1");
+    let reg = sim
+        .requests()
+        .into_iter()
+        .find(|e| e.command() == Some("register"))
+        .unwrap();
+    assert_eq!(reg.method.as_deref(), Some("GET"));
+    assert_eq!(reg.path.as_deref(), Some(REG));
+    assert_eq!(reg.status, Some(200));
+    assert_eq!(reg.scheme.as_deref(), Some("https"));
+    assert!(reg.remote.as_deref().unwrap().starts_with("127.0.0.1:"));
+    let names: Vec<&str> = reg.query.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(names, ["version", "command", "uniqueId", "vdsPort", "port"]);
+    assert_eq!(
+        reg.raw_query.as_deref(),
+        Some("version=1&command=register&uniqueId=E1&vdsPort=54321&port=1")
+    );
+    assert_eq!(qemu_tests::events::read_log(&path).unwrap(), sim.events());
+    let since = sim.events().last().unwrap().seq;
+    let r = c
+        .get(&format!("/admin/events?since={}", since - 1))
+        .unwrap();
+    let tail: Vec<qemu_tests::Event> = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(tail.len(), 1);
+}
+
+#[test]
+fn certificate_names_cover_loopback_and_the_guest_address() {
+    let (sim, _) = start();
+    for name in ["127.0.0.1", "localhost", "engine-sim.test", "10.0.2.100"] {
+        // Connects to loopback, verifies the certificate as `name`.
+        let c = Client::https(sim.addr(), &sim.ca_pem())
+            .unwrap()
+            .server_name(name)
+            .unwrap();
+        assert_eq!(c.get("/ca.crt").unwrap().status, 200, "{name}");
+    }
+    let c = Client::https(sim.addr(), &sim.ca_pem())
+        .unwrap()
+        .server_name("10.0.2.99")
+        .unwrap();
+    assert!(c.get("/ca.crt").is_err());
+}
+
+#[test]
+fn extra_names_are_configurable() {
+    let config = SimConfig {
+        extra_names: vec!["engine.example".into(), "192.0.2.7".into()],
+        ..SimConfig::default()
+    };
+    let (sim, _) = start_with(config);
+    for name in ["engine.example", "192.0.2.7"] {
+        let c = Client::https(sim.addr(), &sim.ca_pem())
+            .unwrap()
+            .server_name(name)
+            .unwrap();
+        assert_eq!(c.get("/ca.crt").unwrap().status, 200, "{name}");
+    }
+}
+
+#[test]
+fn state_dir_keeps_the_ca_and_ssh_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SimConfig {
+        state_dir: Some(dir.path().to_path_buf()),
+        ..SimConfig::default()
+    };
+    let (first, _) = start_with(config.clone());
+    let (pin, pem, ssh) = (first.ca_sha256(), first.ca_pem(), first.ssh_key_line());
+    first.stop();
+    let (second, c) = start_with(config);
+    assert_eq!(second.ca_sha256(), pin);
+    assert_eq!(second.ssh_key_line(), ssh);
+    // The new server certificate chains to the CA saved by the first run.
+    let old = Client::https(second.addr(), &pem).unwrap();
+    assert_eq!(old.get("/ca.crt").unwrap().status, 200);
+    assert_eq!(v1(&c, "command=get-version").body, b"1");
+}
+
+#[test]
+fn other_paths_and_methods() {
+    let (_sim, c) = start();
+    assert_eq!(c.get("/nope").unwrap().status, 404);
+    assert_eq!(c.get("/admin/nope").unwrap().status, 404);
+    let post = c
+        .post(&format!("{REG}?version=1&command=get-version"), "")
+        .unwrap();
+    assert_eq!(post.status, 405);
+    let head = c
+        .send("HEAD", &format!("{REG}?version=1&command=get-version"), b"")
+        .unwrap();
+    assert_eq!((head.status, head.body.len()), (200, 0));
+    assert_eq!(head.header("content-length"), Some("1"));
+}
+
+#[test]
+fn bad_input_is_answered_not_fatal() {
+    let (sim, c) = start();
+    let r = c.raw(b"NOT HTTP AT ALL\r\n\r\n").unwrap();
+    assert_eq!(r.status, 400);
+    let mut huge = b"GET /".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 40_000));
+    huge.extend_from_slice(b" HTTP/1.1\r\n\r\n");
+    assert_eq!(c.raw(&huge).unwrap().status, 431);
+    let body = format!(
+        "POST /admin/faults HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        1 << 20
+    );
+    assert_eq!(c.raw(body.as_bytes()).unwrap().status, 413);
+    let plain = Client::http(sim.addr());
+    assert!(plain.get("/ca.crt").is_err(), "plain http on the TLS port");
+    let bad = sim
+        .events()
+        .into_iter()
+        .filter(|e| e.kind == EventKind::BadRequest)
+        .count();
+    assert_eq!(bad, 3);
+    // The TLS failure is logged after the client already gave up: poll, bounded.
+    let tls_logged = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        sim.events().iter().any(|e| e.kind == EventKind::TlsError)
+    });
+    assert!(tls_logged);
+    assert_eq!(v1(&c, "command=get-version").status, 200, "still serving");
+}
+
+#[test]
+fn admin_info_and_handle_agree() {
+    let (sim, c) = start();
+    let info: serde_json::Value =
+        serde_json::from_slice(&c.get("/admin/info").unwrap().body).unwrap();
+    assert_eq!(info["ca_sha256"], sim.ca_sha256());
+    assert_eq!(info["ca_sha1"], sim.ca_sha1());
+    assert_eq!(info["ca_pem"], sim.ca_pem());
+    assert_eq!(info["https_url"], sim.base_url());
+    assert_eq!(info["ssh_key"], sim.ssh_key_line());
+}
