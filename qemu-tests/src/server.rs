@@ -225,34 +225,77 @@ fn handle_connection(shared: &Shared, mut tcp: TcpStream, peer: SocketAddr, sche
 }
 
 fn serve_tls(shared: &Shared, tcp: &mut TcpStream, peer: SocketAddr) {
+    let hello = match read_client_hello(tcp) {
+        Ok(Some(h)) => h,
+        Ok(None) => return, // closed before a ClientHello: a port probe
+        Err(e) => return tls_error(shared, peer, e, None),
+    };
+    // Chosen only now, so a bare TCP probe (a harness waiting for the port) does not use up
+    // a wrong-CA count.
     let wrong_ca = shared.faults.take_wrong_ca();
+    let fault = wrong_ca.then(|| "wrong_ca".to_string());
     let config = if wrong_ca {
         &shared.pki.other_server
     } else {
         &shared.pki.server
     };
-    let fault = wrong_ca.then(|| "wrong_ca".to_string());
-    let Ok(mut conn) = ServerConnection::new(Arc::clone(config)) else {
-        return;
+    let mut conn = match finish_handshake(tcp, hello, config) {
+        Ok(c) => c,
+        Err(e) => return tls_error(shared, peer, e, fault),
     };
-    // complete_io drives the whole handshake; each read is bounded by the socket timeout.
-    if let Err(e) = conn.complete_io(tcp).and_then(|_| handshake_done(&conn)) {
-        let mut ev = remote_event(EventKind::TlsError, peer, Scheme::Https).detail(e.to_string());
-        ev.fault = fault;
-        shared.events.push(ev);
-        return;
-    }
     let mut stream = rustls::Stream::new(&mut conn, tcp);
     serve(shared, &mut stream, peer, Scheme::Https, fault);
     conn.send_close_notify();
     let _ = conn.complete_io(tcp);
 }
 
-fn handshake_done(conn: &ServerConnection) -> std::io::Result<()> {
+fn tls_error(shared: &Shared, peer: SocketAddr, e: std::io::Error, fault: Option<String>) {
+    let mut ev = remote_event(EventKind::TlsError, peer, Scheme::Https).detail(e.to_string());
+    ev.fault = fault;
+    shared.events.push(ev);
+}
+
+/// Reads until a complete ClientHello is in (bounded in rounds; each read by the timeout).
+/// `None`: the peer closed before sending one.
+fn read_client_hello(tcp: &mut TcpStream) -> std::io::Result<Option<rustls::server::Accepted>> {
+    let mut acceptor = rustls::server::Acceptor::default();
+    for _ in 0..64 {
+        if acceptor.read_tls(tcp)? == 0 {
+            return Ok(None);
+        }
+        match acceptor.accept() {
+            Ok(Some(hello)) => return Ok(Some(hello)),
+            Ok(None) => {}
+            Err((e, mut alert)) => return Err(tls_failure(tcp, e, &mut alert)),
+        }
+    }
+    Err(std::io::Error::other("no ClientHello after 64 reads"))
+}
+
+/// complete_io drives the rest of the handshake; each read is bounded by the socket timeout.
+fn finish_handshake(
+    tcp: &mut TcpStream,
+    hello: rustls::server::Accepted,
+    config: &Arc<rustls::ServerConfig>,
+) -> std::io::Result<ServerConnection> {
+    let mut conn = hello
+        .into_connection(Arc::clone(config))
+        .map_err(|(e, mut alert)| tls_failure(tcp, e, &mut alert))?;
+    conn.complete_io(tcp)?;
     if conn.is_handshaking() {
         return Err(std::io::ErrorKind::UnexpectedEof.into());
     }
-    Ok(())
+    Ok(conn)
+}
+
+/// Sends the alert rustls prepared (so the client learns why) and turns the error into io.
+fn tls_failure(
+    tcp: &mut TcpStream,
+    e: rustls::Error,
+    alert: &mut rustls::server::AcceptedAlert,
+) -> std::io::Error {
+    let _ = alert.write_all(tcp);
+    std::io::Error::new(std::io::ErrorKind::InvalidData, e)
 }
 
 /// Reads one request, answers it and logs it. The event is logged *before* the answer is

@@ -193,6 +193,10 @@ fn malformed_bodies_do_not_parse() {
 fn wrong_ca_is_refused_by_a_pinned_client() {
     let (sim, c) = start();
     sim.set_fault(fault("wrong_ca:count=2"));
+    // A bare TCP probe (a harness waiting for the port) does not use up the count.
+    drop(std::net::TcpStream::connect(sim.addr()).unwrap());
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(sim.active_faults()[0].count, Some(2));
     let err = c.get(PKI_TRUST).unwrap_err();
     assert!(format!("{err:#}").contains("UnknownIssuer"), "{err:#}");
     // A client that trusts the other CA sees the switch happen.
