@@ -57,5 +57,6 @@ expect() { # expect NEEDLE ARGS...: exit 0 and NEEDLE (case-insensitive) in stdo
 }
 expect usage --help
 expect "" version
-expect engine.example.com config show --cmdline /cmdline
+# --cmdline is a global option of the CLI (argh: before the subcommand).
+expect engine.example.com --cmdline /cmdline config show
 echo "[check-static] PASS $BIN: $size bytes ($mib MiB)"
