@@ -1,10 +1,49 @@
-//! The persistent config store (`/config`), with oVirt Node's persist semantics.
-//! (Being written: see the store issue step.)
+//! The persistent config store (`/config`), with oVirt Node's persist semantics
+//! (ovirt-protocol.md §2.10).
+//!
+//! The store is a directory — normally the ext4 filesystem labelled `CONFIG`, mounted on
+//! `/config` — holding a copy of every persisted path at the same place below it, plus the list
+//! `files` naming them, one absolute path per line. A persisted file or directory is
+//! bind-mounted from the store over its live path, so what the system reads and writes there
+//! is the stored copy; a symlink is stored as a symlink and re-created, not mounted.
+//!
+//! Crash safety: every copy (file, symlink or directory tree, with its owner and mode) is
+//! built beside its target — files with `fsutil::write_atomic` — and swapped in with one
+//! `rename` (`RENAME_EXCHANGE` for directories); the steps are ordered so that a path is
+//! listed only while its stored copy is complete:
+//! persist = copy, mount, list; unpersist = unmount, copy back, unlist, delete.
+//! A crash leaves at worst an unlisted copy in the store, which restore ignores and the next
+//! persist or unpersist of that path adopts.
 
-use anyhow::Result;
-use std::path::{Path, PathBuf};
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use log::{debug, info, warn};
+use std::collections::VecDeque;
+use std::ffi::{CStr, OsStr, OsString};
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::{
+    DirBuilderExt, FileExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt,
+};
+use std::path::{Component, Path, PathBuf};
 
-use crate::paths::Root;
+use crate::fault;
+use crate::fsutil::{read_optional, sync_dir, write_atomic};
+use crate::paths::{
+    self, Root, CONFIG_LABEL, CONFIG_MOUNT, DEV, MOUNTINFO, STORE_FILES_LIST, STORE_STATE_DIR,
+    SYS_CLASS_BLOCK,
+};
+
+/// Symlinks followed while resolving one path before giving up (the kernel's ELOOP limit).
+const MAX_LINKS: u32 = 40;
+/// Deepest directory tree we copy or compare: deeper trees are refused, never overflow the stack.
+const MAX_DEPTH: u32 = 64;
+/// Stacked mounts we take off one path before giving up.
+const MAX_LAYERS: u32 = 16;
+/// Largest file we persist: the store is a few MB, and a file is read whole into memory.
+const MAX_FILE: u64 = 64 << 20;
+/// Name suffix of the entry built beside a directory or symlink before it is swapped in.
+const STAGING_SUFFIX: &str = ".ovirt-node-reg.new";
 
 /// An opened (found and mounted) config store.
 #[derive(Debug)]
@@ -14,12 +53,67 @@ pub struct Store {
     dir: PathBuf,
 }
 
+/// What [`Store::persist`] did to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persisted {
+    /// The path was not listed; it is now stored, mounted and listed.
+    Added,
+    /// The path was listed; its stored copy was replaced with the live content.
+    Updated,
+    /// The stored copy already matched the live content (a missing mount is put back).
+    Unchanged,
+}
+
+/// What can be persisted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    File,
+    Dir,
+    Symlink,
+}
+
+impl Kind {
+    fn of(meta: &fs::Metadata) -> Option<Kind> {
+        let t = meta.file_type();
+        if t.is_symlink() {
+            Some(Kind::Symlink)
+        } else if t.is_dir() {
+            Some(Kind::Dir)
+        } else if t.is_file() {
+            Some(Kind::File)
+        } else {
+            None
+        }
+    }
+}
+
+/// One persistable path, checked and resolved.
+#[derive(Debug)]
+struct Target {
+    /// Absolute in-root path with its parents resolved: what the files list names.
+    path: PathBuf,
+    /// The same path without the leading `/`: where the copy lives below the store.
+    rel: PathBuf,
+    /// Host path of the live entry.
+    live: PathBuf,
+    /// Host path of the stored copy.
+    stored: PathBuf,
+}
+
 impl Store {
     /// Find the store (`ovirt.reg.store=` directory or block device, else the filesystem
     /// labelled `CONFIG`), mounting it at `/config` when needed.
     pub fn open(root: &Root, configured: Option<&str>) -> Result<Store> {
-        let _ = configured;
-        Ok(Store { root: root.clone(), dir: root.join(crate::paths::CONFIG_MOUNT) })
+        let dir = match configured.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(spec) => open_configured(root, spec)
+                .with_context(|| format!("opening config store ovirt.reg.store={spec}"))?,
+            None => open_by_label(root)?,
+        };
+        debug!("config store at {}", dir.display());
+        Ok(Store {
+            root: root.clone(),
+            dir,
+        })
     }
 
     pub fn dir(&self) -> &Path {
@@ -29,4 +123,1535 @@ impl Store {
     pub fn root(&self) -> &Root {
         &self.root
     }
+
+    /// Persist an absolute in-root path: copy it into the store, bind-mount the copy over it
+    /// (symlinks: stored only) and list it. Refusals change nothing.
+    pub fn persist(&self, path: &Path) -> Result<Persisted> {
+        let t = self.target(path)?;
+        let kind = kind_at(&t.live)?.ok_or_else(|| {
+            anyhow!(
+                "cannot persist {}: no such file or directory",
+                t.path.display()
+            )
+        })?;
+        let listed = self.list()?;
+        if self.covered(&t, &listed)? {
+            return Ok(Persisted::Unchanged);
+        }
+        let changed = !same_tree(&t.live, &t.stored, 0)?;
+        if changed {
+            self.make_store_parents(&t)?;
+            copy_entry(&t.live, &t.stored)
+                .with_context(|| format!("copying {} into the store", t.path.display()))?;
+            fault::point("store.copied");
+        }
+        if kind != Kind::Symlink {
+            self.mount_stored(&t)?;
+        }
+        let added = !listed.contains(&t.path);
+        if added {
+            self.update_list(&t.path, true)?;
+            fault::point("store.listed");
+        }
+        let outcome = match (added, changed) {
+            (true, _) => Persisted::Added,
+            (false, true) => Persisted::Updated,
+            (false, false) => Persisted::Unchanged,
+        };
+        info!("persist {}: {outcome:?}", t.path.display());
+        Ok(outcome)
+    }
+
+    /// Write a file and persist it. Use this, not `write_atomic`, for a file that may be
+    /// persisted already: nothing can be renamed over its bind mount. An existing file keeps
+    /// its owner; when content and mode are already right nothing is written.
+    pub fn write_persisted(&self, path: &Path, data: &[u8], mode: u32) -> Result<Persisted> {
+        let t = self.target(path)?;
+        let current = match fs::symlink_metadata(&t.live) {
+            Ok(m) if !m.is_file() => bail!("{}: not a regular file", t.path.display()),
+            Ok(m) => Some(m),
+            Err(_) => None,
+        };
+        let unchanged = current
+            .as_ref()
+            .is_some_and(|m| m.mode() & 0o7777 == mode & 0o7777)
+            && fs::read(&t.live).is_ok_and(|old| old == data);
+        if !unchanged {
+            if self.unmount_ours(&t)? {
+                fault::point("store.unmounted");
+            }
+            stage_and_swap(&t.live, |staged| {
+                put_file(staged, data, mode, current.as_ref())
+            })?;
+        }
+        self.persist(path)
+    }
+
+    /// Unpersist: take the bind mount off, copy the stored content back to the live path,
+    /// unlist it and delete the stored copy.
+    pub fn unpersist(&self, path: &Path) -> Result<()> {
+        let t = self.target(path)?;
+        let all = self.list()?;
+        if let Some(outer) = listed_ancestor(&t, &all) {
+            bail!(
+                "{} is inside the persisted directory {}; unpersist that instead",
+                t.path.display(),
+                outer.display()
+            );
+        }
+        let listed = all.contains(&t.path);
+        // An unlisted copy is what an interrupted persist or unpersist leaves: finish the job.
+        ensure!(
+            listed || kind_at(&t.stored)?.is_some(),
+            "{} is not persisted (not listed in {})",
+            t.path.display(),
+            self.dir.join(STORE_FILES_LIST).display()
+        );
+        self.take_back(&t)?;
+        if listed {
+            self.update_list(&t.path, false)?;
+            fault::point("store.unlisted");
+        }
+        remove_any(&t.stored)?;
+        sync_parent(&t.stored)?;
+        info!("unpersisted {}", t.path.display());
+        Ok(())
+    }
+
+    /// oVirt's `unmount_config`: take a persisted path's bind mount off and put the stored
+    /// content back into the live path, so that it can be replaced (nothing can be renamed
+    /// over a mount point). It stays listed; persist it again once it is rewritten.
+    pub fn unmount(&self, path: &Path) -> Result<()> {
+        let t = self.target(path)?;
+        ensure!(
+            self.list()?.contains(&t.path),
+            "{} is not persisted",
+            t.path.display()
+        );
+        self.take_back(&t)
+    }
+
+    /// Restore at boot: put every listed path in place. A bad entry is skipped with a
+    /// warning; the others still get restored. Returns the paths now in place.
+    pub fn restore(&self) -> Result<Vec<PathBuf>> {
+        let mut done = Vec::new();
+        for path in self.list()? {
+            match self.restore_one(&path) {
+                Ok(()) => done.push(path),
+                Err(e) => warn!("not restoring {}: {e:#}", path.display()),
+            }
+        }
+        info!("restored {} persisted paths", done.len());
+        Ok(done)
+    }
+
+    /// The paths listed in the store, sorted and unique. Lines that are not absolute paths
+    /// are skipped with a warning (and kept in the file).
+    pub fn list(&self) -> Result<Vec<PathBuf>> {
+        let file = self.dir.join(STORE_FILES_LIST);
+        let Some(bytes) = read_bytes_optional(&file)? else {
+            return Ok(Vec::new());
+        };
+        let mut out: Vec<PathBuf> = list_lines(&bytes)
+            .filter_map(|line| match parse_list_line(line) {
+                Some(p) => Some(p),
+                None => {
+                    warn!(
+                        "{}: skipping bad line {:?}",
+                        file.display(),
+                        String::from_utf8_lossy(line)
+                    );
+                    None
+                }
+            })
+            .collect();
+        sort_unique(&mut out);
+        Ok(out)
+    }
+
+    /// Our own state files inside the store (not bind-mounted, not in the files list),
+    /// e.g. `rel = "ovirt-node-reg/state.json"`.
+    pub fn write_state(&self, rel: &str, data: &[u8], mode: u32) -> Result<()> {
+        write_atomic(&self.state_path(rel)?, data, mode)
+    }
+
+    pub fn read_state(&self, rel: &str) -> Result<Option<String>> {
+        read_optional(&self.state_path(rel)?)
+    }
+
+    fn state_path(&self, rel: &str) -> Result<PathBuf> {
+        let p = Path::new(rel);
+        let plain = p.components().all(|c| matches!(c, Component::Normal(_)));
+        ensure!(
+            plain && p.starts_with(STORE_STATE_DIR) && p != Path::new(STORE_STATE_DIR),
+            "{rel:?}: our state files are relative paths under {STORE_STATE_DIR}/ in the store"
+        );
+        Ok(self.dir.join(p))
+    }
+
+    /// Check and resolve a path given to persist / unpersist / restore.
+    fn target(&self, path: &Path) -> Result<Target> {
+        ensure!(
+            path.is_absolute(),
+            "{}: not an absolute path",
+            path.display()
+        );
+        // The files list has one path per line.
+        ensure!(
+            !path.as_os_str().as_bytes().contains(&b'\n'),
+            "{path:?}: a path with a newline cannot be listed"
+        );
+        let resolved = resolve(&self.root, path, false)
+            .with_context(|| format!("resolving {}", path.display()))?;
+        // "/" and "/etc" style paths: oVirt refuses them, a bind mount there would hide the system.
+        ensure!(
+            resolved.components().count() > 2,
+            "refusing to persist the top-level path {}",
+            resolved.display()
+        );
+        let store = self.in_root_dir();
+        ensure!(
+            !resolved.starts_with(&store) && !store.starts_with(&resolved),
+            "{} is the config store {} or overlaps it",
+            resolved.display(),
+            store.display()
+        );
+        let rel = resolved
+            .strip_prefix("/")
+            .context("resolved path is not absolute")?
+            .to_path_buf();
+        ensure!(
+            !rel.starts_with(STORE_STATE_DIR),
+            "{} would collide with our own state in the store",
+            resolved.display()
+        );
+        Ok(Target {
+            live: self.root.join(&resolved),
+            stored: self.dir.join(&rel),
+            rel,
+            path: resolved,
+        })
+    }
+
+    /// The store directory as an in-root path (e.g. `/config`).
+    fn in_root_dir(&self) -> PathBuf {
+        match self.dir.strip_prefix(self.root.dir()) {
+            Ok(rel) => Path::new("/").join(rel),
+            Err(_) => PathBuf::from(CONFIG_MOUNT),
+        }
+    }
+
+    /// Persisted paths do not nest, except that a path inside a persisted, mounted directory
+    /// is already stored through it: true in that case.
+    fn covered(&self, t: &Target, listed: &[PathBuf]) -> Result<bool> {
+        if let Some(inner) = listed
+            .iter()
+            .find(|p| p.starts_with(&t.path) && **p != t.path)
+        {
+            bail!(
+                "{} contains the persisted path {}; unpersist that first",
+                t.path.display(),
+                inner.display()
+            );
+        }
+        let Some(outer) = listed_ancestor(t, listed) else {
+            return Ok(false);
+        };
+        let o = self.target(outer)?;
+        ensure!(
+            same_inode(&o.live, &o.stored),
+            "{} is inside the persisted directory {}, which is not mounted (restore it first)",
+            t.path.display(),
+            outer.display()
+        );
+        info!(
+            "{} is already stored through the persisted directory {}",
+            t.path.display(),
+            outer.display()
+        );
+        Ok(true)
+    }
+
+    /// Create the store directories above a stored copy with the owner and mode of the live
+    /// directories they mirror, so that a private live directory stays private in the store.
+    fn make_store_parents(&self, t: &Target) -> Result<()> {
+        let mut rel = PathBuf::new();
+        for part in t.rel.parent().into_iter().flat_map(Path::components) {
+            rel.push(part);
+            let stored = self.dir.join(&rel);
+            if fs::symlink_metadata(&stored).is_ok() {
+                continue;
+            }
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(&stored)
+                .with_context(|| format!("creating {}", stored.display()))?;
+            if let Ok(live) = fs::metadata(self.root.join(&rel)) {
+                set_owner(&stored, &live)?;
+                set_mode(&stored, live.mode())?;
+            } else {
+                set_mode(&stored, 0o755)?;
+            }
+            sync_parent(&stored)?;
+        }
+        Ok(())
+    }
+
+    /// Bind-mount the stored copy over the live path, unless that very copy is mounted there
+    /// already. A stale mount (one pinning a copy that was since replaced) is taken off
+    /// first, so mounts never stack and the live path always shows the current copy.
+    fn mount_stored(&self, t: &Target) -> Result<()> {
+        if same_inode(&t.live, &t.stored) {
+            return Ok(());
+        }
+        if self.unmount_ours(t)? {
+            fault::point("store.unmounted");
+        }
+        rustix::mount::mount_bind(&t.stored, &t.live).with_context(|| {
+            format!(
+                "bind-mounting {} on {}",
+                t.stored.display(),
+                t.live.display()
+            )
+        })?;
+        fault::point("store.mounted");
+        Ok(())
+    }
+
+    /// Take off every bind mount from this store stacked on the live path; true if any.
+    fn unmount_ours(&self, t: &Target) -> Result<bool> {
+        let dev = dev_of(&self.dir)?;
+        let staged = staging_path(&t.rel);
+        for layer in 0..MAX_LAYERS {
+            match top_mount_at(&t.live)? {
+                // The mount's root is the stored copy's path in the store filesystem; after the
+                // copy is replaced it is the old copy: deleted, or renamed to the staging name.
+                Some(m)
+                    if m.dev == dev && (m.root.ends_with(&t.rel) || m.root.ends_with(&staged)) =>
+                {
+                    rustix::mount::unmount(&t.live, rustix::mount::UnmountFlags::empty())
+                        .with_context(|| format!("unmounting {}", t.live.display()))?;
+                }
+                _ => return Ok(layer > 0),
+            }
+        }
+        bail!(
+            "{}: more than {MAX_LAYERS} mounts stacked",
+            t.live.display()
+        )
+    }
+
+    /// oVirt's `unmount_config`: take our mounts off the live path, then make the live entry
+    /// a copy of the stored one.
+    fn take_back(&self, t: &Target) -> Result<()> {
+        if self.unmount_ours(t)? {
+            fault::point("store.unmounted");
+        }
+        let Some(kind) = kind_at(&t.stored)? else {
+            warn!(
+                "stored copy of {} is missing; leaving the live one as it is",
+                t.path.display()
+            );
+            return Ok(());
+        };
+        check_same_kind(t, kind)?;
+        if same_tree(&t.stored, &t.live, 0)? {
+            return Ok(());
+        }
+        make_parents(&t.live)?;
+        copy_entry(&t.stored, &t.live)
+            .with_context(|| format!("copying the stored {} back", t.path.display()))?;
+        fault::point("store.copied_back");
+        Ok(())
+    }
+
+    fn restore_one(&self, path: &Path) -> Result<()> {
+        let t = self.target(path)?;
+        let kind = kind_at(&t.stored)?
+            .ok_or_else(|| anyhow!("its stored copy {} is missing", t.stored.display()))?;
+        check_same_kind(&t, kind)?;
+        match kind {
+            Kind::Symlink => {
+                if !same_tree(&t.stored, &t.live, 0)? {
+                    make_parents(&t.live)?;
+                    copy_entry(&t.stored, &t.live)?;
+                }
+                Ok(())
+            }
+            Kind::File | Kind::Dir => {
+                create_missing(&t.live, kind)?;
+                self.mount_stored(&t)
+            }
+        }
+    }
+
+    /// Rewrite the files list with `path` added or removed. Other lines, even ones we cannot
+    /// parse, are kept as they are: oVirt's own tools may have written them.
+    fn update_list(&self, path: &Path, add: bool) -> Result<()> {
+        let file = self.dir.join(STORE_FILES_LIST);
+        let old = read_bytes_optional(&file)?.unwrap_or_default();
+        let mut lines: Vec<&[u8]> = list_lines(&old)
+            .filter(|l| parse_list_line(l).as_deref() != Some(path))
+            .collect();
+        if add {
+            lines.push(path.as_os_str().as_bytes());
+        }
+        lines.sort_unstable();
+        lines.dedup();
+        let mut text = Vec::new();
+        for line in lines {
+            text.extend_from_slice(line);
+            text.push(b'\n');
+        }
+        write_atomic(&file, &text, 0o644)
+    }
+}
+
+/// `ovirt.reg.store=`: a block device is mounted on /config; anything else is a directory store.
+fn open_configured(root: &Root, spec: &str) -> Result<PathBuf> {
+    let path = Path::new(spec);
+    ensure!(
+        path.is_absolute(),
+        "must be an absolute path (a directory or a block device)"
+    );
+    let host = root.join(path);
+    // Follow symlinks: /dev/disk/by-label/... names are links to the device node.
+    let meta = match fs::metadata(&host) {
+        Ok(m) => Some(m),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).with_context(|| format!("inspecting {}", host.display())),
+    };
+    match meta {
+        Some(m) if m.file_type().is_block_device() => {
+            mount_device(root, &host)?;
+            Ok(root.join(CONFIG_MOUNT))
+        }
+        Some(m) if m.is_dir() => open_directory(root, path),
+        Some(_) => bail!(
+            "{} is neither a directory nor a block device",
+            host.display()
+        ),
+        // A device may just not have appeared yet: never turn its name into a directory.
+        None if paths::normalize(path).starts_with(DEV) => {
+            bail!("block device {} not found", host.display())
+        }
+        None => open_directory(root, path),
+    }
+}
+
+/// A directory store: nothing to mount; the directory is created when missing.
+fn open_directory(root: &Root, path: &Path) -> Result<PathBuf> {
+    let resolved = resolve(root, path, true)?;
+    ensure!(
+        resolved != Path::new("/"),
+        "the root directory cannot be the store"
+    );
+    let dir = root.join(&resolved);
+    fs::create_dir_all(&dir)
+        .with_context(|| format!("creating store directory {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// No store configured: use whatever is mounted on /config (dracut may have mounted it),
+/// else find the filesystem labelled CONFIG and mount it there.
+fn open_by_label(root: &Root) -> Result<PathBuf> {
+    let point = root.join(CONFIG_MOUNT);
+    if is_mount_point(&point)? {
+        info!(
+            "{} is already mounted; using it as the config store",
+            point.display()
+        );
+        return Ok(point);
+    }
+    let dev = find_labelled(root, CONFIG_LABEL)?.ok_or_else(|| {
+        anyhow!(
+            "no config store: nothing is mounted on {} and no ext2/3/4 filesystem labelled {CONFIG_LABEL} \
+             was found among the block devices in {} (or set ovirt.reg.store=)",
+            point.display(),
+            root.join(SYS_CLASS_BLOCK).display()
+        )
+    })?;
+    mount_device(root, &dev)?;
+    Ok(point)
+}
+
+/// Mount the store device (ext4) on <root>/config unless something is mounted there already.
+fn mount_device(root: &Root, dev: &Path) -> Result<()> {
+    let point = root.join(CONFIG_MOUNT);
+    if is_mount_point(&point)? {
+        info!(
+            "{} is already mounted; not mounting {} on it",
+            point.display(),
+            dev.display()
+        );
+        return Ok(());
+    }
+    fs::create_dir_all(&point).with_context(|| format!("creating {}", point.display()))?;
+    // The real node (/dev/vdb, not a /dev/disk/by-label link), as mount tools should show it.
+    let dev = fs::canonicalize(dev).with_context(|| format!("resolving {}", dev.display()))?;
+    rustix::mount::mount(
+        &dev,
+        &point,
+        "ext4",
+        rustix::mount::MountFlags::empty(),
+        None::<&CStr>,
+    )
+    .with_context(|| format!("mounting {} on {} (ext4)", dev.display(), point.display()))?;
+    info!(
+        "mounted the config store {} on {}",
+        dev.display(),
+        point.display()
+    );
+    Ok(())
+}
+
+/// The first block device (in name order) holding an ext2/3/4 filesystem labelled `label`.
+fn find_labelled(root: &Root, label: &str) -> Result<Option<PathBuf>> {
+    let sys = root.join(SYS_CLASS_BLOCK);
+    let mut names: Vec<OsString> = match fs::read_dir(&sys) {
+        Ok(dir) => dir.filter_map(|e| e.ok()).map(|e| e.file_name()).collect(),
+        Err(e) => {
+            debug!("cannot list {}: {e}", sys.display());
+            Vec::new()
+        }
+    };
+    names.sort();
+    let found: Vec<PathBuf> = names
+        .iter()
+        .filter(|n| worth_probing(&sys, n))
+        .map(|n| dev_node(root, n))
+        .filter(|d| has_label(d, label))
+        .collect();
+    if found.len() > 1 {
+        warn!("several filesystems are labelled {label}: {found:?}; using the first");
+    }
+    Ok(found.into_iter().next())
+}
+
+/// Skip devices that cannot hold the store, before opening them: floppies (opening a
+/// floppy drive without a disk can stall for seconds) and empty devices (unused loop
+/// devices, CD drives without media), as sysfs reports a size of 0 for those.
+fn worth_probing(sys: &Path, name: &OsStr) -> bool {
+    if name.as_bytes().starts_with(b"fd") {
+        return false;
+    }
+    match fs::read_to_string(sys.join(name).join("size")) {
+        Ok(size) => size.trim() != "0",
+        Err(_) => true,
+    }
+}
+
+/// `/dev/<name>`; sysfs writes `/` in device names as `!` (e.g. `cciss!c0d0`).
+fn dev_node(root: &Root, name: &OsStr) -> PathBuf {
+    let name: Vec<u8> = name
+        .as_bytes()
+        .iter()
+        .map(|&b| if b == b'!' { b'/' } else { b })
+        .collect();
+    root.join(DEV).join(OsStr::from_bytes(&name))
+}
+
+fn has_label(dev: &Path, label: &str) -> bool {
+    let is_block = fs::metadata(dev)
+        .map(|m| m.file_type().is_block_device())
+        .unwrap_or(false);
+    match is_block.then(|| read_ext_label(dev)) {
+        Some(Ok(Some(found))) => found == label,
+        Some(Err(e)) => {
+            debug!("cannot read a superblock from {}: {e}", dev.display());
+            false
+        }
+        _ => false,
+    }
+}
+
+/// The volume name of an ext2/3/4 filesystem, or `None` when `dev` holds none. The
+/// superblock starts at byte 1024: magic 0xEF53 at 0x38, a 16-byte NUL-padded name at 0x78.
+fn read_ext_label(dev: &Path) -> io::Result<Option<String>> {
+    let mut sb = [0u8; 0x88];
+    File::open(dev)?.read_exact_at(&mut sb, 1024)?;
+    if u16::from_le_bytes([sb[0x38], sb[0x39]]) != 0xEF53 {
+        return Ok(None);
+    }
+    let name = &sb[0x78..0x88];
+    let len = name.iter().position(|&b| b == 0).unwrap_or(name.len());
+    Ok(Some(String::from_utf8_lossy(&name[..len]).into_owned()))
+}
+
+/// Resolve an absolute in-root path as the running system would see it: symlinks in the
+/// parents are followed, absolute link targets staying inside the root; the last component
+/// is followed only with `follow_last`. A `..` climbing above the root is an error rather
+/// than clamped: such a link was meant for another tree, and following it would escape.
+fn resolve(root: &Root, path: &Path, follow_last: bool) -> Result<PathBuf> {
+    let mut todo = parts(path);
+    let mut done: Vec<OsString> = Vec::new();
+    let mut links = 0;
+    while let Some(part) = todo.pop_front() {
+        if part == ".." {
+            ensure!(
+                done.pop().is_some(),
+                "{} escapes the root {}",
+                path.display(),
+                root.dir().display()
+            );
+            continue;
+        }
+        let host = root.join(joined(&done).join(&part));
+        let follow = follow_last || !todo.is_empty();
+        match fs::symlink_metadata(&host) {
+            Ok(m) if follow && m.file_type().is_symlink() => {
+                links += 1;
+                ensure!(
+                    links <= MAX_LINKS,
+                    "{}: too many levels of symbolic links",
+                    path.display()
+                );
+                let target = fs::read_link(&host)
+                    .with_context(|| format!("reading link {}", host.display()))?;
+                if target.is_absolute() {
+                    done.clear();
+                }
+                let mut next = parts(&target);
+                next.extend(todo.drain(..));
+                todo = next;
+            }
+            _ => done.push(part),
+        }
+    }
+    Ok(joined(&done))
+}
+
+/// The names and `..`s of a path, `.` and `/` dropped.
+fn parts(path: &Path) -> VecDeque<OsString> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(p) => Some(p.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect()
+}
+
+fn joined(parts: &[OsString]) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    out.extend(parts);
+    out
+}
+
+/// The listed path that is a proper ancestor of the target, if any.
+fn listed_ancestor<'a>(t: &Target, listed: &'a [PathBuf]) -> Option<&'a PathBuf> {
+    listed
+        .iter()
+        .find(|p| t.path.starts_with(p) && **p != t.path)
+}
+
+fn list_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    bytes
+        .split(|&b| b == b'\n')
+        .map(<[u8]>::trim_ascii)
+        .filter(|l| !l.is_empty())
+}
+
+/// A files list line as a normalised absolute path; `None` for anything else.
+fn parse_list_line(line: &[u8]) -> Option<PathBuf> {
+    let path = Path::new(OsStr::from_bytes(line));
+    (path.is_absolute() && !line.contains(&0)).then(|| paths::normalize(path))
+}
+
+/// Byte order, as `LC_ALL=C sort -u`; it also puts every directory before what is inside it.
+fn sort_unique(paths: &mut Vec<PathBuf>) {
+    paths.sort_by(|a, b| a.as_os_str().as_bytes().cmp(b.as_os_str().as_bytes()));
+    paths.dedup();
+}
+
+/// The live entry must be what the store holds: a bind mount needs a file on a file and a
+/// directory on a directory, and we never delete a live directory to make room for a symlink.
+fn check_same_kind(t: &Target, stored: Kind) -> Result<()> {
+    match kind_at(&t.live)? {
+        Some(live) if live != stored => {
+            bail!(
+                "{} is a {live:?} but its stored copy is a {stored:?}",
+                t.path.display()
+            )
+        }
+        _ => Ok(()),
+    }
+}
+
+/// oVirt's restore creates a missing target (parents, then an empty file or directory) so
+/// that there is something to mount over. What it looks like hardly matters: the mount hides it.
+fn create_missing(live: &Path, kind: Kind) -> Result<()> {
+    if fs::symlink_metadata(live).is_ok() {
+        return Ok(());
+    }
+    make_parents(live)?;
+    let made = match kind {
+        Kind::Dir => fs::DirBuilder::new().mode(0o700).create(live),
+        _ => OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(live)
+            .map(drop),
+    };
+    made.with_context(|| format!("creating {}", live.display()))
+}
+
+fn make_parents(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(p) => fs::create_dir_all(p).with_context(|| format!("creating {}", p.display())),
+        None => Ok(()),
+    }
+}
+
+/// Make `dst` a copy of `src` (file, symlink or directory tree, with owner and mode),
+/// replacing what was there in one atomic step.
+fn copy_entry(src: &Path, dst: &Path) -> Result<()> {
+    let meta =
+        fs::symlink_metadata(src).with_context(|| format!("inspecting {}", src.display()))?;
+    stage_and_swap(dst, |staged| build(src, staged, &meta, 0))
+}
+
+/// Build the new entry beside `dst` with `make`, complete with owner and mode, then swap it
+/// in with one rename: `dst` is never seen half-written, nor with the wrong owner (which
+/// `write_atomic` alone, followed by chown, would show for a moment).
+fn stage_and_swap(dst: &Path, make: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    let staged = staging_path(dst);
+    remove_any(&staged)?; // left over by an interrupted run
+    if let Err(e) = make(&staged) {
+        let _ = remove_any(&staged);
+        return Err(e);
+    }
+    fault::point("store.staged");
+    swap_in(&staged, dst)
+}
+
+/// Create `dst`, which does not exist, as a copy of `src`.
+fn build(src: &Path, dst: &Path, meta: &fs::Metadata, depth: u32) -> Result<()> {
+    ensure!(
+        depth <= MAX_DEPTH,
+        "{}: directory tree deeper than {MAX_DEPTH}",
+        src.display()
+    );
+    match Kind::of(meta) {
+        Some(Kind::File) => {
+            ensure!(
+                meta.len() <= MAX_FILE,
+                "{}: larger than {MAX_FILE} bytes",
+                src.display()
+            );
+            let data = fs::read(src).with_context(|| format!("reading {}", src.display()))?;
+            put_file(dst, &data, meta.mode(), Some(meta))
+        }
+        Some(Kind::Symlink) => {
+            let target =
+                fs::read_link(src).with_context(|| format!("reading link {}", src.display()))?;
+            std::os::unix::fs::symlink(&target, dst)
+                .with_context(|| format!("creating symlink {}", dst.display()))?;
+            set_owner(dst, meta)
+        }
+        Some(Kind::Dir) => {
+            // Private while it is filled in; the real mode is set once it is complete.
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .create(dst)
+                .with_context(|| format!("creating {}", dst.display()))?;
+            for name in entries(src)? {
+                let from = src.join(&name);
+                let m = fs::symlink_metadata(&from)
+                    .with_context(|| format!("inspecting {}", from.display()))?;
+                build(&from, &dst.join(&name), &m, depth + 1)?;
+            }
+            set_owner(dst, meta)?;
+            set_mode(dst, meta.mode())?;
+            sync_dir(dst)
+        }
+        None => bail!(
+            "{}: not a regular file, directory or symlink",
+            src.display()
+        ),
+    }
+}
+
+/// Write a file durably with `mode` (set before it gets its name, so a secret is never
+/// readable by others) and the owner of `owner`.
+fn put_file(dst: &Path, data: &[u8], mode: u32, owner: Option<&fs::Metadata>) -> Result<()> {
+    write_atomic(dst, data, mode & 0o7777)?;
+    if let Some(owner) = owner {
+        set_owner(dst, owner)?;
+        // chown clears set-user-ID bits: put the exact mode back.
+        set_mode(dst, mode)?;
+    }
+    Ok(())
+}
+
+/// Move the staged entry to `dst` atomically. rename(2) replaces a file or symlink, but not
+/// a directory: then exchange the two and delete the old one, now at the staged path.
+fn swap_in(staged: &Path, dst: &Path) -> Result<()> {
+    let swapped = || format!("moving {} to {}", staged.display(), dst.display());
+    let dst_kind = kind_at(dst)?;
+    if dst_kind.is_some() && (dst_kind == Some(Kind::Dir) || kind_at(staged)? == Some(Kind::Dir)) {
+        let cwd = rustix::fs::CWD;
+        rustix::fs::renameat_with(cwd, staged, cwd, dst, rustix::fs::RenameFlags::EXCHANGE)
+            .with_context(swapped)?;
+        fault::point("store.swapped");
+        remove_any(staged)?;
+    } else {
+        fs::rename(staged, dst).with_context(swapped)?;
+    }
+    sync_parent(dst)
+}
+
+/// `.name.ovirt-node-reg.new` beside `path`.
+fn staging_path(path: &Path) -> PathBuf {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    path.with_file_name(format!(".{name}{STAGING_SUFFIX}"))
+}
+
+/// True when `b` holds what persisting `a` would store: same kind, owner, mode and content,
+/// recursively. A missing `b` is simply different.
+fn same_tree(a: &Path, b: &Path, depth: u32) -> Result<bool> {
+    ensure!(
+        depth <= MAX_DEPTH,
+        "{}: directory tree deeper than {MAX_DEPTH}",
+        a.display()
+    );
+    let ma = fs::symlink_metadata(a).with_context(|| format!("inspecting {}", a.display()))?;
+    let Ok(mb) = fs::symlink_metadata(b) else {
+        return Ok(false);
+    };
+    if ma.dev() == mb.dev() && ma.ino() == mb.ino() {
+        return Ok(true); // b is mounted on a, or the other way round
+    }
+    let (Some(ka), Some(kb)) = (Kind::of(&ma), Kind::of(&mb)) else {
+        return Ok(false);
+    };
+    let same_mode = ka == Kind::Symlink || ma.mode() & 0o7777 == mb.mode() & 0o7777;
+    if ka != kb || !same_mode || ma.uid() != mb.uid() || ma.gid() != mb.gid() {
+        return Ok(false);
+    }
+    match ka {
+        Kind::File => {
+            Ok(ma.len() == mb.len() && ma.len() <= MAX_FILE && fs::read(a)? == fs::read(b)?)
+        }
+        Kind::Symlink => Ok(fs::read_link(a)? == fs::read_link(b)?),
+        Kind::Dir => {
+            let names = entries(a)?;
+            if names != entries(b)? {
+                return Ok(false);
+            }
+            for name in &names {
+                if !same_tree(&a.join(name), &b.join(name), depth + 1)? {
+                    return Ok(false);
+                }
+            }
+            Ok(true)
+        }
+    }
+}
+
+/// The sorted names in a directory that we copy: files, directories and symlinks.
+/// Sockets, fifos and devices are skipped: they cannot be copied meaningfully.
+fn entries(dir: &Path) -> Result<Vec<OsString>> {
+    let mut names = Vec::new();
+    for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
+        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
+        let t = entry
+            .file_type()
+            .with_context(|| format!("inspecting {}", entry.path().display()))?;
+        if t.is_file() || t.is_dir() || t.is_symlink() {
+            names.push(entry.file_name());
+        } else {
+            debug!("not copying special file {}", entry.path().display());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+/// The kind of entry at `path` (a final symlink not followed); `None` when absent.
+fn kind_at(path: &Path) -> Result<Option<Kind>> {
+    match fs::symlink_metadata(path) {
+        Ok(m) => Kind::of(&m).map(Some).ok_or_else(|| {
+            anyhow!(
+                "{} is not a regular file, directory or symlink",
+                path.display()
+            )
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("inspecting {}", path.display())),
+    }
+}
+
+fn same_inode(a: &Path, b: &Path) -> bool {
+    match (fs::symlink_metadata(a), fs::symlink_metadata(b)) {
+        (Ok(ma), Ok(mb)) => ma.dev() == mb.dev() && ma.ino() == mb.ino(),
+        _ => false,
+    }
+}
+
+fn set_owner(path: &Path, meta: &fs::Metadata) -> Result<()> {
+    std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()))
+        .with_context(|| format!("setting owner of {}", path.display()))
+}
+
+/// Never for symlinks: chmod follows them.
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7777))
+        .with_context(|| format!("setting mode of {}", path.display()))
+}
+
+fn remove_any(path: &Path) -> Result<()> {
+    let removed = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => Err(e),
+    };
+    removed.with_context(|| format!("removing {}", path.display()))
+}
+
+fn sync_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(p) if p.exists() => sync_dir(p),
+        _ => Ok(()),
+    }
+}
+
+fn read_bytes_optional(path: &Path) -> Result<Option<Vec<u8>>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+/// The filesystem (major, minor) holding `path`, as /proc/self/mountinfo names it.
+fn dev_of(path: &Path) -> Result<(u32, u32)> {
+    let dev = fs::metadata(path)
+        .with_context(|| format!("inspecting {}", path.display()))?
+        .dev();
+    Ok((rustix::fs::major(dev), rustix::fs::minor(dev)))
+}
+
+/// One line of /proc/self/mountinfo.
+#[derive(Debug, PartialEq)]
+struct MountEntry {
+    id: u32,
+    parent: u32,
+    dev: (u32, u32),
+    /// The mounted directory or file inside its filesystem, `//deleted` suffix dropped.
+    root: PathBuf,
+    point: PathBuf,
+}
+
+/// The mounts of this process. Their mount points are host paths, so this is the real
+/// /proc even when `--root` is elsewhere: the mounts we make are host mounts too.
+fn mounts() -> Result<Vec<MountEntry>> {
+    let text = fs::read(MOUNTINFO).with_context(|| format!("reading {MOUNTINFO}"))?;
+    Ok(text
+        .split(|&b| b == b'\n')
+        .filter_map(parse_mount_line)
+        .collect())
+}
+
+fn parse_mount_line(line: &[u8]) -> Option<MountEntry> {
+    let mut fields = line.split(|&b| b == b' ');
+    let mut number = || {
+        std::str::from_utf8(fields.next()?)
+            .ok()?
+            .parse::<u32>()
+            .ok()
+    };
+    let (id, parent) = (number()?, number()?);
+    let (major, minor) = std::str::from_utf8(fields.next()?).ok()?.split_once(':')?;
+    let dev = (major.parse().ok()?, minor.parse().ok()?);
+    let root = unescape(fields.next()?);
+    let root = root.strip_suffix(b"//deleted").unwrap_or(&root).to_vec();
+    let point = unescape(fields.next()?);
+    Some(MountEntry {
+        id,
+        parent,
+        dev,
+        root: PathBuf::from(OsString::from_vec(root)),
+        point: PathBuf::from(OsString::from_vec(point)),
+    })
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo` octal escapes.
+fn unescape(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let code = field
+            .get(i + 1..i + 4)
+            .filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match code.and_then(|d| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok()) {
+            Some(byte) => {
+                out.push(byte);
+                i += 4;
+            }
+            None => {
+                out.push(field[i]);
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+fn is_mount_point(path: &Path) -> Result<bool> {
+    let Ok(canon) = fs::canonicalize(path) else {
+        return Ok(false);
+    };
+    Ok(mounts()?.iter().any(|m| m.point == canon))
+}
+
+/// The topmost mount on `path`. Mounts stacked on one point form a chain, each the parent of
+/// the next, so the top one is the one that is nobody's parent.
+fn top_mount_at(path: &Path) -> Result<Option<MountEntry>> {
+    let Ok(canon) = fs::canonicalize(path) else {
+        return Ok(None);
+    };
+    let mut here: Vec<MountEntry> = mounts()?.into_iter().filter(|m| m.point == canon).collect();
+    let top = here
+        .iter()
+        .position(|m| !here.iter().any(|o| o.parent == m.id));
+    Ok(top.map(|i| here.swap_remove(i)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::process::Command;
+
+    /// Set in the child that runs a mount test inside its own mount namespace.
+    const IN_NS: &str = "OVIRT_NODE_REG_STORE_TEST_IN_NS";
+
+    /// Tests that mount run in a private mount namespace, so that nothing leaks into the
+    /// machine: the test binary re-executes itself under `unshare` for just that test.
+    macro_rules! mount_test {
+        ($name:ident, $body:block) => {
+            #[test]
+            fn $name() {
+                in_mount_ns(concat!("store::tests::", stringify!($name)), || $body)
+            }
+        };
+    }
+
+    fn in_mount_ns(name: &str, body: impl FnOnce()) {
+        if std::env::var_os(IN_NS).is_some() {
+            return body();
+        }
+        let exe = std::env::current_exe().unwrap();
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private"])
+            .arg(exe)
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(IN_NS, "1")
+            .output()
+            .expect("running `unshare` (util-linux) failed: it is needed for the mount tests, and they run as root");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // "1 passed" also proves the filter matched: a wrong name would run nothing and pass.
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{name} in a mount namespace:\n{stdout}\n{stderr}"
+        );
+    }
+
+    struct Fixture {
+        _tmp: tempfile::TempDir,
+        root: Root,
+        store: Store,
+    }
+
+    fn fixture() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = Root::new(tmp.path());
+        let store = Store::open(&root, Some("/config")).unwrap();
+        Fixture {
+            _tmp: tmp,
+            root,
+            store,
+        }
+    }
+
+    impl Fixture {
+        fn live(&self, path: &str) -> PathBuf {
+            self.root.join(path)
+        }
+        fn stored(&self, path: &str) -> PathBuf {
+            self.store.dir().join(path.trim_start_matches('/'))
+        }
+        fn write(&self, path: &str, data: &str, mode: u32) -> PathBuf {
+            let p = self.live(path);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(&p, data).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+            p
+        }
+        fn files(&self) -> String {
+            fs::read_to_string(self.store.dir().join(STORE_FILES_LIST)).unwrap_or_default()
+        }
+    }
+
+    fn text(path: &Path) -> String {
+        fs::read_to_string(path).unwrap()
+    }
+
+    fn mode(path: &Path) -> u32 {
+        fs::symlink_metadata(path).unwrap().mode() & 0o7777
+    }
+
+    /// How many mounts sit on `path` (stacked mounts count separately).
+    fn mounts_on(path: &Path) -> usize {
+        let canon = fs::canonicalize(path).unwrap();
+        mounts()
+            .unwrap()
+            .iter()
+            .filter(|m| m.point == canon)
+            .count()
+    }
+
+    /// Every entry under `dir` with its kind, mode, owner and content: equal snapshots mean
+    /// nothing was changed.
+    fn snapshot(dir: &Path) -> BTreeMap<PathBuf, String> {
+        let mut out = BTreeMap::new();
+        let mut todo = vec![dir.to_path_buf()];
+        while let Some(p) = todo.pop() {
+            let m = fs::symlink_metadata(&p).unwrap();
+            let what = if m.is_dir() {
+                todo.extend(fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+                "dir".to_string()
+            } else if m.file_type().is_symlink() {
+                format!("-> {}", fs::read_link(&p).unwrap().display())
+            } else if m.is_file() {
+                format!("{:?}", fs::read(&p).unwrap())
+            } else {
+                format!("{:?}", m.file_type())
+            };
+            let key = p.strip_prefix(dir).unwrap().to_path_buf();
+            out.insert(
+                key,
+                format!("{:o} {}:{} {what}", m.mode(), m.uid(), m.gid()),
+            );
+        }
+        out
+    }
+
+    #[test]
+    fn reads_the_ext_label_of_a_real_image() {
+        let d = tempfile::tempdir().unwrap();
+        let img = d.path().join("img");
+        fs::write(&img, vec![0u8; 4 << 20]).unwrap();
+        let st = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", CONFIG_LABEL])
+            .arg(&img)
+            .status()
+            .expect("mkfs.ext4 (e2fsprogs) is needed for this test");
+        assert!(st.success());
+        assert_eq!(read_ext_label(&img).unwrap().as_deref(), Some(CONFIG_LABEL));
+        let zeros = d.path().join("zeros");
+        fs::write(&zeros, vec![0u8; 4096]).unwrap();
+        assert_eq!(read_ext_label(&zeros).unwrap(), None);
+        fs::write(&zeros, b"short").unwrap();
+        assert!(read_ext_label(&zeros).is_err());
+    }
+
+    #[test]
+    fn label_scan_skips_non_devices_and_names_what_it_looked_for() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::new(d.path());
+        // A regular file with the label is not a block device: never mounted.
+        fs::create_dir_all(root.join("/sys/class/block/vdz")).unwrap();
+        fs::create_dir_all(root.join("/dev")).unwrap();
+        let st = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-L", CONFIG_LABEL])
+            .arg(root.join("/dev/vdz"))
+            .arg("4M")
+            .status()
+            .expect("mkfs.ext4 (e2fsprogs) is needed for this test");
+        assert!(st.success());
+        assert_eq!(find_labelled(&root, CONFIG_LABEL).unwrap(), None);
+        let err = format!("{:#}", Store::open(&root, None).unwrap_err());
+        assert!(
+            err.contains("labelled CONFIG") && err.contains("sys/class/block"),
+            "{err}"
+        );
+        assert!(
+            !root.join(CONFIG_MOUNT).exists(),
+            "nothing created on failure"
+        );
+    }
+
+    #[test]
+    fn parses_mountinfo_lines() {
+        let line = b"63 43 254:0 /tmp/r/config/etc/a\\040b//deleted /tmp/r/etc/a\\040b rw - ext4 /dev/vda rw";
+        let m = parse_mount_line(line).unwrap();
+        assert_eq!(
+            m,
+            MountEntry {
+                id: 63,
+                parent: 43,
+                dev: (254, 0),
+                root: PathBuf::from("/tmp/r/config/etc/a b"),
+                point: PathBuf::from("/tmp/r/etc/a b"),
+            }
+        );
+        assert!(parse_mount_line(b"").is_none());
+        assert!(parse_mount_line(b"x y 1:2 / /").is_none());
+        assert!(parse_mount_line(b"1 2 nodev / /").is_none());
+        assert_eq!(unescape(b"a\\134b\\9\\"), b"a\\b\\9\\".to_vec());
+    }
+
+    #[test]
+    fn files_list_skips_garbage_and_keeps_it_when_rewritten() {
+        let f = fixture();
+        let list = f.store.dir().join(STORE_FILES_LIST);
+        fs::write(
+            &list,
+            b"/etc/b\nrelative/x\n\n  /etc//a  \n\xff\x00bad\n/etc/b\n",
+        )
+        .unwrap();
+        assert_eq!(
+            f.store.list().unwrap(),
+            vec![PathBuf::from("/etc/a"), PathBuf::from("/etc/b")]
+        );
+        f.store.update_list(Path::new("/etc/a"), false).unwrap();
+        f.store.update_list(Path::new("/etc/c"), true).unwrap();
+        assert_eq!(
+            fs::read(&list).unwrap(),
+            b"/etc/b\n/etc/c\nrelative/x\n\xff\x00bad\n".to_vec()
+        );
+    }
+
+    #[test]
+    fn resolves_parent_links_inside_the_root() {
+        let f = fixture();
+        fs::create_dir_all(f.live("/usr/etc/pki")).unwrap();
+        std::os::unix::fs::symlink("/usr/etc", f.live("/etc")).unwrap();
+        std::os::unix::fs::symlink("../../../..", f.live("/usr/etc/up")).unwrap();
+        std::os::unix::fs::symlink("loop", f.live("/usr/loop")).unwrap();
+        let r = |p: &str| resolve(&f.root, Path::new(p), false);
+        assert_eq!(r("/etc/pki/x").unwrap(), PathBuf::from("/usr/etc/pki/x"));
+        assert_eq!(r("/etc/pki/../y").unwrap(), PathBuf::from("/usr/etc/y"));
+        assert_eq!(
+            r("/etc").unwrap(),
+            PathBuf::from("/etc"),
+            "the last link is kept"
+        );
+        assert!(format!("{:#}", r("/etc/up/x").unwrap_err()).contains("escapes the root"));
+        assert!(format!("{:#}", r("/../x").unwrap_err()).contains("escapes the root"));
+        assert!(format!("{:#}", r("/usr/loop/x").unwrap_err()).contains("too many levels"));
+    }
+
+    #[test]
+    fn state_files_stay_in_the_state_dir() {
+        let f = fixture();
+        f.store
+            .write_state("ovirt-node-reg/state.json", b"{}", 0o600)
+            .unwrap();
+        assert_eq!(
+            f.store
+                .read_state("ovirt-node-reg/state.json")
+                .unwrap()
+                .as_deref(),
+            Some("{}")
+        );
+        assert_eq!(mode(&f.stored("/ovirt-node-reg/state.json")), 0o600);
+        assert_eq!(
+            f.store.read_state("ovirt-node-reg/none.json").unwrap(),
+            None
+        );
+        for bad in [
+            "files",
+            "/ovirt-node-reg/x",
+            "ovirt-node-reg/../files",
+            "etc/passwd",
+            "ovirt-node-reg",
+            "",
+        ] {
+            assert!(
+                f.store.write_state(bad, b"x", 0o600).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+        assert!(f.files().is_empty(), "state files are not listed");
+    }
+
+    #[test]
+    fn configured_store_must_be_a_directory_or_device() {
+        let d = tempfile::tempdir().unwrap();
+        let root = Root::new(d.path());
+        let s = Store::open(&root, Some(" /var/store ")).unwrap();
+        assert_eq!(s.dir(), root.join("/var/store"));
+        assert!(s.dir().is_dir(), "a directory store is created");
+        fs::write(root.join("/plain"), "x").unwrap();
+        for (bad, why) in [
+            ("relative", "absolute"),
+            ("/plain", "neither a directory nor a block device"),
+            ("/dev/vdq", "not found"),
+            ("/", "root directory"),
+        ] {
+            let err = format!("{:#}", Store::open(&root, Some(bad)).unwrap_err());
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+        assert!(
+            !root.join("/dev/vdq").exists(),
+            "a missing device never becomes a directory"
+        );
+    }
+
+    mount_test!(refusals_change_nothing, {
+        let f = fixture();
+        f.write("/etc/ok.conf", "ok", 0o644);
+        f.store.persist(Path::new("/etc/ok.conf")).unwrap();
+        fs::create_dir_all(f.live("/var/lib/a")).unwrap();
+        std::os::unix::fs::symlink("../../../../..", f.live("/var/lib/a/up")).unwrap();
+        std::os::unix::fs::symlink("/config", f.live("/var/cfg")).unwrap();
+        std::os::unix::net::UnixListener::bind(f.live("/var/lib/a/sock")).unwrap();
+        f.write("/ovirt-node-reg/state.json", "x", 0o644);
+        let before = (snapshot(f.root.dir()), mounts().unwrap().len());
+        for (path, why) in [
+            ("etc/ok.conf", "not an absolute path"),
+            ("/", "top-level"),
+            ("/etc", "top-level"),
+            ("/etc/x/..", "top-level"),
+            ("/etc/missing.conf", "no such file"),
+            ("/var/lib/a/up/etc/passwd", "escapes the root"),
+            ("/config/files", "config store"),
+            ("/var/cfg/etc/ok.conf", "config store"),
+            (
+                "/var/lib/a/sock",
+                "not a regular file, directory or symlink",
+            ),
+            ("/etc/a\nb", "newline"),
+            ("/ovirt-node-reg/state.json", "own state"),
+        ] {
+            let err = format!("{:#}", f.store.persist(Path::new(path)).unwrap_err());
+            assert!(err.contains(why), "{path:?}: {err}");
+        }
+        let err = format!(
+            "{:#}",
+            f.store.unpersist(Path::new("/etc/never.conf")).unwrap_err()
+        );
+        assert!(err.contains("not persisted"), "{err}");
+        assert!(f.store.unpersist(Path::new("/")).is_err());
+        assert_eq!(
+            (snapshot(f.root.dir()), mounts().unwrap().len()),
+            before,
+            "a refusal changed something"
+        );
+    });
+
+    mount_test!(persist_keeps_mode_and_owner_and_twice_is_a_no_op, {
+        let f = fixture();
+        let live = f.write("/etc/pki/vdsm/keys/vdsmkey.pem", "secret", 0o600);
+        fs::set_permissions(live.parent().unwrap(), fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&live, Some(36), Some(36)).unwrap();
+        let p = Path::new("/etc/pki/vdsm/keys/vdsmkey.pem");
+        assert_eq!(f.store.persist(p).unwrap(), Persisted::Added);
+        let stored = f.stored("/etc/pki/vdsm/keys/vdsmkey.pem");
+        assert_eq!(text(&stored), "secret");
+        assert_eq!(mode(&stored), 0o600);
+        assert_eq!(fs::metadata(&stored).unwrap().uid(), 36);
+        assert_eq!(
+            mode(stored.parent().unwrap()),
+            0o700,
+            "a private directory stays private in the store"
+        );
+        assert!(
+            same_inode(&live, &stored),
+            "the stored copy is mounted over the live file"
+        );
+        assert_eq!(f.files(), "/etc/pki/vdsm/keys/vdsmkey.pem\n");
+        let before = snapshot(f.store.dir());
+        assert_eq!(f.store.persist(p).unwrap(), Persisted::Unchanged);
+        assert_eq!(snapshot(f.store.dir()), before);
+        assert_eq!(mounts_on(&live), 1);
+        // Written through the mount: the change is in the store already.
+        fs::write(&live, "edited").unwrap();
+        assert_eq!(f.store.persist(p).unwrap(), Persisted::Unchanged);
+        assert_eq!(text(&stored), "edited");
+    });
+
+    mount_test!(write_persisted_replaces_a_mounted_file, {
+        let f = fixture();
+        let live = f.write("/etc/default/ovirt", "A=1\n", 0o644);
+        std::os::unix::fs::chown(&live, Some(36), Some(36)).unwrap();
+        let p = Path::new("/etc/default/ovirt");
+        assert_eq!(f.store.persist(p).unwrap(), Persisted::Added);
+        assert!(
+            fs::rename(f.write("/etc/default/tmp", "x", 0o644), &live).is_err(),
+            "a mount point cannot be renamed over"
+        );
+        assert_eq!(
+            f.store.write_persisted(p, b"A=2\n", 0o640).unwrap(),
+            Persisted::Updated
+        );
+        let stored = f.stored("/etc/default/ovirt");
+        assert_eq!(
+            (text(&live), text(&stored)),
+            ("A=2\n".into(), "A=2\n".into())
+        );
+        assert_eq!(
+            (mode(&stored), fs::metadata(&stored).unwrap().uid()),
+            (0o640, 36)
+        );
+        assert!(same_inode(&live, &stored));
+        assert_eq!(mounts_on(&live), 1, "mounts do not stack");
+        let before = snapshot(f.store.dir());
+        assert_eq!(
+            f.store.write_persisted(p, b"A=2\n", 0o640).unwrap(),
+            Persisted::Unchanged
+        );
+        assert_eq!(snapshot(f.store.dir()), before);
+        // A new file is written and persisted in one go.
+        let q = Path::new("/etc/vdsm/vdsm.conf");
+        assert_eq!(
+            f.store.write_persisted(q, b"[vars]\n", 0o644).unwrap(),
+            Persisted::Added
+        );
+        assert!(same_inode(
+            &f.live("/etc/vdsm/vdsm.conf"),
+            &f.stored("/etc/vdsm/vdsm.conf")
+        ));
+    });
+
+    mount_test!(update_after_unmount_and_stale_mounts_are_replaced, {
+        let f = fixture();
+        let live = f.write("/etc/vdsm/vdsm.conf", "one", 0o644);
+        let p = Path::new("/etc/vdsm/vdsm.conf");
+        let stored = f.stored("/etc/vdsm/vdsm.conf");
+        f.store.persist(p).unwrap();
+        // oVirt's edit cycle: unmount (stored content put back), rewrite, persist again.
+        f.store.unmount(p).unwrap();
+        assert_eq!(mounts_on(&live), 0);
+        assert_eq!(text(&live), "one");
+        crate::fsutil::write_atomic(&live, b"two", 0o644).unwrap();
+        assert_eq!(f.store.persist(p).unwrap(), Persisted::Updated);
+        assert_eq!((text(&live), text(&stored)), ("two".into(), "two".into()));
+        assert_eq!(mounts_on(&live), 1);
+        // The stored copy replaced behind the mount's back: the mount pins the old file.
+        crate::fsutil::write_atomic(&stored, b"three", 0o644).unwrap();
+        assert_eq!(text(&live), "two");
+        assert_eq!(f.store.restore().unwrap(), vec![p.to_path_buf()]);
+        assert_eq!(text(&live), "three", "restore replaced the stale mount");
+        assert_eq!(mounts_on(&live), 1, "and did not stack a second one");
+    });
+
+    mount_test!(unpersist_puts_the_content_back_and_forgets_it, {
+        let f = fixture();
+        let live = f.write("/etc/ssh/sshd_config", "Port 22\n", 0o600);
+        f.write("/etc/keep.conf", "keep", 0o644);
+        let p = Path::new("/etc/ssh/sshd_config");
+        f.store.persist(p).unwrap();
+        f.store.persist(Path::new("/etc/keep.conf")).unwrap();
+        fs::write(&live, "Port 2222\n").unwrap(); // through the mount: into the store
+        f.store.unpersist(p).unwrap();
+        assert_eq!(mounts_on(&live), 0);
+        assert_eq!(text(&live), "Port 2222\n");
+        assert_eq!(mode(&live), 0o600);
+        assert!(!f.stored("/etc/ssh/sshd_config").exists());
+        assert_eq!(f.files(), "/etc/keep.conf\n");
+        assert!(format!("{:#}", f.store.unpersist(p).unwrap_err()).contains("not persisted"));
+    });
+
+    mount_test!(directories_and_symlinks_persist_and_restore, {
+        let f = fixture();
+        f.write("/etc/iscsi/a", "A", 0o600);
+        f.write("/etc/iscsi/nodes/b", "B", 0o644);
+        std::os::unix::fs::symlink("a", f.live("/etc/iscsi/link")).unwrap();
+        std::os::unix::fs::symlink("/etc/iscsi/a", f.live("/etc/alias")).unwrap();
+        let (dir, link) = (Path::new("/etc/iscsi"), Path::new("/etc/alias"));
+        assert_eq!(f.store.persist(dir).unwrap(), Persisted::Added);
+        assert_eq!(f.store.persist(link).unwrap(), Persisted::Added);
+        assert!(same_inode(&f.live("/etc/iscsi"), &f.stored("/etc/iscsi")));
+        assert_eq!(
+            fs::read_link(f.stored("/etc/alias")).unwrap(),
+            PathBuf::from("/etc/iscsi/a")
+        );
+        assert_eq!(
+            fs::read_link(f.stored("/etc/iscsi/link")).unwrap(),
+            PathBuf::from("a")
+        );
+        assert_eq!(mode(&f.stored("/etc/iscsi/a")), 0o600);
+        // Inside a persisted directory: already stored. Around a persisted path: refused.
+        assert_eq!(
+            f.store.persist(Path::new("/etc/iscsi/a")).unwrap(),
+            Persisted::Unchanged
+        );
+        f.write("/var/x/y", "y", 0o644);
+        f.store.persist(Path::new("/var/x/y")).unwrap();
+        assert!(
+            format!("{:#}", f.store.persist(Path::new("/var/x")).unwrap_err())
+                .contains("contains the persisted")
+        );
+        assert!(f.store.unpersist(Path::new("/etc/iscsi/a")).is_err());
+        // A reboot: no mounts, the live tree gone.
+        rustix::mount::unmount(f.live("/etc/iscsi"), rustix::mount::UnmountFlags::empty()).unwrap();
+        rustix::mount::unmount(f.live("/var/x/y"), rustix::mount::UnmountFlags::empty()).unwrap();
+        fs::remove_dir_all(f.live("/etc")).unwrap();
+        let restored = f.store.restore().unwrap();
+        assert_eq!(
+            restored,
+            vec![
+                PathBuf::from("/etc/alias"),
+                dir.to_path_buf(),
+                PathBuf::from("/var/x/y")
+            ]
+        );
+        assert_eq!(text(&f.live("/etc/iscsi/nodes/b")), "B");
+        assert_eq!(
+            fs::read_link(f.live("/etc/alias")).unwrap(),
+            PathBuf::from("/etc/iscsi/a"),
+            "re-created"
+        );
+        assert_eq!(f.store.restore().unwrap(), restored);
+        assert_eq!(
+            mounts_on(&f.live("/etc/iscsi")),
+            1,
+            "restoring twice does not stack mounts"
+        );
+        // Update a directory: unmount, change, persist (swapped in whole).
+        f.store.unmount(dir).unwrap();
+        f.write("/etc/iscsi/c", "C", 0o644);
+        fs::remove_file(f.live("/etc/iscsi/a")).unwrap();
+        assert_eq!(f.store.persist(dir).unwrap(), Persisted::Updated);
+        assert!(f.stored("/etc/iscsi/c").exists() && !f.stored("/etc/iscsi/a").exists());
+        assert!(same_inode(&f.live("/etc/iscsi"), &f.stored("/etc/iscsi")));
+        assert!(
+            !f.stored("/etc/.iscsi.ovirt-node-reg.new").exists(),
+            "no staging left behind"
+        );
+        f.store.unpersist(dir).unwrap();
+        f.store.unpersist(link).unwrap();
+        assert_eq!(mounts_on(&f.live("/etc/iscsi")), 0);
+        assert_eq!(text(&f.live("/etc/iscsi/nodes/b")), "B");
+        assert!(!f.stored("/etc/iscsi").exists() && !f.stored("/etc/alias").exists());
+        assert_eq!(f.files(), "/var/x/y\n");
+    });
+
+    mount_test!(restore_skips_bad_entries_and_creates_missing_targets, {
+        let f = fixture();
+        f.write("/etc/good", "good", 0o644);
+        f.store.persist(Path::new("/etc/good")).unwrap();
+        rustix::mount::unmount(f.live("/etc/good"), rustix::mount::UnmountFlags::empty()).unwrap();
+        fs::remove_dir_all(f.live("/etc")).unwrap();
+        fs::write(f.stored("/etc/dir-on-live"), "file").unwrap();
+        fs::create_dir_all(f.live("/var/dir-on-live")).unwrap();
+        fs::create_dir_all(f.stored("/var")).unwrap();
+        fs::write(f.stored("/var/dir-on-live"), "file").unwrap();
+        let garbage = "/etc/good\n/etc/missing\nnot/absolute\n/\n/etc\n/config/files\n/var/dir-on-live\n/../../x/y\n";
+        fs::write(f.store.dir().join(STORE_FILES_LIST), garbage).unwrap();
+        assert_eq!(f.store.restore().unwrap(), vec![PathBuf::from("/etc/good")]);
+        assert_eq!(text(&f.live("/etc/good")), "good");
+        assert!(
+            f.live("/var/dir-on-live").is_dir(),
+            "a live directory is left alone"
+        );
+        assert!(!f.live("/etc/missing").exists() && !f.root.join("/x").exists());
+    });
 }
