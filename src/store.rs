@@ -531,25 +531,20 @@ fn open_configured(root: &Root, spec: &str) -> Result<PathBuf> {
             "{} is neither a directory nor a block device",
             host.display()
         ),
-        // A device may just not have appeared yet: never turn its name into a directory.
-        None if paths::normalize(path).starts_with(DEV) => {
-            bail!("block device {} not found", host.display())
-        }
-        None => open_directory(root, path),
+        // Fail closed: a mistyped directory must not become a store that may not survive a
+        // reboot, nor a device that has not appeared yet a directory.
+        None => bail!("{} does not exist", host.display()),
     }
 }
 
-/// A directory store: nothing to mount; the directory is created when missing.
+/// A directory store: nothing to mount.
 fn open_directory(root: &Root, path: &Path) -> Result<PathBuf> {
     let resolved = resolve(root, path, true)?;
     ensure!(
         resolved != Path::new("/"),
         "the root directory cannot be the store"
     );
-    let dir = root.join(&resolved);
-    fs::create_dir_all(&dir)
-        .with_context(|| format!("creating store directory {}", dir.display()))?;
-    Ok(dir)
+    Ok(root.join(&resolved))
 }
 
 /// No store configured: use whatever is mounted on /config (dracut may have mounted it),
@@ -1170,6 +1165,7 @@ mod tests {
     fn fixture() -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
         let root = Root::new(tmp.path());
+        fs::create_dir(root.join(CONFIG_MOUNT)).unwrap();
         let store = Store::open(&root, Some("/config")).unwrap();
         Fixture {
             _tmp: tmp,
@@ -1385,22 +1381,28 @@ mod tests {
     fn configured_store_must_be_a_directory_or_device() {
         let d = tempfile::tempdir().unwrap();
         let root = Root::new(d.path());
+        fs::create_dir_all(root.join("/var/lib/store")).unwrap();
+        std::os::unix::fs::symlink("lib/store", root.join("/var/store")).unwrap();
         let s = Store::open(&root, Some(" /var/store ")).unwrap();
-        assert_eq!(s.dir(), root.join("/var/store"));
-        assert!(s.dir().is_dir(), "a directory store is created");
+        assert_eq!(
+            s.dir(),
+            root.join("/var/lib/store"),
+            "links resolved inside the root"
+        );
         fs::write(root.join("/plain"), "x").unwrap();
         for (bad, why) in [
             ("relative", "absolute"),
             ("/plain", "neither a directory nor a block device"),
-            ("/dev/vdq", "not found"),
+            ("/dev/vdq", "does not exist"),
+            ("/srv/typo", "does not exist"),
             ("/", "root directory"),
         ] {
             let err = format!("{:#}", Store::open(&root, Some(bad)).unwrap_err());
             assert!(err.contains(why), "{bad}: {err}");
         }
         assert!(
-            !root.join("/dev/vdq").exists(),
-            "a missing device never becomes a directory"
+            !root.join("/dev").exists() && !root.join("/srv").exists(),
+            "nothing created"
         );
     }
 

@@ -55,7 +55,9 @@ impl Node {
 
     /// A directory store at /config.
     fn with_dir_store() -> Node {
-        Node::new("ro quiet ovirt.reg.store=/config\n")
+        let node = Node::new("ro quiet ovirt.reg.store=/config\n");
+        fs::create_dir(node.path("/config")).unwrap();
+        node
     }
 
     fn path(&self, p: &str) -> PathBuf {
