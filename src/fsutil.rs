@@ -21,7 +21,8 @@ pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let tmp = temp_name(path);
     let result = write_temp(&tmp, data, mode).and_then(|()| {
         fault::point("atomic.before_rename");
-        fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
+        fs::rename(&tmp, path)
+            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
     });
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -60,12 +61,14 @@ fn write_temp(tmp: &Path, data: &[u8], mode: u32) -> Result<()> {
         .mode(mode)
         .open(tmp)
         .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(data).with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(data)
+        .with_context(|| format!("writing {}", tmp.display()))?;
     fault::point("atomic.tmp_written");
     // The umask may have narrowed the mode given to open(); set it exactly.
     f.set_permissions(fs::Permissions::from_mode(mode))
         .with_context(|| format!("setting mode of {}", tmp.display()))?;
-    f.sync_all().with_context(|| format!("syncing {}", tmp.display()))
+    f.sync_all()
+        .with_context(|| format!("syncing {}", tmp.display()))
 }
 
 fn parent_of(path: &Path) -> Result<PathBuf> {
@@ -77,7 +80,10 @@ fn parent_of(path: &Path) -> Result<PathBuf> {
 
 /// `.name.tmp` beside the target: same directory, so the rename is atomic.
 fn temp_name(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.ovirt-node-reg.tmp"))
 }
 
@@ -92,7 +98,10 @@ mod tests {
         write_atomic(&p, b"one", 0o600).unwrap();
         write_atomic(&p, b"two", 0o600).unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o7777, 0o600);
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o7777,
+            0o600
+        );
         let leftovers: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file left behind");
     }

@@ -103,6 +103,9 @@ mod tests {
     #[test]
     fn system_root() {
         assert!(Root::default().is_system());
-        assert_eq!(Root::default().join("/proc/cmdline"), PathBuf::from("/proc/cmdline"));
+        assert_eq!(
+            Root::default().join("/proc/cmdline"),
+            PathBuf::from("/proc/cmdline")
+        );
     }
 }

@@ -469,7 +469,9 @@ impl FromStr for IpSetting {
             });
         }
         let fields = split_outside_brackets(text, ':');
-        if fields.len() >= 2 && parse_ip(fields[0]).is_none() {
+        // `iface:method…` has a method word second; the static forms have an address there.
+        let iface_form = fields.len() >= 2 && IpMethod::from_word(fields[1]).is_some();
+        if iface_form && !fields[0].is_empty() && parse_ip(fields[0]).is_none() {
             return parse_iface_form(&fields);
         }
         if fields.len() < 4 {
@@ -553,9 +555,19 @@ fn parse_mtu_mac(rest: &[&str]) -> Result<(Option<u16>, Option<Mac>), Expected> 
 impl fmt::Display for IpSetting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let method = self.method.unwrap_or(IpMethod::Static);
-        let simple = self.address.is_none() && self.gateway.is_none() && self.netmask.is_none();
-        if simple && self.interface.is_none() && self.mtu.is_none() && self.mac.is_none() {
-            return f.write_str(method.word());
+        let no_addressing = self.address.is_none()
+            && self.peer.is_none()
+            && self.gateway.is_none()
+            && self.netmask.is_none()
+            && self.hostname.is_none();
+        if no_addressing {
+            return match &self.interface {
+                Some(iface) => {
+                    write!(f, "{iface}:{}", method.word())?;
+                    self.fmt_mtu_mac(f)
+                }
+                None => f.write_str(method.word()),
+            };
         }
         let ip = |a: &Option<IpAddr>| match a {
             Some(IpAddr::V6(v6)) => format!("[{v6}]"),
@@ -574,8 +586,19 @@ impl fmt::Display for IpSetting {
             s(self.interface.as_ref().map(|i| i.to_string())),
             method.word()
         )?;
+        self.fmt_mtu_mac(f)
+    }
+}
+
+impl IpSetting {
+    /// The optional `[:mtu[:mac]]` tail.
+    fn fmt_mtu_mac(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.mtu.is_some() || self.mac.is_some() {
-            write!(f, ":{}", s(self.mtu.map(|m| m.to_string())))?;
+            write!(
+                f,
+                ":{}",
+                self.mtu.map(|m| m.to_string()).unwrap_or_default()
+            )?;
         }
         if let Some(mac) = self.mac {
             write!(f, ":{mac}")?;

@@ -333,7 +333,10 @@ fn secrets_are_warned_about_and_never_printed() {
         !shown.contains("s3cr3t") && !shown.contains("abcdefgh"),
         "{shown}"
     );
-    assert!(ok("engine_admin_password=$6$x$y").reg.admin_password.is_some());
+    assert!(ok("engine_admin_password=$6$x$y")
+        .reg
+        .admin_password
+        .is_some());
     let l = load("rhevm_admin_password=plaintext-password");
     assert_eq!(l.errors.len(), 1);
     assert!(
@@ -395,6 +398,10 @@ fn kargs_round_trip() {
 #[test]
 fn fuzz_entry_survives_garbage() {
     for input in [
+        &b"ip=6:on"[..],
+        b"ip=eth0:dhcp:1500",
+        b"ip=:::::eth0:dhcp",
+        b"ip=10.0.0.1:::::eth0:dhcp",
         &b"\xff\xfe=\"=\"\"\x00 ip=[::1]:[:"[..],
         b"ip=:::::::::",
         b"management_server=[",

@@ -1,0 +1,344 @@
+//! The real binary, run against temporary root trees. Commands that mount (the store
+//! bind-mounts persisted files) run in a private mount namespace (`unshare -m`), which
+//! also plays the part of a reboot: the next run starts with no mounts.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ovirt-node-reg");
+
+struct Node {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Node {
+    /// A root tree with a directory store at /config and a DMI UUID.
+    fn new(cmdline: &str) -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let node = Node { _dir: dir, root };
+        fs::create_dir_all(node.path("/config")).unwrap();
+        node.write(
+            "/sys/class/dmi/id/product_uuid",
+            "4C4C4544-0042-3510-8052-B4C04F4E3232\n",
+        );
+        node.write("/proc/cmdline", cmdline);
+        node
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.root.join(p.trim_start_matches('/'))
+    }
+
+    fn write(&self, p: &str, text: &str) {
+        let p = self.path(p);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    fn read(&self, p: &str) -> String {
+        fs::read_to_string(self.path(p)).unwrap_or_else(|e| panic!("{p}: {e}"))
+    }
+
+    /// Run the binary in a fresh private mount namespace (a "boot").
+    fn run(&self, args: &[&str]) -> Output {
+        let which = Command::new("sh")
+            .args(["-c", "command -v unshare"])
+            .output()
+            .unwrap();
+        assert!(
+            which.status.success(),
+            "unshare is missing: apt-get install util-linux"
+        );
+        let out = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", BIN, "--root"])
+            .arg(&self.root)
+            .args(args)
+            .output()
+            .unwrap();
+        out
+    }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+const GOOD: &str =
+    "BOOT_IMAGE=vmlinuz ro management_server=engine.example.com:8443 BOOTIF=01-52-54-00-12-34-56 \
+                    ip=dhcp ovirt.reg.store=/config console=ttyS0\n";
+
+#[test]
+fn help_for_every_subcommand() {
+    for sub in [
+        &[][..],
+        &["boot"],
+        &["config", "show"],
+        &["persist"],
+        &["unpersist"],
+        &["restore"],
+        &["status"],
+        &["version"],
+    ] {
+        let out = Command::new(BIN).args(sub).arg("--help").output().unwrap();
+        assert_eq!(code(&out), 0, "{sub:?} --help");
+        assert!(
+            text(&out.stdout).contains("Usage:"),
+            "{sub:?}: {}",
+            text(&out.stdout)
+        );
+    }
+    let out = Command::new(BIN).arg("version").output().unwrap();
+    assert!(text(&out.stdout).starts_with("ovirt-node-reg 0."));
+}
+
+#[test]
+fn config_show_json_sources_and_errors() {
+    let node = Node::new(
+        "management_server=engine:70000 hostname=node1.example.com BOOTIF=01-52-54-00-12-34\n",
+    );
+    node.write("/etc/default/ovirt", "OVIRT_NTP=\"ntp.example.com\"\n");
+    let out = node.run(&["config", "show", "--json"]);
+    assert_eq!(
+        code(&out),
+        2,
+        "errors give exit code 2: {}",
+        text(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors: Vec<&str> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(errors, ["management_server", "BOOTIF"]);
+    assert_eq!(v["settings"]["hostname"]["values"][0], "node1.example.com");
+    assert_eq!(v["settings"]["hostname"]["source"], "cmdline");
+    assert_eq!(v["settings"]["ntp"]["source"], "default-ovirt");
+    assert_eq!(v["settings"]["ovirt.reg.timeout"]["source"], "default");
+}
+
+#[test]
+fn config_show_text_with_cmdline_file_and_no_secret() {
+    let node = Node::new("");
+    node.write(
+        "/other-cmdline",
+        "management_server=[fd00::1]:8443 rhevm_admin_password=$6$salt$TOPSECRETHASH\n",
+    );
+    let out = Command::new(BIN)
+        .arg("--root")
+        .arg(&node.root)
+        .arg("--cmdline")
+        .arg(node.path("/other-cmdline"))
+        .args(["config", "show"])
+        .output()
+        .unwrap();
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert_eq!(code(&out), 0, "{all}");
+    assert!(all.contains("[fd00::1]:8443"), "{all}");
+    assert!(
+        all.contains("rhevm_admin_password") && all.contains("<redacted>"),
+        "{all}"
+    );
+    assert!(!all.contains("TOPSECRETHASH"), "secret printed: {all}");
+}
+
+#[test]
+fn boot_configures_persists_and_second_boot_changes_nothing() {
+    let node = Node::new(GOOD);
+    let out = node.run(&["boot"]);
+    let err = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{err}");
+    assert!(
+        err.contains("ovirt-node-reg: waiting, step network_up"),
+        "banner: {err}"
+    );
+    let listed = node.read("/config/files");
+    assert_eq!(
+        listed,
+        "/etc/default/ovirt\n/etc/vdsm-reg/vdsm-reg.conf\n/etc/vdsm/vdsm.id\n"
+    );
+    let ovirt = node.read("/config/etc/default/ovirt");
+    assert!(
+        ovirt.contains("OVIRT_MANAGEMENT_SERVER=\"engine.example.com:8443\"\n"),
+        "{ovirt}"
+    );
+    assert!(ovirt.contains("OVIRT_IP_ADDRESS=\"\"\n"), "{ovirt}");
+    let conf = node.read("/config/etc/vdsm-reg/vdsm-reg.conf");
+    assert_eq!(
+        conf,
+        "[vars]\nvdc_host_name=engine.example.com\nvdc_host_port=8443\n"
+    );
+    assert_eq!(
+        node.read("/config/etc/vdsm/vdsm.id"),
+        "4c4c4544-0042-3510-8052-b4c04f4e3232"
+    );
+    let state: serde_json::Value =
+        serde_json::from_str(&node.read("/config/ovirt-node-reg/state.json")).unwrap();
+    assert_eq!(state["completed"], serde_json::json!(["configured"]));
+    let status: serde_json::Value =
+        serde_json::from_str(&node.read("/run/ovirt-node-reg/status.json")).unwrap();
+    assert_eq!(
+        (status["step"].as_str(), status["result"].as_str()),
+        (Some("network_up"), Some("waiting"))
+    );
+
+    // Next boot: /run is empty again, the store is not.
+    fs::remove_dir_all(node.path("/run")).unwrap();
+    let before: Vec<String> = [
+        "/config/files",
+        "/config/etc/default/ovirt",
+        "/config/etc/vdsm-reg/vdsm-reg.conf",
+    ]
+    .iter()
+    .map(|p| node.read(p))
+    .collect();
+    let out = node.run(&["boot"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("restored 3 persisted paths"),
+        "{}",
+        text(&out.stderr)
+    );
+    let after: Vec<String> = [
+        "/config/files",
+        "/config/etc/default/ovirt",
+        "/config/etc/vdsm-reg/vdsm-reg.conf",
+    ]
+    .iter()
+    .map(|p| node.read(p))
+    .collect();
+    assert_eq!(before, after);
+    let out = node.run(&["status"]);
+    assert_eq!(code(&out), 0);
+    assert!(
+        text(&out.stdout).contains("completed: configured"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn invalid_setting_fails_clearly_and_keeps_persisted_files() {
+    let node = Node::new(GOOD);
+    assert_eq!(code(&node.run(&["boot"])), 0);
+    let before = node.read("/config/etc/default/ovirt");
+    node.write(
+        "/proc/cmdline",
+        "management_server=engine.example.com:99999 ovirt.reg.store=/config\n",
+    );
+    let out = node.run(&["boot"]);
+    let err = text(&out.stderr);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(
+        err.contains("ovirt-node-reg: FAILED at step configured: invalid settings: management_server=engine.example.com:99999: expected HOST[:PORT]"),
+        "{err}"
+    );
+    assert_eq!(
+        node.read("/config/etc/default/ovirt"),
+        before,
+        "persisted file untouched"
+    );
+    let out = node.run(&["status", "--json"]);
+    assert_eq!(code(&out), 1, "status of a failed run exits 1");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["result"], "failed");
+}
+
+#[test]
+fn no_engine_or_no_store_or_disabled() {
+    let node = Node::new("ovirt.reg.store=/config\n");
+    let out = node.run(&["boot"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("no engine configured: give management_server=HOST[:PORT]"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let node = Node::new("management_server=e.example.com ovirt.reg.store=/nonexistent\n");
+    let out = node.run(&["boot"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("config store"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        node.path("/run/ovirt-node-reg/status.json").exists(),
+        "failure still leaves a status file"
+    );
+
+    let node =
+        Node::new("management_server=e.example.com ovirt.reg.store=/config ovirt_vdsm_disable\n");
+    let out = node.run(&["boot"]);
+    assert_eq!(code(&out), 0);
+    assert!(
+        text(&out.stderr).contains("disabled"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(
+        !node.path("/config/etc/default/ovirt").exists(),
+        "disabled: nothing written"
+    );
+}
+
+#[test]
+fn secrets_never_reach_logs_or_status() {
+    let node = Node::new(&format!(
+        "{} rhevm_admin_password=$6$salt$TOPSECRETHASH ovirt.reg.token=TOKEN123",
+        GOOD.trim()
+    ));
+    let out = node.run(&["boot"]);
+    let err = text(&out.stderr);
+    assert_eq!(code(&out), 0, "{err}");
+    assert!(
+        err.contains("was given on the kernel command line"),
+        "warned: {err}"
+    );
+    for file in [
+        "/run/ovirt-node-reg/status.json",
+        "/config/etc/default/ovirt",
+        "/config/ovirt-node-reg/state.json",
+    ] {
+        let t = node.read(file);
+        assert!(
+            !t.contains("TOPSECRETHASH") && !t.contains("TOKEN123"),
+            "{file}: {t}"
+        );
+    }
+    assert!(
+        !err.contains("TOPSECRETHASH") && !err.contains("TOKEN123"),
+        "{err}"
+    );
+}
+
+#[test]
+fn status_before_any_run() {
+    let node = Node::new(GOOD);
+    let out = node.run(&["status"]);
+    assert_eq!(code(&out), 3);
+    assert!(text(&out.stdout).contains("has not run since boot"));
+    assert!(!Path::new(&node.path("/run")).exists());
+}
+
+#[test]
+fn unreadable_cmdline_is_a_clear_error() {
+    let node = Node::new(GOOD);
+    fs::remove_file(node.path("/proc/cmdline")).unwrap();
+    let out = node.run(&["config", "show"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("reading the kernel command line from"),
+        "{}",
+        text(&out.stderr)
+    );
+}
