@@ -192,14 +192,15 @@ fn boot_configures_persists_and_second_boot_changes_nothing() {
 
     // Next boot: /run is empty again, the store is not.
     fs::remove_dir_all(node.path("/run")).unwrap();
-    let before: Vec<String> = [
-        "/config/files",
-        "/config/etc/default/ovirt",
-        "/config/etc/vdsm-reg/vdsm-reg.conf",
-    ]
-    .iter()
-    .map(|p| node.read(p))
-    .collect();
+    let stored = || -> Vec<String> {
+        let files = [
+            "/config/files",
+            "/config/etc/default/ovirt",
+            "/config/etc/vdsm-reg/vdsm-reg.conf",
+        ];
+        files.iter().map(|p| node.read(p)).collect()
+    };
+    let before = stored();
     let out = node.run(&["boot"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert!(
@@ -207,15 +208,7 @@ fn boot_configures_persists_and_second_boot_changes_nothing() {
         "{}",
         text(&out.stderr)
     );
-    let after: Vec<String> = [
-        "/config/files",
-        "/config/etc/default/ovirt",
-        "/config/etc/vdsm-reg/vdsm-reg.conf",
-    ]
-    .iter()
-    .map(|p| node.read(p))
-    .collect();
-    assert_eq!(before, after);
+    assert_eq!(before, stored());
     let out = node.run(&["status"]);
     assert_eq!(code(&out), 0);
     assert!(
