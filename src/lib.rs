@@ -4,14 +4,18 @@
 
 pub mod cmdline;
 pub mod config;
+pub mod engine;
 pub mod fault;
 pub mod flow;
 pub mod fsutil;
+pub mod http;
 pub mod identity;
 pub mod legacy;
 pub mod logging;
 pub mod paths;
+pub mod retry;
 pub mod secret;
 pub mod status;
 pub mod store;
+pub mod trust;
 pub mod values;

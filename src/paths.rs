@@ -28,6 +28,11 @@ pub const STORE_FILES_LIST: &str = "files";
 pub const STORE_STATE_DIR: &str = "ovirt-node-reg";
 pub const STATE_FILE: &str = "ovirt-node-reg/state.json";
 pub const STORE_STATUS_FILE: &str = "ovirt-node-reg/status.json";
+/// The engine CA pin kept after trust on first use (`ovirt.reg.insecure_tofu`).
+pub const STORE_CA_PIN: &str = "ovirt-node-reg/ca-pin";
+/// Where the engine's SSH key goes (the engine logs in as root to deploy the host).
+pub const ROOT_SSH_DIR: &str = "/root/.ssh";
+pub const ROOT_AUTHORIZED_KEYS: &str = "/root/.ssh/authorized_keys";
 pub const RUN_DIR: &str = "/run/ovirt-node-reg";
 pub const STATUS_FILE: &str = "/run/ovirt-node-reg/status.json";
 

@@ -1,0 +1,478 @@
+//! Trust bootstrap: get the engine CA, check it against the pin, and get the engine's SSH key.
+//!
+//! The CA is downloaded over a connection that cannot be verified yet (we do not have the CA),
+//! so nothing is believed until its fingerprint matches `ovirt.reg.ca_pin=sha256:…` (SHA-256
+//! of the DER certificate, several allowed for rollover) or the legacy
+//! `management_server_fingerprint` (SHA-1). Without a pin the CA is trusted on first use only
+//! when `ovirt.reg.insecure_tofu` is set; the caller then pins it in the store, and a later
+//! boot refuses any other CA. From then on every request goes through a client that trusts
+//! only this CA (http.rs).
+
+use std::fmt;
+use std::path::Path;
+
+use anyhow::Context;
+use base64::Engine as _;
+use log::{info, warn};
+
+use crate::config::RegConfig;
+use crate::http::{self, Client, Endpoint, Response, Timeouts, MAX_BODY};
+use crate::paths;
+use crate::retry::{Class, Classify, GaveUp, Retrier};
+use crate::store::{Persisted, Store};
+use crate::values::{Sha1Fingerprint, Sha256Pin};
+
+/// Where the CA can be downloaded, newest engines first (ovirt-protocol.md §3.2, §6.5).
+pub const CA_SOURCES: [&str; 3] = [
+    "/ovirt-engine/services/host-register?version=1&command=get-pki-trust",
+    "/ovirt-engine/services/pki-resource?resource=ca-certificate&format=X509-PEM-CA",
+    "/ca.crt",
+];
+
+/// Where the engine's SSH public key can be downloaded.
+pub const SSH_KEY_SOURCES: [&str; 2] = [
+    "/ovirt-engine/services/host-register?version=1&command=get-ssh-trust",
+    "/engine.ssh.key.txt",
+];
+
+/// The comment that marks the engine's line in `authorized_keys` (the engine's default
+/// `SSHKeyAlias`); only lines ending with it are ever replaced.
+pub const ENGINE_KEY_COMMENT: &str = "ovirt-engine";
+
+/// The engine CA certificate.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CaCert {
+    der: Vec<u8>,
+}
+
+impl fmt::Debug for CaCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CaCert({})", self.sha256_pin())
+    }
+}
+
+impl CaCert {
+    /// Exactly one PEM `CERTIFICATE` block that parses as an X.509 trust anchor.
+    pub fn from_pem(pem: &[u8]) -> Result<CaCert, http::Error> {
+        let text = std::str::from_utf8(pem).map_err(|_| malformed("the CA is not PEM text"))?;
+        let der = pem_certificate(text)?;
+        CaCert::from_der(der)
+    }
+
+    pub fn from_der(der: Vec<u8>) -> Result<CaCert, http::Error> {
+        // Parsing it as a trust anchor is the check rustls itself will make later.
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(der.clone().into())
+            .map_err(|e| malformed(&format!("the CA certificate does not parse: {e}")))?;
+        Ok(CaCert { der })
+    }
+
+    pub fn der(&self) -> &[u8] {
+        &self.der
+    }
+
+    /// PEM as the engine serves it (base64 wrapped at 76 columns).
+    pub fn pem(&self) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.der);
+        let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
+        for chunk in b64.as_bytes().chunks(76) {
+            out.push_str(&String::from_utf8_lossy(chunk));
+            out.push('\n');
+        }
+        out.push_str("-----END CERTIFICATE-----\n");
+        out
+    }
+
+    pub fn sha256_pin(&self) -> Sha256Pin {
+        let d = ring::digest::digest(&ring::digest::SHA256, &self.der);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        Sha256Pin(out)
+    }
+
+    pub fn sha1(&self) -> Sha1Fingerprint {
+        let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, &self.der);
+        let mut out = [0u8; 20];
+        out.copy_from_slice(d.as_ref());
+        Sha1Fingerprint(out)
+    }
+}
+
+fn malformed(msg: &str) -> http::Error {
+    http::Error::Malformed(msg.to_string())
+}
+
+/// The DER inside the one `CERTIFICATE` block of `text`.
+fn pem_certificate(text: &str) -> Result<Vec<u8>, http::Error> {
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    if text.matches(BEGIN).count() != 1 {
+        return Err(malformed("expected exactly one PEM certificate"));
+    }
+    let start = text.find(BEGIN).map(|i| i + BEGIN.len()).unwrap_or(0);
+    let len = text[start..]
+        .find(END)
+        .ok_or_else(|| malformed("PEM certificate without its END line"))?;
+    let b64: String = text[start..start + len]
+        .chars()
+        .filter(|c| !c.is_ascii_whitespace())
+        .collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|_| malformed("PEM certificate with bad base64"))
+}
+
+/// What the CA may be checked against.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pins {
+    /// `ovirt.reg.ca_pin` (repeatable, for rollover).
+    pub sha256: Vec<Sha256Pin>,
+    /// Legacy `management_server_fingerprint`.
+    pub sha1: Option<Sha1Fingerprint>,
+    /// The CA pinned in the store by an earlier trust-on-first-use.
+    pub stored: Option<Sha256Pin>,
+    pub insecure_tofu: bool,
+}
+
+impl Pins {
+    pub fn from_config(reg: &RegConfig, stored: Option<Sha256Pin>) -> Pins {
+        Pins {
+            sha256: reg.ca_pins.clone(),
+            sha1: reg.ca_sha1.clone(),
+            stored,
+            insecure_tofu: reg.insecure_tofu,
+        }
+    }
+}
+
+/// Why the CA was accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verified {
+    Sha256(Sha256Pin),
+    Sha1(Sha1Fingerprint),
+    /// Matches the pin kept in the store from an earlier first use.
+    Stored(Sha256Pin),
+    /// Trusted on first use (`ovirt.reg.insecure_tofu`): the caller must store this pin.
+    FirstUse(Sha256Pin),
+}
+
+/// A CA we refuse. Always fatal: retrying cannot make a wrong CA right.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrustError {
+    /// The engine served a CA that matches no pin: both its fingerprints and the pins.
+    Mismatch {
+        sha256: Sha256Pin,
+        sha1: Sha1Fingerprint,
+        expected: Vec<String>,
+    },
+    /// No pin and no opt-in to trust on first use.
+    NoPin {
+        sha256: Sha256Pin,
+        sha1: Sha1Fingerprint,
+    },
+}
+
+impl fmt::Display for TrustError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrustError::Mismatch {
+                sha256,
+                sha1,
+                expected,
+            } => write!(
+                f,
+                "the engine CA ({sha256}, SHA-1 {sha1}) matches none of the configured pins \
+                 ({}): refusing to talk to this engine",
+                expected.join(", ")
+            ),
+            TrustError::NoPin { sha256, sha1 } => write!(
+                f,
+                "no CA pin configured, refusing to trust the engine CA {sha256} (SHA-1 {sha1}). \
+                 Check it against the engine's /etc/pki/ovirt-engine/ca.pem and add \
+                 ovirt.reg.ca_pin={sha256} to the kernel command line \
+                 (or set ovirt.reg.insecure_tofu to trust it on first use)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for TrustError {}
+
+/// Check `ca` against the pins. Explicit pins win over the stored one; either kind matching
+/// is enough (a new SHA-256 pin next to a stale legacy SHA-1 one during rollover).
+pub fn verify(ca: &CaCert, pins: &Pins) -> Result<Verified, TrustError> {
+    let (sha256, sha1) = (ca.sha256_pin(), ca.sha1());
+    let mut expected: Vec<String> = pins.sha256.iter().map(|p| p.to_string()).collect();
+    expected.extend(pins.sha1.iter().map(|p| format!("SHA-1 {p}")));
+    if !expected.is_empty() {
+        if pins.sha256.contains(&sha256) {
+            return Ok(Verified::Sha256(sha256));
+        }
+        if pins.sha1.as_ref() == Some(&sha1) {
+            return Ok(Verified::Sha1(sha1));
+        }
+    } else if let Some(stored) = &pins.stored {
+        if *stored == sha256 {
+            return Ok(Verified::Stored(sha256));
+        }
+        expected.push(format!("{stored} (pinned in the store on first use)"));
+    } else if pins.insecure_tofu {
+        warn!("!!! INSECURE: trusting the engine CA {sha256} (SHA-1 {sha1}) on first use, as ovirt.reg.insecure_tofu asks; it is pinned from now on. Verify it and set ovirt.reg.ca_pin={sha256}");
+        return Ok(Verified::FirstUse(sha256));
+    } else {
+        return Err(TrustError::NoPin { sha256, sha1 });
+    }
+    Err(TrustError::Mismatch {
+        sha256,
+        sha1,
+        expected,
+    })
+}
+
+/// A trust-bootstrap failure: the sources tried with what each answered, or a refused CA.
+#[derive(Debug)]
+pub enum Error {
+    Fetch {
+        what: &'static str,
+        endpoint: String,
+        tried: Vec<(&'static str, http::Error)>,
+    },
+    Trust(TrustError),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Fetch {
+                what,
+                endpoint,
+                tried,
+            } => {
+                write!(f, "cannot get the {what} from {endpoint}")?;
+                for (source, e) in tried {
+                    write!(f, "; {}: {e}", short_source(source))?;
+                }
+                Ok(())
+            }
+            Error::Trust(e) => e.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl Classify for Error {
+    /// Fatal only when every source failed fatally (e.g. all answered 404).
+    fn class(&self) -> Class {
+        match self {
+            Error::Trust(_) => Class::Fatal,
+            Error::Fetch { tried, .. } => tried
+                .iter()
+                .map(|(_, e)| e.class())
+                .find(|c| *c != Class::Fatal)
+                .unwrap_or(Class::Fatal),
+        }
+    }
+}
+
+/// `command=get-pki-trust` from the full URL, for messages.
+fn short_source(source: &str) -> &str {
+    source.rsplit(['&', '?']).next().unwrap_or(source)
+}
+
+/// Try `sources` in order until one answers something `parse` accepts. Stops early on a
+/// network failure: the next source is on the same server.
+fn fetch_first<T>(
+    client: &Client,
+    what: &'static str,
+    sources: &[&'static str],
+    budget: std::time::Duration,
+    parse: impl Fn(&Response) -> Result<T, http::Error>,
+) -> Result<T, Error> {
+    let mut tried = Vec::new();
+    for source in sources {
+        let result = client.get(source, budget, MAX_BODY).and_then(|r| parse(&r));
+        match result {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let network = matches!(
+                    e,
+                    http::Error::Connect(_)
+                        | http::Error::Timeout(_)
+                        | http::Error::Tls(_)
+                        | http::Error::Certificate(_)
+                );
+                tried.push((*source, e));
+                if network {
+                    break;
+                }
+            }
+        }
+    }
+    Err(Error::Fetch {
+        what,
+        endpoint: client.endpoint().to_string(),
+        tried,
+    })
+}
+
+/// The CA, verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trusted {
+    pub ca: CaCert,
+    pub how: Verified,
+}
+
+/// Download the engine CA without verifying the server, then check it against the pins
+/// before anything else is sent. Retries transient failures; a refused CA is fatal.
+pub fn establish(
+    endpoint: &Endpoint,
+    pins: &Pins,
+    timeouts: Timeouts,
+    retrier: &mut Retrier,
+) -> Result<Trusted, GaveUp<Error>> {
+    let client = Client::for_ca_fetch(endpoint.clone(), timeouts);
+    let trusted = retrier.run("fetching the engine CA", |attempt| {
+        let ca = fetch_first(&client, "engine CA", &CA_SOURCES, attempt.remaining, |r| {
+            CaCert::from_pem(&r.body)
+        })?;
+        let how = verify(&ca, pins).map_err(Error::Trust)?;
+        Ok(Trusted { ca, how })
+    })?;
+    info!(
+        "engine CA {} trusted ({:?})",
+        trusted.ca.sha256_pin(),
+        trusted.how
+    );
+    Ok(trusted)
+}
+
+/// One OpenSSH public key line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshKey {
+    pub key_type: String,
+    /// The base64 key blob.
+    pub blob: String,
+}
+
+/// Key types an engine can have (RSA by default, ECDSA or Ed25519 on newer or test engines).
+const SSH_KEY_TYPES: [&str; 5] = [
+    "ssh-rsa",
+    "ssh-ed25519",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+];
+
+impl SshKey {
+    /// Exactly one line `TYPE BASE64 [COMMENT]`, no options, whose blob decodes and names
+    /// the same type.
+    pub fn parse(text: &str) -> Result<SshKey, http::Error> {
+        let line = text.strip_suffix('\n').unwrap_or(text);
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.is_empty() || line.len() > 16 * 1024 || line.chars().any(|c| c.is_control()) {
+            return Err(malformed("expected exactly one SSH public key line"));
+        }
+        let mut fields = line.split_whitespace();
+        let key_type = fields.next().unwrap_or_default();
+        let blob = fields.next().unwrap_or_default();
+        if !SSH_KEY_TYPES.contains(&key_type) {
+            return Err(malformed("not an SSH public key of a known type"));
+        }
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(blob)
+            .map_err(|_| malformed("SSH public key with bad base64"))?;
+        if blob_type(&raw) != Some(key_type.as_bytes()) {
+            return Err(malformed("SSH public key blob does not match its type"));
+        }
+        Ok(SshKey {
+            key_type: key_type.to_string(),
+            blob: blob.to_string(),
+        })
+    }
+
+    /// The `authorized_keys` line, always with our marker comment.
+    pub fn line(&self) -> String {
+        format!("{} {} {ENGINE_KEY_COMMENT}", self.key_type, self.blob)
+    }
+}
+
+/// The key type named at the start of an SSH key blob (u32 length, then the name).
+fn blob_type(raw: &[u8]) -> Option<&[u8]> {
+    let len = u32::from_be_bytes(raw.get(..4)?.try_into().ok()?) as usize;
+    raw.get(4..4usize.checked_add(len)?)
+}
+
+/// Download the engine's SSH public key over the pinned client.
+pub fn fetch_ssh_key(client: &Client, retrier: &mut Retrier) -> Result<SshKey, GaveUp<Error>> {
+    retrier.run("fetching the engine SSH key", |attempt| {
+        fetch_first(
+            client,
+            "engine SSH key",
+            &SSH_KEY_SOURCES,
+            attempt.remaining,
+            |r| SshKey::parse(r.text()?),
+        )
+    })
+}
+
+/// `authorized_keys` with the engine's key: every line ending in ` ovirt-engine` (an older
+/// engine key) is replaced by `key`; all other lines are kept as they are, in order.
+pub fn update_authorized_keys(existing: &str, key: &SshKey) -> String {
+    let marker = format!(" {ENGINE_KEY_COMMENT}");
+    let mut out = String::with_capacity(existing.len() + 512);
+    for line in existing.lines() {
+        if !line.trim_end().ends_with(&marker) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out.push_str(&key.line());
+    out.push('\n');
+    out
+}
+
+/// Install the key into root's `authorized_keys` (dir 0700, file 0600) and persist it.
+pub fn install_ssh_key(store: &Store, key: &SshKey) -> anyhow::Result<Persisted> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let root = store.root();
+    let dir = root.join(paths::ROOT_SSH_DIR);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    // sshd refuses keys in a group- or world-writable directory.
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("setting the mode of {}", dir.display()))?;
+    let file = root.join(paths::ROOT_AUTHORIZED_KEYS);
+    let existing = crate::fsutil::read_optional(&file)?.unwrap_or_default();
+    let text = update_authorized_keys(&existing, key);
+    store.write_persisted(
+        Path::new(paths::ROOT_AUTHORIZED_KEYS),
+        text.as_bytes(),
+        0o600,
+    )
+}
+
+/// The pin an earlier trust-on-first-use left in the store, if any. A damaged pin file is
+/// an error, not "no pin": that would silently reopen first use.
+pub fn stored_pin(store: &Store) -> anyhow::Result<Option<Sha256Pin>> {
+    let Some(text) = store.read_state(paths::STORE_CA_PIN)? else {
+        return Ok(None);
+    };
+    let pin = text
+        .trim()
+        .parse::<Sha256Pin>()
+        .map_err(|e| anyhow::anyhow!("{} in the store: {e}", paths::STORE_CA_PIN))?;
+    Ok(Some(pin))
+}
+
+/// Keep the pin of a CA trusted on first use, so later boots refuse any other CA.
+pub fn store_pin(store: &Store, pin: &Sha256Pin) -> anyhow::Result<()> {
+    store.write_state(paths::STORE_CA_PIN, format!("{pin}\n").as_bytes(), 0o600)
+}
+
+#[cfg(test)]
+mod tests;
