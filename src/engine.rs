@@ -131,6 +131,26 @@ pub fn register(
     Ok(())
 }
 
+/// `get-version`: the highest protocol version the engine speaks (a stock engine says 1;
+/// design §5's version 2 will be advertised here).
+pub fn protocol_version(client: &Client, retrier: &mut Retrier) -> Result<u32, GaveUp<Error>> {
+    let path = format!("{HOST_REGISTER}?version=1&command=get-version");
+    retrier.run("asking the engine for its protocol version", |attempt| {
+        let resp = client
+            .get(&path, attempt.remaining, MAX_ANSWER)
+            .map_err(Error)?;
+        parse_version(resp.text().map_err(Error)?).map_err(Error)
+    })
+}
+
+fn parse_version(text: &str) -> Result<u32, http::Error> {
+    text.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|v| *v >= 1)
+        .ok_or_else(|| http::Error::Malformed("get-version did not answer a version number".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +191,15 @@ mod tests {
         assert!(r
             .path_and_query()
             .starts_with("/ovirt-engine/services/host-register?version=1&command=register&"));
+    }
+
+    #[test]
+    fn version_answers() {
+        assert_eq!(parse_version("1").unwrap(), 1);
+        assert_eq!(parse_version("2\n").unwrap(), 2);
+        for bad in ["", "0", "one", "<html>", "-1"] {
+            assert!(parse_version(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -103,6 +103,7 @@ fn full_registration_sends_exactly_the_servlet_parameters() {
     let sim = start();
     let mut r = retrier(20);
     let client = trusted_client(&sim, &mut r);
+    assert_eq!(engine::protocol_version(&client, &mut r).unwrap(), 1);
     let key = trust::fetch_ssh_key(&client, &mut r).unwrap();
     assert_eq!(format!("{}\n", key.line()), sim.ssh_key_line());
     let reg = registration();
@@ -137,7 +138,7 @@ fn full_registration_sends_exactly_the_servlet_parameters() {
     assert_eq!(format!("{:?}", host.status), "PendingApproval");
     assert_eq!(
         commands(&sim),
-        ["get-pki-trust", "get-ssh-trust", "register"],
+        ["get-pki-trust", "get-version", "get-ssh-trust", "register"],
         "nothing else is sent"
     );
 

@@ -215,3 +215,109 @@ fn fetch_error_class_and_message() {
     };
     assert_eq!(all_404.class(), Class::Fatal);
 }
+
+/// Set in the child that runs a mount test inside its own mount namespace.
+const IN_NS: &str = "OVIRT_NODE_REG_TRUST_TEST_IN_NS";
+
+/// Persisting bind-mounts, so the test re-executes itself in a private mount namespace
+/// (`unshare`, as root) and nothing leaks into the machine.
+fn in_mount_ns(name: &str, body: impl FnOnce()) {
+    if std::env::var_os(IN_NS).is_some() {
+        return body();
+    }
+    let out = std::process::Command::new("unshare")
+        .args(["--mount", "--propagation", "private"])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(IN_NS, "1")
+        .output()
+        .expect("running `unshare` (util-linux), needed as root for the mount tests");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name}:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn store_fixture() -> (tempfile::TempDir, Store) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = paths::Root::new(tmp.path());
+    std::fs::create_dir(root.join(paths::CONFIG_MOUNT)).unwrap();
+    let store = Store::open(&root, Some(paths::CONFIG_MOUNT)).unwrap();
+    (tmp, store)
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn install_ssh_key_keeps_other_keys_and_persists() {
+    in_mount_ns(
+        "trust::tests::install_ssh_key_keeps_other_keys_and_persists",
+        || {
+            use std::os::unix::fs::PermissionsExt;
+            let (_tmp, store) = store_fixture();
+            let dir = store.root().join(paths::ROOT_SSH_DIR);
+            let file = store.root().join(paths::ROOT_AUTHORIZED_KEYS);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            std::fs::write(
+                &file,
+                "ssh-ed25519 AAAAme admin\nssh-rsa AAAAold ovirt-engine\n",
+            )
+            .unwrap();
+            let k = key();
+            install_ssh_key(&store, &k).unwrap();
+            let want = format!("ssh-ed25519 AAAAme admin\n{}\n", k.line());
+            assert_eq!(std::fs::read_to_string(&file).unwrap(), want);
+            assert_eq!((mode(&dir), mode(&file)), (0o700, 0o600));
+            let stored = store.dir().join("root/.ssh/authorized_keys");
+            assert_eq!(std::fs::read_to_string(stored).unwrap(), want);
+            assert_eq!(install_ssh_key(&store, &k).unwrap(), Persisted::Unchanged);
+        },
+    );
+}
+
+#[test]
+fn install_ssh_key_creates_the_directory() {
+    in_mount_ns(
+        "trust::tests::install_ssh_key_creates_the_directory",
+        || {
+            let (_tmp, store) = store_fixture();
+            let k = key();
+            install_ssh_key(&store, &k).unwrap();
+            let file = store.root().join(paths::ROOT_AUTHORIZED_KEYS);
+            assert_eq!(
+                std::fs::read_to_string(&file).unwrap(),
+                format!("{}\n", k.line())
+            );
+            assert_eq!(mode(&store.root().join(paths::ROOT_SSH_DIR)), 0o700);
+        },
+    );
+}
+
+#[test]
+fn first_use_pin_round_trips_through_the_store() {
+    let (_tmp, store) = store_fixture();
+    assert_eq!(stored_pin(&store).unwrap(), None);
+    let (ca, _) = pins();
+    store_pin(&store, &ca.sha256_pin()).unwrap();
+    assert_eq!(stored_pin(&store).unwrap(), Some(ca.sha256_pin()));
+    store
+        .write_state(paths::STORE_CA_PIN, b"garbage", 0o600)
+        .unwrap();
+    assert!(
+        stored_pin(&store).is_err(),
+        "a damaged pin never means no pin"
+    );
+}
+
+#[test]
+fn first_use_is_off_by_default() {
+    let (ca, _) = pins();
+    let p = Pins::from_config(&crate::config::Config::default().reg, None);
+    assert!(matches!(verify(&ca, &p), Err(TrustError::NoPin { .. })));
+}
