@@ -107,6 +107,8 @@ pub enum Error {
     Certificate(String),
     /// Another TLS failure (e.g. the handshake was cut short).
     Tls(String),
+    /// The server cannot speak TLS as we require (e.g. only TLS 1.0/1.1): retrying won't help.
+    TlsIncompatible(String),
     /// A non-2xx, non-3xx status, with the `Retry-After` seconds if given.
     Status {
         code: u16,
@@ -133,6 +135,7 @@ impl fmt::Display for Error {
             Error::Timeout(m) => write!(f, "timed out: {m}"),
             Error::Certificate(m) => write!(f, "server certificate refused: {m}"),
             Error::Tls(m) => write!(f, "TLS failure: {m}"),
+            Error::TlsIncompatible(m) => write!(f, "TLS not possible with this server: {m}"),
             Error::Status {
                 code,
                 retry_after: Some(ra),
@@ -157,7 +160,9 @@ impl Classify for Error {
         let transient = Class::Transient { retry_after: None };
         match self {
             Error::Connect(_) | Error::Timeout(_) | Error::Tls(_) | Error::Protocol(_) => transient,
-            Error::Certificate(_) | Error::Redirect { .. } => Class::Fatal,
+            Error::Certificate(_) | Error::TlsIncompatible(_) | Error::Redirect { .. } => {
+                Class::Fatal
+            }
             Error::Status { code, retry_after } => match code {
                 408 | 429 | 500..=599 => Class::Transient {
                     retry_after: *retry_after,
@@ -338,6 +343,7 @@ fn classify_rustls(e: &rustls::Error) -> Error {
         rustls::Error::InvalidCertificate(_)
         | rustls::Error::NoCertificatesPresented
         | rustls::Error::UnsupportedNameType => Error::Certificate(e.to_string()),
+        rustls::Error::PeerIncompatible(_) => Error::TlsIncompatible(e.to_string()),
         _ => Error::Tls(e.to_string()),
     }
 }

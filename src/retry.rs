@@ -71,11 +71,13 @@ impl Jitter {
     }
 
     /// Seeded from the kernel, so that hosts booted from one image do not share a sequence.
+    /// `GRND_INSECURE`: never block early in boot waiting for the entropy pool, which jitter
+    /// does not need.
     pub fn from_os() -> Jitter {
         let mut buf = [0u8; 8];
-        let seed = match rustix::rand::getrandom(&mut buf, rustix::rand::GetRandomFlags::empty()) {
+        let seed = match rustix::rand::getrandom(&mut buf, rustix::rand::GetRandomFlags::INSECURE) {
             Ok(8) => u64::from_le_bytes(buf),
-            // No entropy yet this early in boot: the clock still differs between hosts.
+            // Kernel older than 5.6: the clock still differs between hosts.
             _ => std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|d| d.as_nanos() as u64)

@@ -301,6 +301,7 @@ fn fetch_first<T>(
                     http::Error::Connect(_)
                         | http::Error::Timeout(_)
                         | http::Error::Tls(_)
+                        | http::Error::TlsIncompatible(_)
                         | http::Error::Certificate(_)
                 );
                 tried.push((*source, e));

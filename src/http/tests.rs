@@ -74,6 +74,10 @@ fn io_errors_are_mapped() {
         rustls::Error::HandshakeNotComplete,
     );
     assert!(matches!(classify_io(other_tls), Error::Tls(_)));
+    let old_tls = classify_rustls(&rustls::Error::PeerIncompatible(
+        rustls::PeerIncompatible::Tls12NotOffered,
+    ));
+    assert_eq!(old_tls.class(), Class::Fatal);
 }
 
 #[test]
