@@ -267,7 +267,7 @@ impl Mac {
     }
 }
 
-/// A network interface name as the kernel accepts it (1..=15 bytes, no '/', no space).
+/// A network interface name (1..=15 bytes).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IfName(pub String);
 
@@ -278,13 +278,13 @@ impl FromStr for IfName {
             && text.len() <= 15
             && text != "."
             && text != ".."
-            && text
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':' && b != b',');
+            // The kernel allows more, but ':' ',' '[' ']' separate fields of ip=/bond=/vlan=
+            // and '"' is command-line quoting; real names use only these.
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@+".contains(&b));
         if ok {
             Ok(IfName(text.to_string()))
         } else {
-            Err("an interface name such as eth0 (at most 15 characters, no '/', ':' or ',')")
+            Err("an interface name such as eth0 (at most 15 letters, digits, '-', '_', '.', '@', '+')")
         }
     }
 }
@@ -543,7 +543,13 @@ fn parse_static_form(f: &[&str]) -> Result<IpSetting, Expected> {
 fn parse_mtu_mac(rest: &[&str]) -> Result<(Option<u16>, Option<Mac>), Expected> {
     let mtu = match rest.first() {
         None | Some(&"") => None,
-        Some(m) => Some(m.parse::<u16>().map_err(|_| IP_EXPECTED)?),
+        // IPv4 needs at least 68 bytes (RFC 791); smaller is a typo.
+        Some(m) => Some(
+            m.parse::<u16>()
+                .ok()
+                .filter(|m| *m >= 68)
+                .ok_or(IP_EXPECTED)?,
+        ),
     };
     let mac = match rest.get(1..) {
         None | Some([]) => None,
@@ -560,14 +566,14 @@ impl fmt::Display for IpSetting {
             && self.gateway.is_none()
             && self.netmask.is_none()
             && self.hostname.is_none();
-        if no_addressing {
-            return match &self.interface {
-                Some(iface) => {
-                    write!(f, "{iface}:{}", method.word())?;
-                    self.fmt_mtu_mac(f)
-                }
-                None => f.write_str(method.word()),
-            };
+        let no_link = self.mtu.is_none() && self.mac.is_none();
+        match (&self.interface, no_addressing) {
+            (Some(iface), true) => {
+                write!(f, "{iface}:{}", method.word())?;
+                return self.fmt_mtu_mac(f);
+            }
+            (None, true) if no_link => return f.write_str(method.word()),
+            _ => {}
         }
         let ip = |a: &Option<IpAddr>| match a {
             Some(IpAddr::V6(v6)) => format!("[{v6}]"),
@@ -697,10 +703,9 @@ impl FromStr for Bond {
             Some(o) => o.split(',').map(str::to_string).collect(),
             None => Vec::new(),
         };
-        if options
-            .iter()
-            .any(|o| !o.contains('=') || o.contains(char::is_whitespace))
-        {
+        let bad =
+            |o: &String| !o.contains('=') || o.contains(|c: char| c.is_whitespace() || c == '"');
+        if options.iter().any(bad) {
             return Err(EXPECTED);
         }
         Ok(Bond {
