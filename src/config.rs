@@ -543,6 +543,12 @@ impl Loaded {
         out
     }
 
+    /// Every error on one line, `; `-separated.
+    pub fn error_summary(&self) -> String {
+        let list: Vec<String> = self.errors.iter().map(|e| e.to_string()).collect();
+        list.join("; ")
+    }
+
     /// Where a setting's value came from (default when never set).
     pub fn source_of(&self, name: &str) -> Source {
         self.sources.get(name).copied().unwrap_or(Source::Default)

@@ -9,13 +9,16 @@ use anyhow::{Context, Result};
 use log::{info, warn};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::Loaded;
+use crate::identity;
 use crate::legacy;
 use crate::paths::{self, Root};
 use crate::status::{self, Outcome, Status};
 use crate::store::Store;
+use crate::trust::{self, CaCert, Pins, SshKey};
+use crate::worker::{self, HostInfo, Job, Net, Reply};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -59,7 +62,14 @@ impl Step {
 pub struct State {
     pub completed: Vec<Step>,
     pub unique_id: Option<String>,
+    /// `HOST:PORT` of the engine the later steps were done with.
     pub engine: Option<String>,
+    /// The engine CA (PEM) verified in `engine_trusted`.
+    #[serde(default)]
+    pub ca_pem: Option<String>,
+    /// The name and address the engine knows this host by.
+    #[serde(default)]
+    pub registered_as: Option<String>,
     pub updated_at: String,
 }
 
@@ -90,6 +100,21 @@ impl State {
         self.completed.contains(&step)
     }
 
+    /// Forget every step after `configured`: a new engine means trusting and registering
+    /// again (design §4: re-registration only when the engine changes).
+    fn reset_for_engine(&mut self, engine: &str) {
+        if self.engine.as_deref().is_some_and(|e| e != engine) {
+            info!(
+                "engine changed from {} to {engine}: trusting and registering again",
+                self.engine.as_deref().unwrap_or("-")
+            );
+            self.completed.retain(|s| *s == Step::Configured);
+            self.ca_pem = None;
+            self.registered_as = None;
+        }
+        self.engine = Some(engine.to_string());
+    }
+
     fn mark(&mut self, step: Step) {
         if !self.is_done(step) {
             self.completed.push(step);
@@ -103,56 +128,125 @@ pub struct StepContext<'a> {
     pub loaded: &'a Loaded,
     pub store: &'a Store,
     pub started: Instant,
+    /// Pass `--debug` on to the network worker.
+    pub debug: bool,
 }
 
 /// What a step decided.
 enum StepResult {
     Done,
+    /// Nothing to do in this build or this boot; not checkpointed.
+    Skipped(String),
     /// Stop here for this run, with a result and reason (not an error).
     Stop(Outcome, String),
 }
 
 /// Run the boot flow from the first step not checkpointed. Returns the final status; the
 /// status file is kept up to date on the way.
-pub fn boot(root: &Root, loaded: &Loaded, store: &Store) -> Status {
-    let mut st = Status::start();
+pub fn boot(root: &Root, loaded: &Loaded, store: &Store, debug: bool) -> Status {
     let ctx = StepContext {
         root,
         loaded,
         store,
         started: Instant::now(),
+        debug,
     };
     let mut state = State::load(store);
+    run_steps(&ctx, &mut state, &STEPS)
+}
+
+/// `ovirt-node-reg register`: trust and register again on an installed host, because the
+/// operator asked (the only case besides a new engine where `register` is sent again).
+pub fn register(root: &Root, loaded: &Loaded, store: &Store, debug: bool) -> Status {
+    let ctx = StepContext {
+        root,
+        loaded,
+        store,
+        started: Instant::now(),
+        debug,
+    };
+    let mut state = State::load(store);
+    let prepared = prepare_register(&ctx, &mut state);
+    if let Err(e) = prepared {
+        let mut st = Status::start();
+        st.set("registered", Outcome::Failed, Some(format!("{e:#}")));
+        publish(root, store, &st);
+        return st;
+    }
+    run_steps(&ctx, &mut state, &[Step::EngineTrusted, Step::Registered])
+}
+
+fn prepare_register(ctx: &StepContext, state: &mut State) -> Result<()> {
+    let cfg = &ctx.loaded.config;
+    let engine = cfg
+        .reg
+        .engine
+        .as_ref()
+        .context("no engine: give --engine HOST[:PORT]")?;
+    let (id, _) = identity::ensure(ctx.root)?;
+    ctx.store
+        .persist(Path::new(paths::VDSM_ID))
+        .context("persisting the host id")?;
+    state.unique_id = Some(id.unique_id);
+    state.reset_for_engine(&format!("{}:{}", engine.host, cfg.engine_port()));
+    state.completed.retain(|s| *s != Step::Registered);
+    Ok(())
+}
+
+/// Run `steps` in order, checkpointing each one done; stop at the first that stops.
+fn run_steps(ctx: &StepContext, state: &mut State, steps: &[Step]) -> Status {
+    let (root, store) = (ctx.root, ctx.store);
+    let mut st = Status::start();
     st.completed = state.completed.iter().map(Step::name).collect();
-    for step in STEPS {
+    for &step in steps {
         st.set(&step.name(), Outcome::Running, None);
         publish(root, store, &st);
-        match run_step(&ctx, &mut state, step) {
-            Ok(StepResult::Done) => {
-                state.mark(step);
-                if let Err(e) = state.save(store) {
-                    st.set(
-                        &step.name(),
-                        Outcome::Failed,
-                        Some(format!("cannot save the checkpoint: {e:#}")),
-                    );
-                    break;
-                }
-                st.completed = state.completed.iter().map(Step::name).collect();
-                st.set(&step.name(), Outcome::Ok, None);
-            }
-            Ok(StepResult::Stop(outcome, reason)) => {
-                st.set(&step.name(), outcome, Some(reason));
-                break;
-            }
-            Err(e) => {
-                st.set(&step.name(), Outcome::Failed, Some(format!("{e:#}")));
-                break;
-            }
+        let result = run_step(ctx, state, step);
+        if !record(&mut st, state, store, step, result) {
+            break;
         }
     }
     publish(root, store, &st);
     st
+}
+
+/// Note a step's result in the status (and the checkpoint); false means stop here.
+fn record(
+    st: &mut Status,
+    state: &mut State,
+    store: &Store,
+    step: Step,
+    result: Result<StepResult>,
+) -> bool {
+    let name = step.name();
+    match result {
+        Ok(StepResult::Done) => {
+            state.mark(step);
+            if let Err(e) = state.save(store) {
+                st.set(
+                    &name,
+                    Outcome::Failed,
+                    Some(format!("cannot save the checkpoint: {e:#}")),
+                );
+                return false;
+            }
+            st.completed = state.completed.iter().map(Step::name).collect();
+            st.set(&name, Outcome::Ok, None);
+            true
+        }
+        Ok(StepResult::Skipped(why)) => {
+            info!("{name}: skipped: {why}");
+            true
+        }
+        Ok(StepResult::Stop(outcome, reason)) => {
+            st.set(&name, outcome, Some(reason));
+            false
+        }
+        Err(e) => {
+            st.set(&name, Outcome::Failed, Some(format!("{e:#}")));
+            false
+        }
+    }
 }
 
 /// The status file in /run and its copy in the store; a failure to write either is
@@ -168,26 +262,39 @@ fn publish(root: &Root, store: &Store, st: &Status) {
 }
 
 fn run_step(ctx: &StepContext, state: &mut State, step: Step) -> Result<StepResult> {
-    let timeout = ctx.loaded.config.reg.timeout.duration();
-    if ctx.started.elapsed() > timeout {
+    if remaining(ctx).is_zero() {
+        let timeout = ctx.loaded.config.reg.timeout;
         return Ok(StepResult::Stop(
             Outcome::Failed,
-            format!(
-                "deadline of {}s (ovirt.reg.timeout) passed",
-                timeout.as_secs()
-            ),
+            format!("deadline of {timeout} (ovirt.reg.timeout) passed"),
         ));
     }
     match step {
         Step::Configured => configured(ctx, state),
+        Step::NetworkUp | Step::ClockOk => Ok(StepResult::Skipped(
+            "this build uses the network and clock as the system set them up".into(),
+        )),
+        Step::EngineTrusted => engine_trusted(ctx, state),
+        Step::Registered => registered(ctx, state),
         _ => Ok(StepResult::Stop(
             Outcome::Waiting,
             format!(
-                "stopped before {}: this build implements the steps up to configured",
-                step.name()
+                "registered with {} as {}: waiting for the engine to approve the host and deploy it over SSH (host-register v1)",
+                state.engine.as_deref().unwrap_or("-"),
+                state.registered_as.as_deref().unwrap_or("-")
             ),
         )),
     }
+}
+
+/// Time left of `ovirt.reg.timeout` for this run.
+fn remaining(ctx: &StepContext) -> Duration {
+    ctx.loaded
+        .config
+        .reg
+        .timeout
+        .duration()
+        .saturating_sub(ctx.started.elapsed())
 }
 
 /// `configured`: the settings are valid; the legacy files the rest of the node reads
@@ -195,8 +302,7 @@ fn run_step(ctx: &StepContext, state: &mut State, step: Step) -> Result<StepResu
 fn configured(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
     let loaded = ctx.loaded;
     if !loaded.errors.is_empty() {
-        let list: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
-        anyhow::bail!("invalid settings: {}", list.join("; "));
+        anyhow::bail!("invalid settings: {}", loaded.error_summary());
     }
     if loaded.config.reg.vdsm_disabled {
         return Ok(StepResult::Stop(
@@ -210,7 +316,7 @@ fn configured(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
         );
     };
     write_legacy_files(ctx)?;
-    let (id, _) = crate::identity::ensure(ctx.root)?;
+    let (id, _) = identity::ensure(ctx.root)?;
     ctx.store
         .persist(Path::new(paths::VDSM_ID))
         .context("persisting the host id")?;
@@ -221,7 +327,7 @@ fn configured(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
         id.unique_id
     );
     state.unique_id = Some(id.unique_id);
-    state.engine = Some(format!("{}:{}", engine.host, loaded.config.engine_port()));
+    state.reset_for_engine(&format!("{}:{}", engine.host, loaded.config.engine_port()));
     Ok(StepResult::Done)
 }
 
@@ -249,4 +355,107 @@ fn update_persisted(
         .write_persisted(Path::new(path), new.as_bytes(), mode)
         .with_context(|| format!("writing {path}"))?;
     Ok(())
+}
+
+/// `engine_trusted`: the engine CA, fetched by the worker and matching the pins. A CA kept
+/// from an earlier boot is checked against today's pins, not fetched again.
+fn engine_trusted(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
+    let reg = &ctx.loaded.config.reg;
+    let stored = trust::stored_pin(ctx.store)?;
+    let pins = Pins::from_config(reg, stored.clone());
+    if let (true, Some(pem)) = (state.is_done(Step::EngineTrusted), &state.ca_pem) {
+        let ca = CaCert::from_pem(pem.as_bytes())
+            .map_err(|e| anyhow::anyhow!("the CA kept in the store: {e}"))?;
+        if trust::verify(&ca, &pins).is_ok() {
+            return Ok(StepResult::Skipped(format!(
+                "engine CA {} already trusted",
+                ca.sha256_pin()
+            )));
+        }
+        warn!("the engine CA kept in the store no longer matches the pins: fetching it again");
+    }
+    let job = Job::Trust {
+        net: net_settings(ctx, state),
+        pins: reg.ca_pins.iter().map(|p| p.to_string()).collect(),
+        sha1: reg.ca_sha1.as_ref().map(|p| p.to_string()),
+        stored: stored.map(|p| p.to_string()),
+        insecure_tofu: reg.insecure_tofu,
+    };
+    let Reply::Trusted { ca_pem, first_use } = worker::run(&job, ctx.debug)? else {
+        anyhow::bail!("the network worker answered the trust job with something else");
+    };
+    let ca =
+        CaCert::from_pem(ca_pem.as_bytes()).map_err(|e| anyhow::anyhow!("the worker's CA: {e}"))?;
+    if first_use {
+        trust::store_pin(ctx.store, &ca.sha256_pin())?;
+    }
+    info!("engine CA {} trusted", ca.sha256_pin());
+    state.ca_pem = Some(ca_pem);
+    Ok(StepResult::Done)
+}
+
+/// `registered`: the engine's SSH key installed for root, then `register` sent. Never
+/// sent twice for the same engine: once checkpointed, later boots skip it.
+fn registered(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
+    if state.is_done(Step::Registered) {
+        return Ok(StepResult::Skipped(
+            "already registered; not registering again".into(),
+        ));
+    }
+    let ca_pem = state
+        .ca_pem
+        .clone()
+        .context("no trusted engine CA in the checkpoint")?;
+    let job = Job::SshKey {
+        net: net_settings(ctx, state),
+        ca_pem: ca_pem.clone(),
+    };
+    let Reply::SshKey { line } = worker::run(&job, ctx.debug)? else {
+        anyhow::bail!("the network worker answered the SSH key job with something else");
+    };
+    let key = SshKey::parse(&line).map_err(|e| anyhow::anyhow!("the engine SSH key: {e}"))?;
+    trust::install_ssh_key(ctx.store, &key).context("installing the engine SSH key")?;
+    let job = Job::Register {
+        net: net_settings(ctx, state),
+        ca_pem,
+        host: host_info(ctx, state)?,
+    };
+    let Reply::Registered { name, address } = worker::run(&job, ctx.debug)? else {
+        anyhow::bail!("the network worker answered the register job with something else");
+    };
+    state.registered_as = Some(format!("{name} ({address})"));
+    Ok(StepResult::Done)
+}
+
+/// What the worker needs to reach the engine within what is left of the deadline.
+fn net_settings(ctx: &StepContext, state: &State) -> Net {
+    let reg = &ctx.loaded.config.reg;
+    Net {
+        engine: state.engine.clone().unwrap_or_default(),
+        deadline_ms: remaining(ctx).as_millis() as u64,
+        retry_base_ms: reg.retry_base.0 * 1000,
+        retry_cap_ms: reg.retry_cap.0 * 1000,
+    }
+}
+
+fn host_info(ctx: &StepContext, state: &State) -> Result<HostInfo> {
+    let cfg = &ctx.loaded.config;
+    let name = cfg
+        .net
+        .hostname
+        .as_ref()
+        .map(|h| h.to_string())
+        .or_else(|| identity::hostname(ctx.root));
+    Ok(HostInfo {
+        name,
+        address: None,
+        unique_id: state
+            .unique_id
+            .clone()
+            .context("no host id in the checkpoint")?,
+        ssh_user: "root".into(),
+        ssh_port: 22,
+        ssh_key_fingerprint: identity::ssh_host_key_fingerprint(ctx.root),
+        vds_port: cfg.reg.vds_port,
+    })
 }

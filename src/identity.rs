@@ -129,6 +129,32 @@ pub fn physical_macs(root: &Root) -> Vec<Mac> {
     macs
 }
 
+/// This host's sshd public keys, in the order we report them (ECDSA is what the engine's
+/// SSH client negotiates first with a stock sshd).
+const SSH_HOST_KEYS: [&str; 3] = [
+    "/etc/ssh/ssh_host_ecdsa_key.pub",
+    "/etc/ssh/ssh_host_ed25519_key.pub",
+    "/etc/ssh/ssh_host_rsa_key.pub",
+];
+
+/// `SHA256:<base64>` of the first sshd host key found (OpenSSH's fingerprint form), sent
+/// as `sshKeyFingerprint` so the engine can pin this host's key; `None` without sshd keys.
+pub fn ssh_host_key_fingerprint(root: &Root) -> Option<String> {
+    use base64::Engine as _;
+    let line = SSH_HOST_KEYS
+        .iter()
+        .find_map(|p| fs::read_to_string(root.join(p)).ok())?;
+    let blob = line.split_whitespace().nth(1)?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .ok()?;
+    let digest = ring::digest::digest(&ring::digest::SHA256, &raw);
+    Some(format!(
+        "SHA256:{}",
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(digest)
+    ))
+}
+
 /// The host name: the running kernel's, else `/etc/hostname`.
 pub fn hostname(root: &Root) -> Option<String> {
     [KERNEL_HOSTNAME, ETC_HOSTNAME]
@@ -220,6 +246,23 @@ mod tests {
         put(&r, "/sys/class/net/br0/address", "52:54:00:00:00:09\n");
         let macs: Vec<String> = physical_macs(&r).iter().map(|m| m.to_string()).collect();
         assert_eq!(macs, ["52:54:00:00:00:01", "52:54:00:00:00:02"]);
+    }
+
+    #[test]
+    fn ssh_fingerprint_like_ssh_keygen() {
+        let (_d, r) = tree();
+        assert_eq!(ssh_host_key_fingerprint(&r), None);
+        // `ssh-keygen -lf` of this key prints SHA256:gHJluyVyngICXTnOFNZbA3H7UW1FHk3UakPoiuWweAM
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFo5GBGhX5+w3z2Ao2N9j55v2vbTOkYPRkNH79P1njYk root@x\n";
+        put(&r, "/etc/ssh/ssh_host_ed25519_key.pub", key);
+        let fp = ssh_host_key_fingerprint(&r).unwrap();
+        assert_eq!(fp, "SHA256:gHJluyVyngICXTnOFNZbA3H7UW1FHk3UakPoiuWweAM");
+        put(&r, "/etc/ssh/ssh_host_ecdsa_key.pub", "garbage");
+        assert_eq!(
+            ssh_host_key_fingerprint(&r),
+            None,
+            "the first key found is the one reported"
+        );
     }
 
     #[test]

@@ -19,3 +19,4 @@ pub mod status;
 pub mod store;
 pub mod trust;
 pub mod values;
+pub mod worker;

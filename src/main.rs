@@ -40,6 +40,8 @@ enum Command {
     Restore(RestoreCmd),
     Status(StatusCmd),
     Version(VersionCmd),
+    Register(RegisterCmd),
+    Worker(WorkerCmd),
 }
 
 #[derive(FromArgs)]
@@ -103,6 +105,20 @@ struct StatusCmd {
 }
 
 #[derive(FromArgs)]
+#[argh(subcommand, name = "register")]
+/// trust the engine and register this host with it again (on an installed host)
+struct RegisterCmd {
+    /// the engine, HOST[:PORT] (default: management_server from the configuration)
+    #[argh(option)]
+    engine: Option<String>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "worker")]
+/// internal: the unprivileged network worker that boot and register start
+struct WorkerCmd {}
+
+#[derive(FromArgs)]
 #[argh(subcommand, name = "version")]
 /// print the version
 struct VersionCmd {}
@@ -135,7 +151,9 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             command: ConfigSub::Show(c),
         }) => config_show(&root, &cmdline, c.json),
         Command::Status(c) => show_status(&root, c.json),
-        Command::Boot(_) => Ok(boot(&root, &cmdline)),
+        Command::Boot(_) => Ok(boot(&root, &cmdline, cli.debug)),
+        Command::Register(c) => Ok(register(&root, &cmdline, c.engine.as_deref(), cli.debug)),
+        Command::Worker(_) => ovirt_node_reg::worker::serve().map(|()| ExitCode::SUCCESS),
         Command::Persist(c) => store_paths(&root, &cmdline, &c.paths, true),
         Command::Unpersist(c) => store_paths(&root, &cmdline, &c.paths, false),
         Command::Restore(_) => restore(&root, &cmdline),
@@ -233,13 +251,13 @@ fn show_status(root: &Root, json: bool) -> Result<ExitCode> {
 }
 
 /// The boot flow. Never returns an error: every failure becomes a status and a banner.
-fn boot(root: &Root, cmdline: &Path) -> ExitCode {
+fn boot(root: &Root, cmdline: &Path, debug: bool) -> ExitCode {
     let st = match load(root, cmdline).and_then(|l| open_store(root, &l).map(|s| (l, s))) {
         Ok((loaded, store)) => {
             if let Err(e) = store.restore() {
                 log::warn!("restoring persisted files: {e:#}");
             }
-            flow::boot(root, &loaded, &store)
+            flow::boot(root, &loaded, &store, debug || loaded.config.reg.debug)
         }
         Err(e) => {
             let mut st = Status::start();
@@ -250,12 +268,47 @@ fn boot(root: &Root, cmdline: &Path) -> ExitCode {
             st
         }
     };
+    finish(&st)
+}
+
+/// The console banner and the exit code of a flow run.
+fn finish(st: &Status) -> ExitCode {
     eprintln!("{}", st.banner());
     if st.result == Outcome::Failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// `register [--engine HOST[:PORT]]`: the trust and register steps only.
+fn register(root: &Root, cmdline: &Path, engine: Option<&str>, debug: bool) -> ExitCode {
+    let prepared = load(root, cmdline).and_then(|mut loaded| {
+        if let Some(e) = engine {
+            let addr = e
+                .parse()
+                .map_err(|x| anyhow::anyhow!("--engine {e}: expected {x}"))?;
+            loaded.config.reg.engine = Some(addr);
+        }
+        anyhow::ensure!(
+            loaded.errors.is_empty(),
+            "invalid settings: {}",
+            loaded.error_summary()
+        );
+        let store = open_store(root, &loaded)?;
+        Ok((loaded, store))
+    });
+    let st = match prepared {
+        Ok((loaded, store)) => {
+            flow::register(root, &loaded, &store, debug || loaded.config.reg.debug)
+        }
+        Err(e) => {
+            let mut st = Status::start();
+            st.set("registered", Outcome::Failed, Some(format!("{e:#}")));
+            st
+        }
+    };
+    finish(&st)
 }
 
 fn open_store(root: &Root, loaded: &Loaded) -> Result<Store> {

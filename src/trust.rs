@@ -157,6 +157,17 @@ pub enum Verified {
     FirstUse(Sha256Pin),
 }
 
+impl fmt::Display for Verified {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Verified::Sha256(_) => f.write_str("matches ovirt.reg.ca_pin"),
+            Verified::Sha1(_) => f.write_str("matches management_server_fingerprint (SHA-1)"),
+            Verified::Stored(_) => f.write_str("matches the pin kept in the store"),
+            Verified::FirstUse(_) => f.write_str("trusted on first use (ovirt.reg.insecure_tofu)"),
+        }
+    }
+}
+
 /// A CA we refuse. Always fatal: retrying cannot make a wrong CA right.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TrustError {
@@ -342,7 +353,7 @@ pub fn establish(
         Ok(Trusted { ca, how })
     })?;
     info!(
-        "engine CA {} trusted ({:?})",
+        "engine CA {} trusted: {}",
         trusted.ca.sha256_pin(),
         trusted.how
     );

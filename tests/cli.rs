@@ -6,6 +6,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use qemu_tests::{Handle, SimConfig, Simulator};
+
 const BIN: &str = env!("CARGO_BIN_EXE_ovirt-node-reg");
 
 struct Node {
@@ -70,9 +72,22 @@ fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
 
-const GOOD: &str =
-    "BOOT_IMAGE=vmlinuz ro management_server=engine.example.com:8443 BOOTIF=01-52-54-00-12-34-56 \
-                    ip=dhcp ovirt.reg.store=/config console=ttyS0\n";
+/// A PXE-like command line pointing at a simulated engine on loopback (pinned).
+fn good(sim: &Handle) -> String {
+    format!(
+        "BOOT_IMAGE=vmlinuz ro management_server=127.0.0.1:{} BOOTIF=01-52-54-00-12-34-56 ip=dhcp \
+         ovirt.reg.store=/config ovirt.reg.ca_pin=sha256:{} ovirt.reg.timeout=20 console=ttyS0\n",
+        sim.port(),
+        sim.ca_sha256()
+    )
+}
+
+/// A valid command line for tests that never reach the network.
+const OFFLINE: &str = "ro management_server=127.0.0.1:8443 ovirt.reg.store=/config\n";
+
+fn sim() -> Handle {
+    Simulator::start(SimConfig::default()).expect("simulator starts")
+}
 
 #[test]
 fn help_for_every_subcommand() {
@@ -152,29 +167,36 @@ fn config_show_text_with_cmdline_file_and_no_secret() {
 
 #[test]
 fn boot_configures_persists_and_second_boot_changes_nothing() {
-    let node = Node::new(GOOD);
+    let sim = sim();
+    let node = Node::new(&good(&sim));
     let out = node.run(&["boot"]);
     let err = text(&out.stderr);
     assert_eq!(code(&out), 0, "{err}");
     assert!(
-        err.contains("ovirt-node-reg: waiting, step network_up"),
+        err.contains("ovirt-node-reg: waiting, step csr_submitted"),
         "banner: {err}"
     );
     let listed = node.read("/config/files");
     assert_eq!(
         listed,
-        "/etc/default/ovirt\n/etc/vdsm-reg/vdsm-reg.conf\n/etc/vdsm/vdsm.id\n"
+        "/etc/default/ovirt\n/etc/vdsm-reg/vdsm-reg.conf\n/etc/vdsm/vdsm.id\n/root/.ssh/authorized_keys\n"
     );
     let ovirt = node.read("/config/etc/default/ovirt");
     assert!(
-        ovirt.contains("OVIRT_MANAGEMENT_SERVER=\"engine.example.com:8443\"\n"),
+        ovirt.contains(&format!(
+            "OVIRT_MANAGEMENT_SERVER=\"127.0.0.1:{}\"\n",
+            sim.port()
+        )),
         "{ovirt}"
     );
     assert!(ovirt.contains("OVIRT_IP_ADDRESS=\"\"\n"), "{ovirt}");
     let conf = node.read("/config/etc/vdsm-reg/vdsm-reg.conf");
     assert_eq!(
         conf,
-        "[vars]\nvdc_host_name=engine.example.com\nvdc_host_port=8443\n"
+        format!(
+            "[vars]\nvdc_host_name=127.0.0.1\nvdc_host_port={}\n",
+            sim.port()
+        )
     );
     assert_eq!(
         node.read("/config/etc/vdsm/vdsm.id"),
@@ -182,12 +204,15 @@ fn boot_configures_persists_and_second_boot_changes_nothing() {
     );
     let state: serde_json::Value =
         serde_json::from_str(&node.read("/config/ovirt-node-reg/state.json")).unwrap();
-    assert_eq!(state["completed"], serde_json::json!(["configured"]));
+    assert_eq!(
+        state["completed"],
+        serde_json::json!(["configured", "engine_trusted", "registered"])
+    );
     let status: serde_json::Value =
         serde_json::from_str(&node.read("/run/ovirt-node-reg/status.json")).unwrap();
     assert_eq!(
         (status["step"].as_str(), status["result"].as_str()),
-        (Some("network_up"), Some("waiting"))
+        (Some("csr_submitted"), Some("waiting"))
     );
 
     // Next boot: /run is empty again, the store is not.
@@ -195,6 +220,7 @@ fn boot_configures_persists_and_second_boot_changes_nothing() {
     let stored = || -> Vec<String> {
         let files = [
             "/config/files",
+            "/config/root/.ssh/authorized_keys",
             "/config/etc/default/ovirt",
             "/config/etc/vdsm-reg/vdsm-reg.conf",
         ];
@@ -204,7 +230,7 @@ fn boot_configures_persists_and_second_boot_changes_nothing() {
     let out = node.run(&["boot"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert!(
-        text(&out.stderr).contains("restored 3 persisted paths"),
+        text(&out.stderr).contains("restored 4 persisted paths"),
         "{}",
         text(&out.stderr)
     );
@@ -212,7 +238,7 @@ fn boot_configures_persists_and_second_boot_changes_nothing() {
     let out = node.run(&["status"]);
     assert_eq!(code(&out), 0);
     assert!(
-        text(&out.stdout).contains("completed: configured"),
+        text(&out.stdout).contains("completed: configured → engine_trusted → registered"),
         "{}",
         text(&out.stdout)
     );
@@ -220,7 +246,8 @@ fn boot_configures_persists_and_second_boot_changes_nothing() {
 
 #[test]
 fn invalid_setting_fails_clearly_and_keeps_persisted_files() {
-    let node = Node::new(GOOD);
+    let sim = sim();
+    let node = Node::new(&good(&sim));
     assert_eq!(code(&node.run(&["boot"])), 0);
     let before = node.read("/config/etc/default/ovirt");
     node.write(
@@ -286,9 +313,10 @@ fn no_engine_or_no_store_or_disabled() {
 
 #[test]
 fn secrets_never_reach_logs_or_status() {
+    let sim = sim();
     let node = Node::new(&format!(
         "{} rhevm_admin_password=$6$salt$TOPSECRETHASH ovirt.reg.token=TOKEN123",
-        GOOD.trim()
+        good(&sim).trim()
     ));
     let out = node.run(&["boot"]);
     let err = text(&out.stderr);
@@ -316,7 +344,7 @@ fn secrets_never_reach_logs_or_status() {
 
 #[test]
 fn status_before_any_run() {
-    let node = Node::new(GOOD);
+    let node = Node::new(OFFLINE);
     let out = node.run(&["status"]);
     assert_eq!(code(&out), 3);
     assert!(text(&out.stdout).contains("has not run since boot"));
@@ -325,7 +353,7 @@ fn status_before_any_run() {
 
 #[test]
 fn unreadable_cmdline_is_a_clear_error() {
-    let node = Node::new(GOOD);
+    let node = Node::new(OFFLINE);
     fs::remove_file(node.path("/proc/cmdline")).unwrap();
     let out = node.run(&["config", "show"]);
     assert_eq!(code(&out), 1);

@@ -1,0 +1,365 @@
+//! The unprivileged network worker.
+//!
+//! Everything that talks to the network or parses what the engine sends runs in a child
+//! process: this binary re-executed as `worker`, with uid/gid 65534 (nobody), no
+//! supplementary groups, no capabilities and `no_new_privs`. The root parent sends one typed
+//! job (JSON on the child's stdin) and reads one typed reply (JSON on its stdout); only the
+//! parent writes files or touches keys. A bug in TLS or HTTP parsing is then a bug in a
+//! process that can write nothing of ours.
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::io::{Read, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use crate::engine::{self, Registration};
+use crate::http::{Client, Endpoint, Timeouts};
+use crate::retry::{Policy, Retrier, MAX_ATTEMPTS};
+use crate::trust::{self, CaCert, Pins, Verified};
+use crate::values::EngineAddr;
+
+/// The unprivileged identity (nobody/nogroup: exists on every system, owns nothing).
+pub const WORKER_ID: u32 = 65534;
+
+/// Replies are small (a CA PEM, a key line); anything bigger is a broken child.
+const MAX_REPLY: u64 = 1024 * 1024;
+
+/// Extra time the parent gives a child past the job's own deadline before killing it.
+const GRACE: Duration = Duration::from_secs(30);
+
+/// Where and how long: shared by every job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Net {
+    /// `HOST:PORT` of the engine (IPv6 in brackets).
+    pub engine: String,
+    pub deadline_ms: u64,
+    pub retry_base_ms: u64,
+    pub retry_cap_ms: u64,
+}
+
+/// What the parent asks of the worker. Never carries a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "job", rename_all = "snake_case")]
+pub enum Job {
+    /// Fetch the engine CA and check it against the pins (`sha256:…`, SHA-1 colon hex).
+    Trust {
+        net: Net,
+        pins: Vec<String>,
+        sha1: Option<String>,
+        stored: Option<String>,
+        insecure_tofu: bool,
+    },
+    /// Fetch the engine's SSH public key over the pinned connection.
+    SshKey { net: Net, ca_pem: String },
+    /// Register with the engine (host-register v1).
+    Register {
+        net: Net,
+        ca_pem: String,
+        host: HostInfo,
+    },
+    /// Report the worker's own credentials (for tests and `--debug`).
+    Whoami,
+}
+
+/// What the host tells the engine; `name`/`address` default to the address the engine is
+/// routed through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostInfo {
+    pub name: Option<String>,
+    pub address: Option<String>,
+    pub unique_id: String,
+    pub ssh_user: String,
+    pub ssh_port: u16,
+    pub ssh_key_fingerprint: Option<String>,
+    pub vds_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "reply", rename_all = "snake_case")]
+pub enum Reply {
+    Trusted {
+        ca_pem: String,
+        first_use: bool,
+    },
+    SshKey {
+        line: String,
+    },
+    Registered {
+        name: String,
+        address: String,
+    },
+    Whoami {
+        uid: u32,
+        gid: u32,
+        groups: usize,
+        no_new_privs: bool,
+        cap_eff: String,
+    },
+    Failed {
+        message: String,
+    },
+}
+
+// ------------------------------------------------------------------------- parent side
+
+/// Run `job` in an unprivileged child and return its reply. A `Failed` reply becomes an
+/// error carrying the child's message.
+pub fn run(job: &Job, debug: bool) -> Result<Reply> {
+    let mut child = spawn(debug)?;
+    let input = serde_json::to_vec(job).context("encoding the worker job")?;
+    let mut stdin = child.stdin.take().context("worker stdin")?;
+    // A child that died early closes its stdin; its exit status then tells why.
+    let _ = stdin.write_all(&input);
+    drop(stdin);
+    let watchdog = kill_after(child.id(), job_deadline(job) + GRACE);
+    let mut out = Vec::new();
+    let stdout = child.stdout.take().context("worker stdout")?;
+    stdout
+        .take(MAX_REPLY)
+        .read_to_end(&mut out)
+        .context("reading the worker's reply")?;
+    let status = child.wait().context("waiting for the worker")?;
+    drop(watchdog);
+    match serde_json::from_slice::<Reply>(&out) {
+        Ok(Reply::Failed { message }) => Err(anyhow!(message)),
+        Ok(reply) => Ok(reply),
+        Err(_) => bail!("the network worker ended without a reply ({status})"),
+    }
+}
+
+/// The binary again, as `worker`, dropped to nobody when we are root.
+fn spawn(debug: bool) -> Result<std::process::Child> {
+    // /proc/self/exe reaches the binary even where nobody could not walk its directory.
+    let exe = ["/proc/self/exe"]
+        .iter()
+        .map(std::path::PathBuf::from)
+        .find(|p| p.exists())
+        .map_or_else(std::env::current_exe, Ok)
+        .context("finding our own binary")?;
+    let mut cmd = Command::new(exe);
+    if debug {
+        cmd.arg("--debug");
+    }
+    cmd.arg("worker")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if rustix::process::geteuid().is_root() {
+        // std drops the supplementary groups when root sets a uid.
+        cmd.uid(WORKER_ID).gid(WORKER_ID);
+    } else {
+        log::debug!(
+            "not root: the worker keeps uid {}",
+            rustix::process::geteuid().as_raw()
+        );
+    }
+    // SAFETY: prctl only, async-signal-safe, between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| rustix::thread::set_no_new_privs(true).map_err(Into::into));
+    }
+    cmd.spawn()
+        .context("starting the unprivileged network worker")
+}
+
+fn job_deadline(job: &Job) -> Duration {
+    match job {
+        Job::Trust { net, .. } | Job::SshKey { net, .. } | Job::Register { net, .. } => {
+            Duration::from_millis(net.deadline_ms)
+        }
+        Job::Whoami => Duration::ZERO,
+    }
+}
+
+/// Kill the child if it is still running after `after`; dropping the guard disarms it.
+struct Watchdog {
+    _disarm: std::sync::mpsc::Sender<()>,
+}
+
+fn kill_after(pid: u32, after: Duration) -> Watchdog {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        if rx.recv_timeout(after) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
+            log::warn!("the network worker overran its deadline; stopping it");
+            if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
+        }
+    });
+    Watchdog { _disarm: tx }
+}
+
+// -------------------------------------------------------------------------- child side
+
+/// `ovirt-node-reg worker`: read one job from stdin, write one reply to stdout.
+pub fn serve() -> Result<()> {
+    if let Reply::Whoami {
+        uid,
+        gid,
+        groups,
+        no_new_privs,
+        cap_eff,
+    } = whoami()
+    {
+        log::debug!(
+            "network worker: uid {uid} gid {gid}, {groups} supplementary groups, no_new_privs {no_new_privs}, capabilities {cap_eff}"
+        );
+    }
+    let mut input = Vec::new();
+    std::io::stdin()
+        .take(MAX_REPLY)
+        .read_to_end(&mut input)
+        .context("reading the job")?;
+    let reply = match serde_json::from_slice::<Job>(&input) {
+        Ok(job) => perform(&job).unwrap_or_else(|e| Reply::Failed {
+            message: format!("{e:#}"),
+        }),
+        Err(e) => Reply::Failed {
+            message: format!("the worker got an invalid job: {e}"),
+        },
+    };
+    let out = serde_json::to_vec(&reply).context("encoding the reply")?;
+    std::io::stdout()
+        .write_all(&out)
+        .context("writing the reply")
+}
+
+fn perform(job: &Job) -> Result<Reply> {
+    match job {
+        Job::Trust {
+            net,
+            pins,
+            sha1,
+            stored,
+            insecure_tofu,
+        } => {
+            let pins = Pins {
+                sha256: pins
+                    .iter()
+                    .map(|p| parse(p, "CA pin"))
+                    .collect::<Result<_>>()?,
+                sha1: sha1
+                    .as_deref()
+                    .map(|p| parse(p, "SHA-1 fingerprint"))
+                    .transpose()?,
+                stored: stored
+                    .as_deref()
+                    .map(|p| parse(p, "stored CA pin"))
+                    .transpose()?,
+                insecure_tofu: *insecure_tofu,
+            };
+            let trusted = trust::establish(
+                &endpoint(net)?,
+                &pins,
+                Timeouts::default(),
+                &mut retrier(net),
+            )?;
+            let first_use = matches!(trusted.how, Verified::FirstUse(_));
+            Ok(Reply::Trusted {
+                ca_pem: trusted.ca.pem(),
+                first_use,
+            })
+        }
+        Job::SshKey { net, ca_pem } => {
+            let key = trust::fetch_ssh_key(&pinned(net, ca_pem)?, &mut retrier(net))?;
+            Ok(Reply::SshKey { line: key.line() })
+        }
+        Job::Register { net, ca_pem, host } => register(net, ca_pem, host),
+        Job::Whoami => Ok(whoami()),
+    }
+}
+
+fn register(net: &Net, ca_pem: &str, host: &HostInfo) -> Result<Reply> {
+    let client = pinned(net, ca_pem)?;
+    let address = match &host.address {
+        Some(a) => a.clone(),
+        None => local_address_towards(client.endpoint())?,
+    };
+    let reg = Registration {
+        name: host.name.clone().unwrap_or_else(|| address.clone()),
+        address: address.clone(),
+        unique_id: host.unique_id.clone(),
+        ssh_user: host.ssh_user.clone(),
+        ssh_port: host.ssh_port,
+        ssh_key_fingerprint: host.ssh_key_fingerprint.clone(),
+        vds_port: host.vds_port,
+    };
+    engine::register(&client, &reg, &mut retrier(net))?;
+    Ok(Reply::Registered {
+        name: reg.name,
+        address,
+    })
+}
+
+/// The local address the kernel would use to reach the engine (what vdsm-reg computed
+/// from the routing table): a connected UDP socket sends nothing.
+fn local_address_towards(endpoint: &Endpoint) -> Result<String> {
+    use std::net::{ToSocketAddrs, UdpSocket};
+    let target = (endpoint.host.bare(), endpoint.port)
+        .to_socket_addrs()
+        .with_context(|| format!("resolving the engine {endpoint}"))?
+        .next()
+        .with_context(|| format!("the engine {endpoint} has no address"))?;
+    let bind = if target.is_ipv4() {
+        "0.0.0.0:0"
+    } else {
+        "[::]:0"
+    };
+    let sock = UdpSocket::bind(bind).context("opening a socket to find our address")?;
+    sock.connect(target)
+        .with_context(|| format!("no route to the engine {endpoint}"))?;
+    Ok(sock
+        .local_addr()
+        .context("reading our address")?
+        .ip()
+        .to_string())
+}
+
+fn parse<T: std::str::FromStr<Err = &'static str>>(text: &str, what: &str) -> Result<T> {
+    text.parse()
+        .map_err(|e| anyhow!("{what} {text}: expected {e}"))
+}
+
+fn endpoint(net: &Net) -> Result<Endpoint> {
+    let addr: EngineAddr = parse(&net.engine, "engine")?;
+    Ok(Endpoint::new(&addr, crate::values::DEFAULT_ENGINE_PORT))
+}
+
+fn pinned(net: &Net, ca_pem: &str) -> Result<Client> {
+    let ca =
+        CaCert::from_pem(ca_pem.as_bytes()).map_err(|e| anyhow!("the pinned engine CA: {e}"))?;
+    Ok(Client::pinned(
+        endpoint(net)?,
+        ca.der(),
+        Timeouts::default(),
+    ))
+}
+
+fn retrier(net: &Net) -> Retrier {
+    Retrier::system(Policy {
+        base: Duration::from_millis(net.retry_base_ms),
+        cap: Duration::from_millis(net.retry_cap_ms),
+        deadline: Duration::from_millis(net.deadline_ms),
+        max_attempts: MAX_ATTEMPTS,
+    })
+}
+
+fn whoami() -> Reply {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map(|v| v.trim().to_string())
+            .unwrap_or_default()
+    };
+    let groups = field("Groups:").split_whitespace().count();
+    Reply::Whoami {
+        uid: rustix::process::geteuid().as_raw(),
+        gid: rustix::process::getegid().as_raw(),
+        groups,
+        no_new_privs: field("NoNewPrivs:") == "1",
+        cap_eff: field("CapEff:"),
+    }
+}
