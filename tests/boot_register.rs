@@ -348,3 +348,73 @@ fn register_subcommand_sends_again_on_request() {
         "{err}"
     );
 }
+
+/// Boot against `sim` with one fault switch set; returns the exit status and stderr.
+fn boot_with_fault(spec: &str) -> (Handle, Node, Output, String) {
+    let sim = start();
+    sim.set_fault(spec.parse::<FaultSpec>().unwrap());
+    let node = Node::new();
+    let (out, err) = node.boot(&sim, &pin(&sim), 30);
+    (sim, node, out, err)
+}
+
+#[test]
+fn transient_faults_are_retried_or_worked_around() {
+    for spec in [
+        "status:status=500,count=2",
+        "stall:secs=2,count=1",
+        "oversized:count=1,command=get-pki-trust",
+        "malformed:count=1,command=get-ssh-trust",
+        "malformed:count=1,command=get-pki-trust",
+    ] {
+        let (sim, _node, out, err) = boot_with_fault(spec);
+        assert!(out.status.success(), "{spec}: {err}");
+        assert_eq!(registers(&sim).len(), 1, "{spec}");
+        assert!(
+            sim.requests().iter().any(|e| e.fault.is_some()),
+            "{spec}: the fault was hit"
+        );
+    }
+}
+
+#[test]
+fn unverifiable_engine_is_never_sent_a_registration() {
+    for (spec, step) in [
+        ("wrong_ca", "registered"),
+        ("redirect_http", "engine_trusted"),
+    ] {
+        let (sim, _node, out, err) = boot_with_fault(spec);
+        assert_eq!(out.status.code(), Some(1), "{spec}: {err}");
+        let banner = err
+            .lines()
+            .find(|l| l.starts_with("ovirt-node-reg: FAILED"))
+            .unwrap_or_else(|| panic!("{err}"));
+        assert!(
+            banner.contains(&format!("FAILED at step {step}")),
+            "{spec}: {banner}"
+        );
+        assert!(registers(&sim).is_empty(), "{spec}: nothing registered");
+    }
+}
+
+#[test]
+fn host_ssh_key_fingerprint_is_sent() {
+    let sim = start();
+    let node = Node::new();
+    node.write(
+        "/etc/ssh/ssh_host_ed25519_key.pub",
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFo5GBGhX5+w3z2Ao2N9j55v2vbTOkYPRkNH79P1njYk root@x\n",
+    );
+    let (out, err) = node.boot(&sim, &pin(&sim), 30);
+    assert!(out.status.success(), "{err}");
+    let reg = registers(&sim).remove(0);
+    let fp = reg
+        .query
+        .iter()
+        .find(|(k, _)| k == "sshKeyFingerprint")
+        .map(|(_, v)| v.as_str());
+    assert_eq!(
+        fp,
+        Some("SHA256:gHJluyVyngICXTnOFNZbA3H7UW1FHk3UakPoiuWweAM")
+    );
+}
