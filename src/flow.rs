@@ -389,6 +389,11 @@ fn engine_trusted(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
     if first_use {
         trust::store_pin(ctx.store, &ca.sha256_pin())?;
     }
+    // Where vdsm-tool register leaves it, for tools that look there.
+    let ca_path = Path::new(paths::ENGINE_CA_PEM);
+    ctx.store
+        .write_persisted(ca_path, ca_pem.as_bytes(), 0o644)
+        .context("installing the engine CA")?;
     info!("engine CA {} trusted", ca.sha256_pin());
     state.ca_pem = Some(ca_pem);
     Ok(StepResult::Done)
@@ -424,6 +429,11 @@ fn registered(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
         anyhow::bail!("the network worker answered the register job with something else");
     };
     state.registered_as = Some(format!("{name} ({address})"));
+    // The marker the stock node plugin checks, so it does not register a second time.
+    let vars = [("OVIRT_NODE_REGISTER".to_string(), "True".to_string())];
+    update_persisted(ctx, paths::DEFAULT_OVIRT, 0o644, |old| {
+        legacy::render_default_ovirt(old, &vars)
+    })?;
     Ok(StepResult::Done)
 }
 

@@ -33,6 +33,8 @@ pub const STORE_CA_PIN: &str = "ovirt-node-reg/ca-pin";
 /// Where the engine's SSH key goes (the engine logs in as root to deploy the host).
 pub const ROOT_SSH_DIR: &str = "/root/.ssh";
 pub const ROOT_AUTHORIZED_KEYS: &str = "/root/.ssh/authorized_keys";
+/// Where `vdsm-tool register` keeps the engine CA (ovirt-protocol.md §3.4 step 4).
+pub const ENGINE_CA_PEM: &str = "/etc/pki/ovirt-engine/ca.pem";
 pub const RUN_DIR: &str = "/run/ovirt-node-reg";
 pub const STATUS_FILE: &str = "/run/ovirt-node-reg/status.json";
 

@@ -179,7 +179,8 @@ fn boot_configures_persists_and_second_boot_changes_nothing() {
     let listed = node.read("/config/files");
     assert_eq!(
         listed,
-        "/etc/default/ovirt\n/etc/vdsm-reg/vdsm-reg.conf\n/etc/vdsm/vdsm.id\n/root/.ssh/authorized_keys\n"
+        "/etc/default/ovirt\n/etc/pki/ovirt-engine/ca.pem\n/etc/vdsm-reg/vdsm-reg.conf\n\
+         /etc/vdsm/vdsm.id\n/root/.ssh/authorized_keys\n"
     );
     let ovirt = node.read("/config/etc/default/ovirt");
     assert!(
@@ -230,7 +231,7 @@ fn boot_configures_persists_and_second_boot_changes_nothing() {
     let out = node.run(&["boot"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert!(
-        text(&out.stderr).contains("restored 4 persisted paths"),
+        text(&out.stderr).contains("restored 5 persisted paths"),
         "{}",
         text(&out.stderr)
     );
