@@ -410,21 +410,18 @@ pub fn lookup(name: &str) -> Option<&'static Setting> {
         .find(|s| s.name == name || s.aliases.contains(&name))
 }
 
-/// `ntp=a,b` or `ntp=off`.
+/// `ntp=a,b` or `ntp=off` (alone: a server cannot be called "off").
 fn parse_ntp(v: &str) -> Result<(Vec<Host>, bool), Expected> {
-    if v == "off" {
-        return Ok((Vec::new(), true));
+    const EXPECTED: Expected = "a comma-separated list of NTP servers (names or addresses), or off";
+    let items: Vec<&str> = v.split(',').filter(|s| !s.is_empty()).collect();
+    match items.as_slice() {
+        ["off"] => Ok((Vec::new(), true)),
+        _ if items.contains(&"off") => Err(EXPECTED),
+        _ => {
+            let servers = items.iter().map(|s| s.parse()).collect::<Result<_, _>>();
+            Ok((servers.map_err(|_| EXPECTED)?, false))
+        }
     }
-    let servers = v
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(str::parse)
-        .collect::<Result<_, _>>();
-    Ok((
-        servers
-            .map_err(|_| "a comma-separated list of NTP servers (names or addresses), or off")?,
-        false,
-    ))
 }
 
 /// A crypt(3) hash: `$id$salt$hash` (MD5, SHA-256/512, yescrypt…) or 13-character DES.

@@ -262,6 +262,8 @@ fn netmask_gateway_dns_ntp_hostname() {
     assert_eq!(c.net.ntp.len(), 2);
     assert_eq!(c.net.hostname.unwrap().0, "node1.example.com");
     assert!(ok("ntp=off").net.ntp_off);
+    assert!(ok("ntp=off,").net.ntp_off);
+    assert!(error_of("ntp=pool.ntp.org,off").contains("or off"));
     assert!(error_of("netmask=255.0.255.0").contains("contiguous"));
     assert!(error_of("dns=10.0.0.2,nope")
         .contains("dns=10.0.0.2,nope: expected a comma-separated list"));
@@ -402,6 +404,8 @@ fn fuzz_entry_survives_garbage() {
         b"ip=eth0:dhcp:1500",
         b"ip=:::::eth0:dhcp",
         b"ip=:::::::000",
+        b"ntp=off,",
+        b"ntp=,off",
         b"ip=:::::::1500",
         b"ip=::::::off::52:54:00:12:34:56",
         b"ip=10.0.0.1:::::eth0:dhcp",
