@@ -86,6 +86,8 @@ impl fmt::Display for Endpoint {
 pub struct Response {
     pub status: u16,
     pub content_type: Option<String>,
+    /// The `Date` header as sent: the engine's clock, a fallback time source (clock.rs).
+    pub date: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -251,6 +253,7 @@ impl Client {
         let status = resp.status().as_u16();
         check_status(status, &resp)?;
         let content_type = header(&resp, "content-type");
+        let date = header(&resp, "date");
         let body = resp
             .body_mut()
             .with_config()
@@ -260,6 +263,7 @@ impl Client {
         Ok(Response {
             status,
             content_type,
+            date,
             body,
         })
     }

@@ -127,6 +127,7 @@ fn response_text_rejects_binary() {
     let r = Response {
         status: 200,
         content_type: None,
+        date: None,
         body: vec![0xff, 0xfe],
     };
     assert!(matches!(r.text(), Err(Error::Malformed(_))));
