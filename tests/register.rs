@@ -103,7 +103,7 @@ fn full_registration_sends_exactly_the_servlet_parameters() {
     let sim = start();
     let mut r = retrier(20);
     let client = trusted_client(&sim, &mut r);
-    assert_eq!(engine::protocol_version(&client, &mut r).unwrap(), 1);
+    assert_eq!(engine::protocol_version(&client, &mut r).unwrap(), 2);
     let key = trust::fetch_ssh_key(&client, &mut r).unwrap();
     assert_eq!(format!("{}\n", key.line()), sim.ssh_key_line());
     let reg = registration();

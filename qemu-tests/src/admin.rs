@@ -2,15 +2,21 @@
 //! hosts, read the event log, set fault switches. No authentication: the simulator is a test
 //! tool bound to loopback (or to what a QEMU guestfwd reaches).
 
-use serde::Serialize;
+use std::net::{SocketAddr, ToSocketAddrs as _};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
 use crate::ca;
-use crate::events::{Event, EventKind};
+use crate::events::{lock, Event, EventKind};
 use crate::faults;
 use crate::faults::FaultSpec;
 use crate::hosts::{Host, HostStatus};
 use crate::http::{url_decode, Request, Response};
 use crate::server::Shared;
+use crate::tokens::{self, Token};
+use crate::vdsm_check::{self, EngineIdentity};
 
 #[derive(Serialize)]
 pub struct Info {
@@ -47,12 +53,18 @@ pub fn handle(shared: &Shared, req: &Request) -> Response {
         ("GET", ["info"]) => Response::json(200, &info(shared)),
         ("GET", ["hosts"]) => Response::json(200, &shared.hosts.list()),
         ("GET", ["hosts", id]) => host_or_404(shared.hosts.get(id), id),
-        ("DELETE", ["hosts", id]) => host_or_404(
-            host_event(shared, id, "removed", shared.hosts.remove(id)),
-            id,
-        ),
+        ("DELETE", ["hosts", id]) => host_or_404(remove_host(shared, id), id),
         ("POST", ["hosts", id, "approve"]) => set_status(shared, id, HostStatus::Approved),
-        ("POST", ["hosts", id, "reject"]) => set_status(shared, id, HostStatus::Rejected),
+        ("POST", ["hosts", id, "reject"]) => reject(shared, id, req),
+        ("POST", ["hosts", id, "check-vdsm"]) => check_vdsm_endpoint(shared, id, req),
+        ("GET", ["enrollments"]) => Response::json(200, &shared.enrollments.list()),
+        ("GET", ["enrollments", id]) => match shared.enrollments.get(id) {
+            Some(e) => Response::json(200, &e),
+            None => Response::error(404, &format!("no enrollment for {id}")),
+        },
+        ("POST", ["tokens"]) => create_token_endpoint(shared, req),
+        ("GET", ["settings"]) => Response::json(200, &*lock(&shared.settings)),
+        ("POST", ["settings"]) => settings_endpoint(shared, req),
         ("GET", ["events"]) => events(shared, req),
         ("GET", ["faults"]) => Response::json(200, &shared.faults.list()),
         ("POST", ["faults"]) => add_faults(shared, req),
@@ -72,7 +84,165 @@ pub fn set_host_status(shared: &Shared, id: &str, status: HostStatus) -> Option<
         HostStatus::Rejected => "rejected",
         HostStatus::PendingApproval => "pending",
     };
-    host_event(shared, id, verb, shared.hosts.set_status(id, status))
+    let host = host_event(shared, id, verb, shared.hosts.set_status(id, status));
+    if host.is_some() && status == HostStatus::Approved {
+        // Approval signs a waiting CSR pair at once (docs/protocol-v2.md §6).
+        shared.enroller().approved(id);
+    }
+    host
+}
+
+/// Rejects with the reason the node will show (final, docs/protocol-v2.md §4).
+pub fn reject_host(shared: &Shared, id: &str, reason: Option<&str>) -> Option<Host> {
+    if let Some(r) = reason.filter(|r| !r.is_empty()) {
+        shared.enrollments.set_reason(id, &truncate(r, 512));
+    }
+    set_host_status(shared, id, HostStatus::Rejected)
+}
+
+fn remove_host(shared: &Shared, id: &str) -> Option<Host> {
+    shared.enrollments.forget(id);
+    host_event(shared, id, "removed", shared.hosts.remove(id))
+}
+
+#[derive(Deserialize, Default)]
+struct RejectBody {
+    reason: Option<String>,
+}
+
+fn reject(shared: &Shared, id: &str, req: &Request) -> Response {
+    let body: RejectBody = match json_body(req) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    host_or_404(reject_host(shared, id, body.reason.as_deref()), id)
+}
+
+/// An empty body means all defaults.
+fn json_body<T: for<'de> Deserialize<'de> + Default>(req: &Request) -> Result<T, Response> {
+    if req.body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&req.body)
+        .map_err(|e| Response::error(400, &format!("bad JSON body: {e}")))
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_string()
+}
+
+#[derive(Deserialize, Default)]
+struct TokenBody {
+    ttl_secs: Option<u64>,
+    unique_id: Option<String>,
+}
+
+fn create_token_endpoint(shared: &Shared, req: &Request) -> Response {
+    let body: TokenBody = match json_body(req) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let ttl = body
+        .ttl_secs
+        .map_or(tokens::DEFAULT_TTL, Duration::from_secs);
+    match create_token(shared, ttl, body.unique_id) {
+        Ok(t) => Response::json(200, &t),
+        Err(e) => Response::error(500, &e.to_string()),
+    }
+}
+
+/// A new single-use enrollment token; the event names its binding, never the secret.
+pub fn create_token(
+    shared: &Shared,
+    ttl: Duration,
+    unique_id: Option<String>,
+) -> anyhow::Result<Token> {
+    let t = shared.tokens.create(ttl, unique_id)?;
+    let bound = t.unique_id.as_deref().unwrap_or("any host");
+    let detail = format!("token created for {bound}, expires {}", t.expires_unix);
+    shared
+        .events
+        .push(Event::new(EventKind::Host).detail(detail));
+    Ok(t)
+}
+
+#[derive(Deserialize, Default)]
+struct SettingsBody {
+    cert_lifetime_secs: Option<u64>,
+    retry_after_secs: Option<u64>,
+}
+
+fn settings_endpoint(shared: &Shared, req: &Request) -> Response {
+    let body: SettingsBody = match json_body(req) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let mut s = lock(&shared.settings);
+    if let Some(v) = body.cert_lifetime_secs.filter(|v| *v > 0) {
+        s.cert_lifetime_secs = v;
+    }
+    if let Some(v) = body.retry_after_secs {
+        s.retry_after_secs = v;
+    }
+    Response::json(200, &*s)
+}
+
+#[derive(Deserialize, Default)]
+struct CheckBody {
+    /// Where to connect instead of `address:vdsPort` (tests: the stand-in's ephemeral port).
+    connect: Option<SocketAddr>,
+}
+
+fn check_vdsm_endpoint(shared: &Shared, id: &str, req: &Request) -> Response {
+    let body: CheckBody = match json_body(req) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    if shared.hosts.get(id).is_none() {
+        return Response::error(404, &format!("no host with unique id {id}"));
+    }
+    match check_vdsm(shared, id, body.connect) {
+        Ok(()) => Response::json(200, &json!({ "ok": true })),
+        Err(e) => Response::json(200, &json!({ "ok": false, "error": e })),
+    }
+}
+
+/// The mTLS proof against an approved host, logged as a host event.
+pub fn check_vdsm(shared: &Shared, id: &str, connect: Option<SocketAddr>) -> Result<(), String> {
+    let result = check_host(shared, id, connect);
+    let detail = match &result {
+        Ok(()) => format!("check-vdsm {id} ok"),
+        Err(e) => format!("check-vdsm {id} failed: {e}"),
+    };
+    shared
+        .events
+        .push(Event::new(EventKind::Host).detail(detail));
+    result
+}
+
+fn check_host(shared: &Shared, id: &str, connect: Option<SocketAddr>) -> Result<(), String> {
+    let host = shared.hosts.get(id).ok_or("unknown host")?;
+    let port = u16::try_from(host.reg.vds_port).map_err(|_| "bad vdsm port")?;
+    let addr = match connect {
+        Some(a) => a,
+        None => (host.reg.address.as_str(), port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut a| a.next())
+            .ok_or("cannot resolve the host address")?,
+    };
+    let key_der = shared.pki.engine_key.serialize_der();
+    let identity = EngineIdentity {
+        ca_der: shared.pki.ca.der(),
+        cert_der: &shared.pki.engine_cert_der,
+        key_der: &key_der,
+    };
+    vdsm_check::check_vdsm(addr, &host.reg.address, &identity, vdsm_check::TIMEOUT)
+        .map_err(|e| format!("{e:#}"))
 }
 
 fn host_event(shared: &Shared, id: &str, verb: &str, host: Option<Host>) -> Option<Host> {

@@ -81,6 +81,11 @@ impl CertificateAuthority {
         })
     }
 
+    /// The signing half, for host certificates (signing.rs).
+    pub(crate) fn issuer(&self) -> &Issuer<'static, KeyPair> {
+        &self.issuer
+    }
+
     /// The CA as the engine serves it (76-column PEM, ovirt-protocol.md §3.2).
     pub fn pem(&self) -> String {
         engine_pem(&self.der)
@@ -197,7 +202,7 @@ fn leaf_params(sans: Vec<String>, common_name: &str) -> Result<CertificateParams
     Ok(p)
 }
 
-fn random_serial() -> Result<SerialNumber> {
+pub(crate) fn random_serial() -> Result<SerialNumber> {
     let mut b = [0u8; 16];
     ring::rand::SystemRandom::new()
         .fill(&mut b)

@@ -33,7 +33,20 @@ pub struct SimConfig {
     pub io_timeout: Duration,
     /// Connections served at once; more are closed at accept.
     pub max_connections: usize,
+    /// What `get-version` answers: 2 speaks our enrolment extension (docs/protocol-v2.md),
+    /// 1 behaves like a stock engine (every `version=2` request is a 400).
+    pub protocol_version: i32,
+    /// `OrganizationName`: the `O=` of issued host certificates.
+    pub organization: String,
+    /// Lifetime of issued host certificates (`VdsCertificateValidityInDays`); short values
+    /// let tests see re-enrolment.
+    pub cert_lifetime: Duration,
+    /// `Retry-After` of a pending (202) enrolment answer.
+    pub retry_after_secs: u64,
 }
+
+/// `VdsCertificateValidityInDays` default (ovirt-protocol.md §4.2).
+pub const DEFAULT_CERT_DAYS: u64 = 1827;
 
 impl Default for SimConfig {
     fn default() -> Self {
@@ -48,6 +61,10 @@ impl Default for SimConfig {
             faults: Vec::new(),
             io_timeout: Duration::from_secs(10),
             max_connections: 256,
+            protocol_version: 2,
+            organization: "engine-sim".into(),
+            cert_lifetime: Duration::from_secs(DEFAULT_CERT_DAYS * 86_400),
+            retry_after_secs: 5,
         }
     }
 }

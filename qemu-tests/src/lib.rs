@@ -15,6 +15,7 @@ pub mod admin;
 pub mod ca;
 pub mod client;
 pub mod config;
+pub mod enroll;
 pub mod events;
 pub mod faults;
 pub mod hosts;
@@ -22,7 +23,11 @@ pub mod http;
 mod router;
 pub mod server;
 pub mod servlet;
+pub mod servlet_v2;
+pub mod signing;
 pub mod tls;
+pub mod tokens;
+pub mod vdsm_check;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -134,6 +139,45 @@ impl Handle {
 
     pub fn reject(&self, unique_id: &str) -> Option<Host> {
         admin::set_host_status(&self.shared, unique_id, HostStatus::Rejected)
+    }
+
+    /// Rejects with a reason the node shows (v2 `403 rejected`).
+    pub fn reject_with(&self, unique_id: &str, reason: &str) -> Option<Host> {
+        admin::reject_host(&self.shared, unique_id, Some(reason))
+    }
+
+    /// The QEMU CA (`qemu-ca-certificate`, the `qemu_ca` of v2 answers).
+    pub fn qemu_ca_pem(&self) -> String {
+        self.shared.pki.qemu_ca.pem()
+    }
+
+    /// A single-use enrollment token (docs/protocol-v2.md §6).
+    pub fn create_token(
+        &self,
+        ttl: std::time::Duration,
+        unique_id: Option<&str>,
+    ) -> anyhow::Result<tokens::Token> {
+        admin::create_token(&self.shared, ttl, unique_id.map(str::to_string))
+    }
+
+    pub fn enrollment(&self, unique_id: &str) -> Option<enroll::Enrollment> {
+        self.shared.enrollments.get(unique_id)
+    }
+
+    /// Lifetime of certificates issued from now on (short ones test re-enrolment).
+    pub fn set_cert_lifetime(&self, lifetime: std::time::Duration) {
+        events::lock(&self.shared.settings).cert_lifetime_secs = lifetime.as_secs().max(1);
+    }
+
+    /// `Retry-After` of pending answers from now on.
+    pub fn set_retry_after(&self, secs: u64) {
+        events::lock(&self.shared.settings).retry_after_secs = secs;
+    }
+
+    /// The mTLS proof (docs/protocol-v2.md §8) against the host's `address:vdsPort`, or
+    /// against `connect` when given (a stand-in vdsm on an ephemeral port).
+    pub fn check_vdsm(&self, unique_id: &str, connect: Option<SocketAddr>) -> Result<(), String> {
+        admin::check_vdsm(&self.shared, unique_id, connect)
     }
 
     pub fn set_fault(&self, fault: FaultSpec) {

@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -12,13 +12,15 @@ use anyhow::{Context, Result};
 use rustls::ServerConnection;
 
 use crate::config::SimConfig;
-use crate::events::{Event, EventKind, EventLog};
+use crate::enroll::{Enroller, Enrollments, Settings};
+use crate::events::{lock, Event, EventKind, EventLog};
 use crate::faults::Faults;
 use crate::hosts::Hosts;
 use crate::http::{self, Response};
 use crate::router;
 use crate::servlet::Engine;
 use crate::tls::Pki;
+use crate::tokens::Tokens;
 
 /// How often an idle accept loop looks at the stop flag and the refuse switch.
 const POLL: Duration = Duration::from_millis(10);
@@ -45,6 +47,9 @@ pub struct Shared {
     pub hosts: Hosts,
     pub faults: Faults,
     pub events: EventLog,
+    pub enrollments: Enrollments,
+    pub tokens: Tokens,
+    pub settings: Mutex<Settings>,
     pub https_addr: SocketAddr,
     pub http_addr: Option<SocketAddr>,
     stop: AtomicBool,
@@ -57,6 +62,20 @@ impl Shared {
             pki: &self.pki,
             hosts: &self.hosts,
             events: &self.events,
+            version: self.config.protocol_version,
+            enroll: self.enroller(),
+        }
+    }
+
+    pub fn enroller(&self) -> Enroller<'_> {
+        Enroller {
+            pki: &self.pki,
+            hosts: &self.hosts,
+            enrollments: &self.enrollments,
+            tokens: &self.tokens,
+            events: &self.events,
+            settings: lock(&self.settings).clone(),
+            organization: &self.config.organization,
         }
     }
 
@@ -95,6 +114,12 @@ pub fn start(config: SimConfig) -> Result<(Arc<Shared>, Vec<JoinHandle<()>>)> {
         hosts: Hosts::new(config.auto_approve.clone()),
         faults,
         events: EventLog::new(config.event_log.as_deref())?,
+        enrollments: Enrollments::default(),
+        tokens: Tokens::default(),
+        settings: Mutex::new(Settings {
+            cert_lifetime_secs: config.cert_lifetime.as_secs(),
+            retry_after_secs: config.retry_after_secs,
+        }),
         https_addr: https.local_addr()?,
         http_addr: http.as_ref().map(TcpListener::local_addr).transpose()?,
         config,

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 
 use crate::ca;
+use crate::enroll::Enroller;
 use crate::events::{Event, EventKind, EventLog};
 use crate::hosts::{sanitize_unique_id, Hosts, Outcome, Registration};
 use crate::http::{Request, Response};
@@ -15,14 +16,14 @@ pub const PKI_PATH: &str = "/ovirt-engine/services/pki-resource";
 /// The engine's `SSH_PORT` / `VDSM_PORT` defaults for `register`.
 const SSH_PORT: i32 = 22;
 const VDSM_PORT: i32 = 54321;
-/// What `get-version` advertises; v2 (design §5) will raise it.
-pub const INTERFACE_VERSION: i32 = 1;
-
 /// The engine side the servlets talk to.
 pub struct Engine<'a> {
     pub pki: &'a Pki,
     pub hosts: &'a Hosts,
     pub events: &'a EventLog,
+    /// What `get-version` answers: 2 with our enrolment extension, 1 like a stock engine.
+    pub version: i32,
+    pub enroll: Enroller<'a>,
 }
 
 /// Servlet errors become `sendError(400, message)`, as in `doV1` and `PKIResourceServlet`.
@@ -44,6 +45,10 @@ impl Engine<'_> {
         );
         if !known {
             return Response::error(404, &format!("{} not found", req.path));
+        }
+        // v2 has a POST command, so it sorts out methods itself (docs/protocol-v2.md §2).
+        if req.path == REGISTER_PATH && self.version >= 2 && req.param("version") == Some("2") {
+            return crate::servlet_v2::handle(self, req, remote);
         }
         // HttpServlet answers 405 for every method the servlet does not implement; HEAD is
         // GET without the body (the writer drops it).
@@ -70,22 +75,23 @@ impl Engine<'_> {
         let version = req
             .param("version")
             .map_or(-1, |v| parse_int(v).unwrap_or(-1));
-        let answer = match version {
-            1 => self.v1(req, remote),
-            // v2 (design §5: CSR submission, 202 + Retry-After while pending) goes here.
-            v => Err(format!("Invalid registration protocol version {v}")),
-        };
-        answer.unwrap_or_else(|m| Response::error(400, &m))
+        // version=2 on a v2 engine never gets here (see handle); a stock engine refuses it.
+        match version {
+            1 => self.v1_response(req, remote),
+            v => Response::error(400, &format!("Invalid registration protocol version {v}")),
+        }
+    }
+
+    /// A v1 command, errors as `sendError(400)`; v2 serves the v1 commands through this too.
+    pub(crate) fn v1_response(&self, req: &Request, remote: SocketAddr) -> Response {
+        self.v1(req, remote)
+            .unwrap_or_else(|m| Response::error(400, &m))
     }
 
     fn v1(&self, req: &Request, remote: SocketAddr) -> Answer {
         let cmd = req.param("command").ok_or("command parameter is missing")?;
         match cmd {
-            "get-version" => Ok(Response::new(
-                200,
-                "text/plain",
-                INTERFACE_VERSION.to_string(),
-            )),
+            "get-version" => Ok(Response::new(200, "text/plain", self.version.to_string())),
             "get-pki-trust" => self.pki_resource(Some("ca-certificate"), Some("X509-PEM-CA"), None),
             "get-ssh-trust" => {
                 self.pki_resource(Some("engine-certificate"), Some("OPENSSH-PUBKEY"), None)
@@ -145,10 +151,10 @@ impl Engine<'_> {
         alias: Option<&str>,
     ) -> Answer {
         let resource = resource.ok_or("Missing resource name")?;
-        let is_ca = match resource {
-            // The simulator has one CA; a real engine has a separate QEMU CA.
-            "ca-certificate" | "qemu-ca-certificate" => true,
-            "engine-certificate" => false,
+        let (is_ca, ca_der) = match resource {
+            "ca-certificate" => (true, self.pki.ca.der()),
+            "qemu-ca-certificate" => (true, self.pki.qemu_ca.der()),
+            "engine-certificate" => (false, self.pki.engine_cert_der.as_slice()),
             r => return Err(format!("Resource '{r}' is invalid")),
         };
         let format = match format {
@@ -159,16 +165,15 @@ impl Engine<'_> {
             Some("OPENSSH-PUBKEY") => Format::OpenSsh,
             Some(f) => return Err(format!("Format '{f}' is invalid")),
         };
-        let der = if is_ca {
-            self.pki.ca.der()
-        } else {
-            &self.pki.engine_cert_der
-        };
+        let der = ca_der;
         let alias = alias.or((!is_ca).then_some(ca::SSH_KEY_ALIAS));
         Ok(match format {
             Format::X509Pem => Response::new(200, "application/x-x509-cert", ca::engine_pem(der)),
             Format::X509PemCa => {
                 Response::new(200, "application/x-x509-ca-cert", ca::engine_pem(der))
+            }
+            Format::OpenSsh if resource == "qemu-ca-certificate" => {
+                Response::new(200, "text/plain", self.pki.qemu_ca.ssh_public_key(alias))
             }
             Format::OpenSsh if is_ca => {
                 Response::new(200, "text/plain", self.pki.ca.ssh_public_key(alias))

@@ -10,9 +10,13 @@ use rustls::ServerConfig;
 
 use crate::ca::{self, CertificateAuthority, Leaf};
 
+const QEMU_CA_NAME: &str = "engine-sim QEMU CA";
+
 /// Everything the servlets and the TLS listener need about keys and certificates.
 pub struct Pki {
     pub ca: CertificateAuthority,
+    /// Signs the QEMU certificates (`qemu-ca-certificate`), separate as on a real engine.
+    pub qemu_ca: CertificateAuthority,
     /// Served as `engine-certificate`; its key is the engine SSH key.
     pub engine_cert_der: Vec<u8>,
     pub engine_key: rcgen::KeyPair,
@@ -29,6 +33,10 @@ impl Pki {
             Some(dir) => CertificateAuthority::load_or_create(dir, "engine-sim CA")?,
             None => CertificateAuthority::generate("engine-sim CA")?,
         };
+        let qemu_ca = match state_dir {
+            Some(dir) => CertificateAuthority::load_or_create(&dir.join("qemu"), QEMU_CA_NAME)?,
+            None => CertificateAuthority::generate(QEMU_CA_NAME)?,
+        };
         let engine_key = ca::engine_key(state_dir)?;
         let engine = ca.issue_engine(fqdn, &engine_key)?;
         let other_ca = CertificateAuthority::generate("engine-sim other CA")?;
@@ -38,6 +46,7 @@ impl Pki {
             engine_cert_der: engine.cert_der,
             engine_key,
             ca,
+            qemu_ca,
             other_ca,
             server,
             other_server,

@@ -102,7 +102,7 @@ fn starts_prints_and_serves() {
         (first.status, first.header("retry-after")),
         (503, Some("1"))
     );
-    assert_eq!(get("get-version").body, b"1");
+    assert_eq!(get("get-version").body, b"2");
     let named = Client::https(addr, &pem)
         .unwrap()
         .server_name("engine.example")

@@ -122,7 +122,7 @@ fn stall_holds_the_answer() {
     assert!(impatient.get(VERSION).is_err());
     let t = Instant::now();
     let r = c.get(VERSION).unwrap();
-    assert_eq!((r.status, r.body.as_slice()), (200, &b"1"[..]));
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"2"[..]));
     assert!(
         t.elapsed() >= Duration::from_millis(900),
         "{:?}",
@@ -251,7 +251,7 @@ fn redirect_to_plain_http() {
     let followed = Client::http(http).get(VERSION).unwrap();
     assert_eq!(
         (followed.status, followed.body.as_slice()),
-        (200, &b"1"[..])
+        (200, &b"2"[..])
     );
     let schemes: Vec<_> = sim
         .requests()

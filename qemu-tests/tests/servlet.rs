@@ -22,12 +22,25 @@ fn v1(client: &Client, query: &str) -> Reply {
 }
 
 #[test]
-fn get_version_is_plain_1() {
+fn get_version_is_plain_2_or_1_for_a_stock_engine() {
+    let stock = SimConfig {
+        protocol_version: 1,
+        ..SimConfig::default()
+    };
+    let (_old, c1) = start_with(stock);
+    assert_eq!(v1(&c1, "command=get-version").body, b"1");
+    let v2 = c1
+        .get(&format!("{REG}?version=2&command=get-version"))
+        .unwrap();
+    assert_eq!(v2.status, 400);
+    assert!(v2
+        .text()
+        .contains("Invalid registration protocol version 2"));
     let (_sim, c) = start();
     let r = v1(&c, "command=get-version");
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("text/plain"));
-    assert_eq!(r.body, b"1");
+    assert_eq!(r.body, b"2");
     assert!(r.header("date").is_some_and(|d| d.ends_with(" GMT")));
 }
 
@@ -113,8 +126,8 @@ fn protocol_errors_are_400() {
             "Invalid registration protocol version -1",
         ),
         (
-            "version=2&command=get-version",
-            "Invalid registration protocol version 2",
+            "version=3&command=get-version",
+            "Invalid registration protocol version 3",
         ),
         ("version=1", "command parameter is missing"),
         ("version=1&command=fly", "Invalid command"),
@@ -330,7 +343,7 @@ fn state_dir_keeps_the_ca_and_ssh_key() {
     // The new server certificate chains to the CA saved by the first run.
     let old = Client::https(second.addr(), &pem).unwrap();
     assert_eq!(old.get("/ca.crt").unwrap().status, 200);
-    assert_eq!(v1(&c, "command=get-version").body, b"1");
+    assert_eq!(v1(&c, "command=get-version").body, b"2");
 }
 
 #[test]

@@ -39,6 +39,18 @@ struct Args {
     /// fault switch, e.g. status:status=503,retry_after=2,count=3 (repeatable)
     #[argh(option)]
     fault: Vec<FaultSpec>,
+    /// behave like a stock engine: get-version answers 1, version=2 requests get 400
+    #[argh(switch)]
+    v1_only: bool,
+    /// lifetime of issued host certificates in seconds (default 1827 days)
+    #[argh(option)]
+    cert_lifetime_secs: Option<u64>,
+    /// seconds of Retry-After in pending enrolment answers (default 5)
+    #[argh(option, default = "5")]
+    retry_after: u64,
+    /// organization name (O=) of issued host certificates (default engine-sim)
+    #[argh(option, default = "String::from(\"engine-sim\")")]
+    organization: String,
     /// write the JSON from GET /admin/info here once listening
     #[argh(option)]
     ready_file: Option<PathBuf>,
@@ -54,8 +66,14 @@ fn main() -> Result<()> {
         fqdn: args.fqdn,
         auto_approve: args.auto_approve,
         faults: args.fault,
+        protocol_version: if args.v1_only { 1 } else { 2 },
+        retry_after_secs: args.retry_after,
+        organization: args.organization,
         ..SimConfig::default()
     };
+    if let Some(secs) = args.cert_lifetime_secs.filter(|s| *s > 0) {
+        config.cert_lifetime = std::time::Duration::from_secs(secs);
+    }
     if args.no_guest_san {
         config.extra_names.clear();
     }
