@@ -14,6 +14,7 @@ pub mod identity;
 pub mod legacy;
 pub mod logging;
 pub mod paths;
+pub mod pki;
 pub mod retry;
 pub mod secret;
 pub mod status;

@@ -104,7 +104,7 @@ fn malformed(msg: &str) -> http::Error {
 }
 
 /// The DER inside the one `CERTIFICATE` block of `text`.
-fn pem_certificate(text: &str) -> Result<Vec<u8>, http::Error> {
+pub(crate) fn pem_certificate(text: &str) -> Result<Vec<u8>, http::Error> {
     const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
     const END: &str = "-----END CERTIFICATE-----";
     if text.matches(BEGIN).count() != 1 {
