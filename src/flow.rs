@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use crate::clock;
 use crate::config::Loaded;
 use crate::identity;
 use crate::legacy;
@@ -271,9 +272,11 @@ fn run_step(ctx: &StepContext, state: &mut State, step: Step) -> Result<StepResu
     }
     match step {
         Step::Configured => configured(ctx, state),
-        Step::NetworkUp | Step::ClockOk => Ok(StepResult::Skipped(
-            "this build uses the network and clock as the system set them up".into(),
+        Step::NetworkUp => Ok(StepResult::Skipped(
+            "this build uses the network as the system set it up".into(),
         )),
+        Step::ClockOk => clock_ok(ctx),
+
         Step::EngineTrusted => engine_trusted(ctx, state),
         Step::Registered => registered(ctx, state),
         _ => Ok(StepResult::Stop(
@@ -468,4 +471,62 @@ fn host_info(ctx: &StepContext, state: &State) -> Result<HostInfo> {
         ssh_key_fingerprint: identity::ssh_host_key_fingerprint(ctx.root),
         vds_port: cfg.reg.vds_port,
     })
+}
+
+/// `clock_ok`: every boot, before any certificate is checked. The worker measures the
+/// offset (SNTP to `ntp=`, else the engine's `Date`); the parent sets the clock, never below
+/// the build time. Under `--root` the machine's clock is left alone (dry run).
+fn clock_ok(ctx: &StepContext) -> Result<StepResult> {
+    let net = &ctx.loaded.config.net;
+    let ntp = if net.ntp_off {
+        Vec::new()
+    } else {
+        net.ntp.iter().map(|h| h.to_string()).collect()
+    };
+    let engine = ctx
+        .loaded
+        .config
+        .reg
+        .engine
+        .as_ref()
+        .context("no engine configured")?;
+    let job = Job::Clock {
+        net: Net {
+            engine: format!("{}:{}", engine.host, ctx.loaded.config.engine_port()),
+            ..net_settings(ctx, &State::default())
+        },
+        ntp,
+    };
+    let Reply::Clock { observation, error } = worker::run(&job, ctx.debug)? else {
+        anyhow::bail!("the network worker answered the clock job with something else");
+    };
+    if let Some(e) = error {
+        warn!("no time source answered usably: {e}");
+    }
+    let limits = clock::Limits::build();
+    let outcome = if ctx.root.is_system() {
+        clock::apply(&clock::SystemClock, observation.as_ref(), &limits)
+    } else {
+        clock::apply(&DryRunClock, observation.as_ref(), &limits)
+    }
+    .context("setting the clock")?;
+    if let clock::Outcome::Kept { offset_ns } = outcome {
+        info!("clock kept: off by {:+.3} s", offset_ns as f64 / 1e9);
+    }
+    Ok(StepResult::Done)
+}
+
+/// The real clock for reading; setting only logs (tests must never change the machine's
+/// clock, and `--root` means "not this machine").
+struct DryRunClock;
+
+impl clock::Clock for DryRunClock {
+    fn now(&self) -> std::io::Result<clock::Time> {
+        clock::SystemClock.now()
+    }
+
+    fn set(&self, t: clock::Time) -> std::io::Result<()> {
+        info!("dry run under --root: would set the clock to {t}");
+        Ok(())
+    }
 }

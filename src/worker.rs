@@ -14,6 +14,7 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use crate::clock::{self, Limits, Observation, SntpOptions, SystemClock};
 use crate::engine::{self, Registration};
 use crate::http::{Client, Endpoint, Timeouts};
 use crate::retry::{Policy, Retrier, MAX_ATTEMPTS};
@@ -59,6 +60,8 @@ pub enum Job {
         ca_pem: String,
         host: HostInfo,
     },
+    /// Measure the clock offset: SNTP to `ntp` servers, else the engine's `Date` header.
+    Clock { net: Net, ntp: Vec<String> },
     /// Report the worker's own credentials (for tests and `--debug`).
     Whoami,
 }
@@ -89,6 +92,10 @@ pub enum Reply {
     Registered {
         name: String,
         address: String,
+    },
+    Clock {
+        observation: Option<Observation>,
+        error: Option<String>,
     },
     Whoami {
         uid: u32,
@@ -165,9 +172,10 @@ fn spawn(debug: bool) -> Result<std::process::Child> {
 
 fn job_deadline(job: &Job) -> Duration {
     match job {
-        Job::Trust { net, .. } | Job::SshKey { net, .. } | Job::Register { net, .. } => {
-            Duration::from_millis(net.deadline_ms)
-        }
+        Job::Trust { net, .. }
+        | Job::SshKey { net, .. }
+        | Job::Register { net, .. }
+        | Job::Clock { net, .. } => Duration::from_millis(net.deadline_ms),
         Job::Whoami => Duration::ZERO,
     }
 }
@@ -266,6 +274,7 @@ fn perform(job: &Job) -> Result<Reply> {
             Ok(Reply::SshKey { line: key.line() })
         }
         Job::Register { net, ca_pem, host } => register(net, ca_pem, host),
+        Job::Clock { net, ntp } => measure_clock(net, ntp),
         Job::Whoami => Ok(whoami()),
     }
 }
@@ -289,6 +298,29 @@ fn register(net: &Net, ca_pem: &str, host: &HostInfo) -> Result<Reply> {
     Ok(Reply::Registered {
         name: reg.name,
         address,
+    })
+}
+
+/// The clock is read here but set by the parent: the offset travels, not the time.
+fn measure_clock(net: &Net, ntp: &[String]) -> Result<Reply> {
+    let engine = Client::for_ca_fetch(endpoint(net)?, Timeouts::default());
+    let measured = clock::measure(
+        ntp,
+        Some(&engine),
+        &SystemClock,
+        &Limits::build(),
+        &SntpOptions::default(),
+        &mut retrier(net),
+    );
+    Ok(match measured {
+        Ok(o) => Reply::Clock {
+            observation: Some(o),
+            error: None,
+        },
+        Err(e) => Reply::Clock {
+            observation: None,
+            error: Some(e),
+        },
     })
 }
 

@@ -110,8 +110,8 @@ fn first_boot_registers_second_boot_does_not() {
     );
     assert_eq!(
         commands(&sim),
-        ["get-pki-trust", "get-ssh-trust", "register"],
-        "trust first, then the key, then one register"
+        ["get-version", "get-pki-trust", "get-ssh-trust", "register"],
+        "the clock (engine Date), trust, then the key, then one register"
     );
     let reg = registers(&sim).remove(0);
     let q: Vec<(&str, &str)> = reg
@@ -163,10 +163,18 @@ fn first_boot_registers_second_boot_does_not() {
         err.contains("registered: skipped: already registered"),
         "{err}"
     );
+    let again: Vec<String> = sim.requests()[before..]
+        .iter()
+        .filter_map(command_of)
+        .collect();
     assert_eq!(
-        sim.requests().len(),
-        before,
-        "second boot sent nothing to the engine"
+        again,
+        ["get-version"],
+        "second boot: only the clock's health check"
+    );
+    assert!(
+        err.contains("clock kept") || err.contains("would set the clock"),
+        "the clock step ran (dry run under --root): {err}"
     );
 }
 
@@ -211,7 +219,7 @@ fn wrong_pin_is_refused_before_anything_is_sent() {
     );
     assert_eq!(
         commands(&sim),
-        ["get-pki-trust"],
+        ["get-version", "get-pki-trust"],
         "nothing after the CA download"
     );
     assert!(registers(&sim).is_empty());

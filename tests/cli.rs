@@ -207,7 +207,7 @@ fn boot_configures_persists_and_second_boot_changes_nothing() {
         serde_json::from_str(&node.read("/config/ovirt-node-reg/state.json")).unwrap();
     assert_eq!(
         state["completed"],
-        serde_json::json!(["configured", "engine_trusted", "registered"])
+        serde_json::json!(["configured", "clock_ok", "engine_trusted", "registered"])
     );
     let status: serde_json::Value =
         serde_json::from_str(&node.read("/run/ovirt-node-reg/status.json")).unwrap();
@@ -239,7 +239,8 @@ fn boot_configures_persists_and_second_boot_changes_nothing() {
     let out = node.run(&["status"]);
     assert_eq!(code(&out), 0);
     assert!(
-        text(&out.stdout).contains("completed: configured → engine_trusted → registered"),
+        text(&out.stdout)
+            .contains("completed: configured → clock_ok → engine_trusted → registered"),
         "{}",
         text(&out.stdout)
     );
