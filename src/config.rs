@@ -410,18 +410,22 @@ pub fn lookup(name: &str) -> Option<&'static Setting> {
         .find(|s| s.name == name || s.aliases.contains(&name))
 }
 
-/// `ntp=a,b` or `ntp=off` (alone: a server cannot be called "off").
+/// `ntp=a,b` or `ntp=off` (alone: a server cannot be called "off", not even "off.").
 fn parse_ntp(v: &str) -> Result<(Vec<Host>, bool), Expected> {
     const EXPECTED: Expected = "a comma-separated list of NTP servers (names or addresses), or off";
     let items: Vec<&str> = v.split(',').filter(|s| !s.is_empty()).collect();
-    match items.as_slice() {
-        ["off"] => Ok((Vec::new(), true)),
-        _ if items.contains(&"off") => Err(EXPECTED),
-        _ => {
-            let servers = items.iter().map(|s| s.parse()).collect::<Result<_, _>>();
-            Ok((servers.map_err(|_| EXPECTED)?, false))
-        }
+    if items == ["off"] {
+        return Ok((Vec::new(), true));
     }
+    let servers: Vec<Host> = items
+        .iter()
+        .map(|s| s.parse())
+        .collect::<Result<_, _>>()
+        .map_err(|_| EXPECTED)?;
+    if servers.iter().any(|h| h.bare() == "off") {
+        return Err(EXPECTED);
+    }
+    Ok((servers, false))
 }
 
 /// A crypt(3) hash: `$id$salt$hash` (MD5, SHA-256/512, yescrypt…) or 13-character DES.

@@ -405,6 +405,7 @@ fn fuzz_entry_survives_garbage() {
         b"ip=:::::eth0:dhcp",
         b"ip=:::::::000",
         b"ntp=off,",
+        b"ntp=off.,he",
         b"ntp=,off",
         b"ip=:::::::1500",
         b"ip=::::::off::52:54:00:12:34:56",
