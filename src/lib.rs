@@ -13,6 +13,7 @@ pub mod http;
 pub mod identity;
 pub mod legacy;
 pub mod logging;
+pub mod net;
 pub mod paths;
 pub mod pki;
 pub mod retry;

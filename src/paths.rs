@@ -35,6 +35,12 @@ pub const ROOT_SSH_DIR: &str = "/root/.ssh";
 pub const ROOT_AUTHORIZED_KEYS: &str = "/root/.ssh/authorized_keys";
 /// Where `vdsm-tool register` keeps the engine CA (ovirt-protocol.md §3.4 step 4).
 pub const ENGINE_CA_PEM: &str = "/etc/pki/ovirt-engine/ca.pem";
+/// Name servers (written by the network step; NetworkManager owns it in the real root).
+pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+/// NetworkManager keyfile profiles (`ovirt.reg.netconf=keyfile`).
+pub const NM_CONNECTIONS_DIR: &str = "/etc/NetworkManager/system-connections";
+/// Legacy initscripts network files (`ovirt.reg.netconf=ifcfg`).
+pub const IFCFG_DIR: &str = "/etc/sysconfig/network-scripts";
 pub const RUN_DIR: &str = "/run/ovirt-node-reg";
 pub const STATUS_FILE: &str = "/run/ovirt-node-reg/status.json";
 
