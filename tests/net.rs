@@ -477,6 +477,15 @@ fn first_physical_nic_with_link_wins_and_raised_nics_go_back_down() {
         !nic0.contains("master") && !nic0.contains("<BROADCAST,MULTICAST,UP"),
         "{nic0}"
     );
+
+    // nic0 gets link later: a second run keeps the NIC already in the bridge.
+    lab.server.ip(&["link", "set", "srv0", "up"]);
+    lab.node.ip(&["link", "set", "nic0", "up"]);
+    let again = lab.run(&cfg, Duration::from_secs(20)).expect("second run");
+    assert_eq!(again.nic, "nic1");
+    assert_eq!(again.changes, Vec::<String>::new());
+    let nic0 = lab.node.out(&["-o", "link", "show", "nic0"]);
+    assert!(!nic0.contains("master"), "{nic0}");
 }
 
 #[test]

@@ -68,31 +68,8 @@ pub fn bring_up(
     run.enslave(&port.link, &bridge)?;
     nic::wait_carrier(run.nl, &port.link.name, link_until)?;
     nic::wait_carrier(run.nl, &bridge.name, link_until)?;
-    let hostname_wanted = explicit_hostname(cfg);
-    let (address, lease) = match addressing {
-        Addressing::Dhcp => {
-            let mac = bridge.mac.context("the bridge has no MAC address")?;
-            let lease = dhcp::acquire(&bridge.name, mac, hostname_wanted.as_deref(), until)?;
-            let gw = lease.router;
-            run.apply_address(
-                &bridge,
-                lease.address,
-                lease.prefix,
-                gw,
-                netlink::RTPROT_DHCP,
-            )?;
-            (Some((lease.address, lease.prefix, gw)), Some(lease))
-        }
-        Addressing::Static {
-            address,
-            prefix,
-            gateway,
-        } => {
-            run.apply_address(&bridge, address, prefix, gateway, netlink::RTPROT_BOOT)?;
-            (Some((address, prefix, gateway)), None)
-        }
-        Addressing::Off => (None, None),
-    };
+    let hostname = explicit_hostname(cfg);
+    let (address, lease) = run.address(&bridge, addressing, hostname.as_deref(), until)?;
     let mut report = NetReport {
         nic: port.nics.first().map(|n| n.0.clone()).unwrap_or_default(),
         port: port.link.name.clone(),
@@ -108,27 +85,21 @@ pub fn bring_up(
         changes: run.changes,
     };
     write_resolver(root, cfg, &mut report)?;
-    write_hostname(root, store, hostname_wanted, &mut report)?;
+    write_hostname(root, store, hostname, &mut report)?;
     let layout = Layout {
         bridge: bridge.name.clone(),
         mac: bridge.mac,
-        nics: port.nics.clone(),
+        nics: port.nics,
         bond: cfg
             .bond
             .as_ref()
             .map(|b| (b.name.0.clone(), b.options.clone())),
-        vlan: port.vlan.clone(),
+        vlan: port.vlan,
         addressing,
         dns: cfg.dns.clone(),
         ipv6: cfg.ipv6,
     };
-    for file in config_files::network_files(&layout, cfg.netconf) {
-        if config_files::write(root, store, &file)? {
-            report
-                .changes
-                .push(format!("wrote {}", file.path.display()));
-        }
-    }
+    persist_layout(root, store, &layout, cfg.netconf, &mut report)?;
     info!(
         "network up: {} on {} ({}), address {}",
         report.bridge,
@@ -138,6 +109,27 @@ pub fn bring_up(
     );
     Ok(report)
 }
+
+/// The keyfiles or ifcfg files for the next boot, each written only when it differs.
+fn persist_layout(
+    root: &Root,
+    store: Option<&Store>,
+    layout: &Layout,
+    format: crate::values::NetConf,
+    report: &mut NetReport,
+) -> Result<()> {
+    for file in config_files::network_files(layout, format) {
+        if config_files::write(root, store, &file)? {
+            report
+                .changes
+                .push(format!("wrote {}", file.path.display()));
+        }
+    }
+    Ok(())
+}
+
+/// An address on the bridge: `(address, prefix, gateway)`.
+type Addressed = Option<(Ipv4Addr, u8, Option<Ipv4Addr>)>;
 
 fn method_name(a: &Addressing) -> &'static str {
     match a {
@@ -373,6 +365,34 @@ impl Run<'_> {
         self.up(&port)?;
         let bridge = self.must_link(&bridge.name)?;
         self.up(&bridge)
+    }
+
+    /// Address the bridge as configured: a DHCP lease, the static address, or nothing.
+    fn address(
+        &mut self,
+        bridge: &Link,
+        addressing: Addressing,
+        hostname: Option<&str>,
+        until: Instant,
+    ) -> Result<(Addressed, Option<Lease>)> {
+        match addressing {
+            Addressing::Dhcp => {
+                let mac = bridge.mac.context("the bridge has no MAC address")?;
+                let lease = dhcp::acquire(&bridge.name, mac, hostname, until)?;
+                let (a, p, gw) = (lease.address, lease.prefix, lease.router);
+                self.apply_address(bridge, a, p, gw, netlink::RTPROT_DHCP)?;
+                Ok((Some((a, p, gw)), Some(lease)))
+            }
+            Addressing::Static {
+                address,
+                prefix,
+                gateway,
+            } => {
+                self.apply_address(bridge, address, prefix, gateway, netlink::RTPROT_BOOT)?;
+                Ok((Some((address, prefix, gateway)), None))
+            }
+            Addressing::Off => Ok((None, None)),
+        }
     }
 
     /// Address and default route on the bridge, each only when missing.

@@ -138,12 +138,14 @@ fn poll_for_link(
     raised: &mut Vec<u32>,
 ) -> Result<Link> {
     loop {
-        let mut nics: Vec<Link> = nl
-            .links()?
+        let links = nl.links()?;
+        let ours = links.iter().find(|l| l.name == bridge).map(|l| l.index);
+        let mut nics: Vec<Link> = links
             .into_iter()
             .filter(|l| candidate(l, bridge) && is_physical(root, &l.name))
             .collect();
-        nics.sort_by_key(|l| l.index);
+        // A NIC already in our bridge first: a second run keeps the NIC the first chose.
+        nics.sort_by_key(|l| (ours.is_none() || l.master != ours, l.index));
         if let Some(link) = nics.iter().find(|l| l.has_carrier()) {
             info!("management NIC {}: first physical NIC with link", link.name);
             return Ok(link.clone());
