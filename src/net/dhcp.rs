@@ -313,7 +313,13 @@ fn random_xid() -> u32 {
     let mut b = [0u8; 4];
     match rustix::rand::getrandom(&mut b, rustix::rand::GetRandomFlags::INSECURE) {
         Ok(4) => u32::from_ne_bytes(b),
-        _ => std::process::id() ^ Instant::now().elapsed().subsec_nanos(),
+        // Kernel older than 5.6: the clock and pid still differ between hosts.
+        _ => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            std::process::id() ^ now.subsec_nanos() ^ now.as_secs() as u32
+        }
     }
 }
 

@@ -702,7 +702,8 @@ fn ack_result(payload: &[u8], what: &str) -> Result<()> {
     if code == 0 {
         return Ok(());
     }
-    let err = std::io::Error::from_raw_os_error(-code);
+    // checked: i32::MIN has no positive counterpart.
+    let err = std::io::Error::from_raw_os_error(code.checked_neg().unwrap_or(i32::MAX));
     bail!("netlink: {what}: {err}")
 }
 

@@ -222,3 +222,55 @@ fn masks() {
     assert_eq!(classful_prefix(Ipv4Addr::new(10, 1, 1, 1)), 8);
     assert_eq!(classful_prefix(Ipv4Addr::new(192, 168, 1, 1)), 24);
 }
+
+/// A small deterministic PRNG for the robustness test (xorshift64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Random bytes and random mutations of a valid reply: parsing never panics, and whatever
+/// parses either yields a checked lease or an error.
+#[test]
+fn random_and_mutated_packets_never_panic() {
+    let good = reply(
+        1,
+        ACK,
+        [10, 0, 0, 5],
+        &[
+            (OPT_SUBNET_MASK, &[255, 255, 255, 0]),
+            (OPT_ROUTER, &[10, 0, 0, 1]),
+            (OPT_DNS, &[10, 0, 0, 53]),
+            (OPT_HOSTNAME, b"node1"),
+            (OPT_OVERLOAD, &[3]),
+        ],
+    );
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for round in 0..20_000 {
+        let mut p = if round % 2 == 0 {
+            good.clone()
+        } else {
+            let len = (rng.next() % 600) as usize;
+            (0..len).map(|_| rng.next() as u8).collect()
+        };
+        for _ in 0..(rng.next() % 8) {
+            if !p.is_empty() {
+                let i = (rng.next() as usize) % p.len();
+                p[i] = rng.next() as u8;
+            }
+        }
+        if let Some(r) = parse_reply(&p) {
+            let _ = r.msg_type();
+            if let Ok(l) = r.lease(Ipv4Addr::LOCALHOST) {
+                assert!(l.prefix <= 32);
+                assert!(!l.address.is_unspecified());
+            }
+        }
+    }
+}

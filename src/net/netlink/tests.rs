@@ -255,3 +255,39 @@ fn ack_and_errors() {
     assert!(format!("{e}").contains("creating br0"), "{e}");
     assert!(ack_result(&[], "short").is_err());
 }
+
+/// Random mutations of real messages: the parsers never panic.
+#[test]
+fn mutated_messages_never_panic() {
+    let mut seeds = vec![
+        new_link_request(&NewLink::Bridge {
+            name: "ovirtmgmt",
+            mac: Some(Mac([2, 0, 0, 0, 0, 1])),
+        })
+        .finish(1),
+        new_addr_request(3, Ipv4Addr::new(10, 0, 0, 5), 24).finish(2),
+        default_route_request(Ipv4Addr::new(10, 0, 0, 1), 3, RTPROT_DHCP).finish(3),
+    ];
+    seeds.push(seeds.concat());
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for round in 0..20_000 {
+        let mut m = seeds[round % seeds.len()].clone();
+        for _ in 0..(next() % 6) {
+            let i = (next() as usize) % m.len();
+            m[i] = next() as u8;
+        }
+        for msg in messages(&m) {
+            let _ = parse_link(msg.payload);
+            let _ = parse_addr(msg.payload);
+            let _ = parse_default_route(msg.payload);
+            let _ = ack_result(msg.payload, "fuzz");
+        }
+    }
+    assert!(ack_result(&i32::MIN.to_ne_bytes(), "x").is_err());
+}
