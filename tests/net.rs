@@ -147,6 +147,10 @@ impl Lab {
 
     /// dnsmasq on `peer` (10.77.0.1/24), handing out 10.77.0.55 and "node1" to `mac`.
     fn dhcp_server(&mut self, peer: &str, mac: &str) {
+        self.dhcp_server_with(peer, mac, &[]);
+    }
+
+    fn dhcp_server_with(&mut self, peer: &str, mac: &str, extra: &[&str]) {
         self.server
             .ip(&["addr", "add", "10.77.0.1/24", "dev", peer]);
         let dir = self.root.path().join("dnsmasq");
@@ -171,6 +175,7 @@ impl Lab {
             .arg(format!("--dhcp-leasefile={}", dir.join("leases").display()))
             .arg(format!("--pid-file={}", dir.join("pid").display()))
             .arg(format!("--log-facility={}", dir.join("log").display()))
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -597,4 +602,32 @@ fn network_files_are_persisted_in_the_store() {
         .run_with(&cfg, Some(&store), Duration::from_secs(20))
         .expect("second run");
     assert_eq!(again.changes, Vec::<String>::new());
+}
+
+#[test]
+fn ipv6_auto_takes_an_address_from_router_advertisements() {
+    let mut lab = Lab::new("ra");
+    lab.nic("nic0", MAC0, "srv0", true);
+    lab.server
+        .ip(&["-6", "addr", "add", "fd77::1/64", "dev", "srv0", "nodad"]);
+    lab.dhcp_server_with(
+        "srv0",
+        MAC0,
+        &["--enable-ra", "--dhcp-range=fd77::,ra-only,64"],
+    );
+    let mut cfg = net_cfg();
+    cfg.nic = Some("nic0".parse().unwrap());
+    cfg.ipv6 = Some("auto".parse().unwrap());
+
+    let r = lab.run(&cfg, Duration::from_secs(30)).expect("bring_up");
+    assert_eq!(r.address.as_deref(), Some("10.77.0.55/24"));
+    assert!(
+        r.ipv6
+            .iter()
+            .any(|a| a.starts_with("fd77:") && a.ends_with("/64")),
+        "no SLAAC address: {:?}",
+        r.ipv6
+    );
+    let kf = fields(&lab.file("/etc/NetworkManager/system-connections/ovirtmgmt.nmconnection"));
+    assert_eq!(field(&kf, "ipv6.method"), Some("auto"));
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crate::config::NetworkConfig;
 use crate::paths::{Root, ETC_HOSTNAME, KERNEL_HOSTNAME, RESOLV_CONF};
 use crate::store::Store;
-use crate::values::{IpMethod, Mac};
+use crate::values::{IpMethod, Ipv6Mode, Mac};
 use config_files::{Addressing, Layout};
 use dhcp::Lease;
 use netlink::{Link, LinkChange, Netlink, NewLink};
@@ -44,6 +44,8 @@ pub struct NetReport {
     pub search: Option<String>,
     pub hostname: Option<String>,
     pub lease: Option<Lease>,
+    /// Global IPv6 addresses on the bridge (router advertisements, with `ipv6=`).
+    pub ipv6: Vec<String>,
     /// What this run changed, in order; empty when everything was already in place.
     pub changes: Vec<String>,
 }
@@ -70,6 +72,7 @@ pub fn bring_up(
     nic::wait_carrier(run.nl, &bridge.name, link_until)?;
     let hostname = explicit_hostname(cfg);
     let (address, lease) = run.address(&bridge, addressing, hostname.as_deref(), until)?;
+    let ipv6 = wait_ipv6(run.nl, &bridge, cfg.ipv6, until)?;
     let mut report = NetReport {
         nic: port.nics.first().map(|n| n.0.clone()).unwrap_or_default(),
         port: port.link.name.clone(),
@@ -82,6 +85,7 @@ pub fn bring_up(
         search: lease.as_ref().and_then(|l| l.domain.clone()),
         hostname: None,
         lease,
+        ipv6,
         changes: run.changes,
     };
     write_resolver(root, cfg, &mut report)?;
@@ -130,6 +134,46 @@ fn persist_layout(
 
 /// An address on the bridge: `(address, prefix, gateway)`.
 type Addressed = Option<(Ipv4Addr, u8, Option<Ipv4Addr>)>;
+
+/// How long to wait for a router advertisement to give the bridge an IPv6 address.
+const IPV6_WAIT: Duration = Duration::from_secs(10);
+
+/// With `ipv6=`, the bridge's global IPv6 addresses. Taking an address from router
+/// advertisements (SLAAC) is the kernel's default on a host that does not forward, so we
+/// only wait for one, bounded; none is a warning, not a failure: IPv4 may be all we need.
+fn wait_ipv6(
+    nl: &mut Netlink,
+    bridge: &Link,
+    mode: Option<Ipv6Mode>,
+    until: Instant,
+) -> Result<Vec<String>> {
+    if matches!(mode, None | Some(Ipv6Mode::Off)) {
+        return Ok(Vec::new());
+    }
+    let stop = (Instant::now() + IPV6_WAIT).min(until);
+    loop {
+        let global: Vec<String> = nl
+            .addrs6(bridge.index)?
+            .into_iter()
+            .filter(|(a, _)| !is_link_local(a))
+            .map(|(a, p)| format!("{a}/{p}"))
+            .collect();
+        if !global.is_empty() || Instant::now() >= stop {
+            if global.is_empty() {
+                warn!(
+                    "no IPv6 address on {} from router advertisements",
+                    bridge.name
+                );
+            }
+            return Ok(global);
+        }
+        std::thread::sleep(nic::POLL);
+    }
+}
+
+fn is_link_local(a: &std::net::Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
 
 fn method_name(a: &Addressing) -> &'static str {
     match a {

@@ -11,7 +11,7 @@ use rustix::net::{
     netlink::SocketAddrNetlink, recv, sendto, socket, sockopt, AddressFamily, RecvFlags, SendFlags,
     SocketType,
 };
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
@@ -36,6 +36,7 @@ const RTM_GETROUTE: u16 = 26;
 
 const AF_UNSPEC: u8 = 0;
 const AF_INET: u8 = 2;
+const AF_INET6: u8 = 10;
 pub const IFF_UP: u32 = 0x1;
 pub const IFF_LOWER_UP: u32 = 0x1_0000;
 
@@ -409,6 +410,14 @@ pub fn get_addrs_request() -> Request {
     r
 }
 
+pub fn get_addrs6_request() -> Request {
+    let mut m = ifaddrmsg(0, 0);
+    m[0] = AF_INET6;
+    let mut r = Request::new(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP);
+    r.bytes(&m);
+    r
+}
+
 pub fn new_addr_request(index: u32, addr: Ipv4Addr, prefix: u8) -> Request {
     let mut r = Request::new(
         RTM_NEWADDR,
@@ -553,6 +562,20 @@ fn parse_addr(payload: &[u8]) -> Option<(u32, Ipv4Addr, u8)> {
     Some((index, addr?, prefix))
 }
 
+/// `(ifindex, address, prefix)` of an IPv6 address message.
+fn parse_addr6(payload: &[u8]) -> Option<(u32, Ipv6Addr, u8)> {
+    if *payload.first()? != AF_INET6 {
+        return None;
+    }
+    let prefix = *payload.get(1)?;
+    let index = u32_at(payload, 4)?;
+    let addr = attrs(payload.get(8..)?)
+        .into_iter()
+        .filter(|(ty, _)| *ty == IFA_ADDRESS || *ty == IFA_LOCAL)
+        .find_map(|(_, d)| <[u8; 16]>::try_from(d).ok().map(Ipv6Addr::from))?;
+    Some((index, addr, prefix))
+}
+
 fn parse_default_route(payload: &[u8]) -> Option<DefaultRoute> {
     let (family, dst_len, table) = (*payload.first()?, *payload.get(1)?, *payload.get(4)?);
     if family != AF_INET || dst_len != 0 || table != RT_TABLE_MAIN {
@@ -668,6 +691,17 @@ impl Netlink {
         Ok(answer
             .iter()
             .filter_map(|(_, p)| parse_addr(p))
+            .filter(|(i, _, _)| *i == index)
+            .map(|(_, a, p)| (a, p))
+            .collect())
+    }
+
+    /// IPv6 addresses of link `index`, with prefix lengths.
+    pub fn addrs6(&mut self, index: u32) -> Result<Vec<(Ipv6Addr, u8)>> {
+        let answer = self.exchange(&mut get_addrs6_request(), "IPv6 address dump")?;
+        Ok(answer
+            .iter()
+            .filter_map(|(_, p)| parse_addr6(p))
             .filter(|(i, _, _)| *i == index)
             .map(|(_, a, p)| (a, p))
             .collect())

@@ -291,3 +291,15 @@ fn mutated_messages_never_panic() {
     }
     assert!(ack_result(&i32::MIN.to_ne_bytes(), "x").is_err());
 }
+
+#[test]
+fn parses_an_ipv6_address_message() {
+    let mut r = Request::new(RTM_NEWADDR, 0);
+    r.bytes(&[AF_INET6, 64, 0, 0, 9, 0, 0, 0]);
+    let a: Ipv6Addr = "fd77::5054:ff:fe77:1".parse().unwrap();
+    r.attr(IFA_ADDRESS, &a.octets());
+    let m = r.finish(1);
+    assert_eq!(parse_addr6(&m[16..]), Some((9, a, 64)));
+    assert_eq!(parse_addr(&m[16..]), None, "not IPv4");
+    assert_eq!(get_addrs6_request().finish(1)[16], AF_INET6);
+}
