@@ -10,8 +10,11 @@ use std::fmt;
 
 use log::{info, warn};
 
-use crate::http::{self, Client};
+use serde::{Deserialize, Serialize};
+
+use crate::http::{self, Answer, Client};
 use crate::retry::{GaveUp, Retrier};
+use crate::secret::Secret;
 
 pub const HOST_REGISTER: &str = "/ovirt-engine/services/host-register";
 
@@ -151,6 +154,207 @@ fn parse_version(text: &str) -> Result<u32, http::Error> {
         .ok_or_else(|| http::Error::Malformed("get-version did not answer a version number".into()))
 }
 
+// ------------------------------------------------------------------ protocol version 2
+
+/// Largest v2 answer read (docs/protocol-v2.md §7: four certificates are a few KiB).
+pub const MAX_V2_ANSWER: u64 = 64 * 1024;
+
+/// The enrolment token header: a header, because query strings end up in access logs.
+pub const TOKEN_HEADER: &str = "X-Ovirt-Enrollment-Token";
+
+/// Longest `reason` shown on the console (§7); the engine's text is never interpreted.
+const MAX_REASON: usize = 512;
+
+/// What the engine signed, as the approved answer carries it (§4). Public material only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issued {
+    pub vdsm_cert: String,
+    pub qemu_cert: String,
+    pub ca: String,
+    pub qemu_ca: String,
+    pub management_port: u16,
+    pub ssl: bool,
+}
+
+/// Where an enrolment stands, from either v2 command's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Enrollment {
+    Pending {
+        fingerprint: Option<String>,
+        retry_after_secs: u64,
+    },
+    Approved {
+        fingerprint: Option<String>,
+        issued: Issued,
+    },
+    /// Final: an administrator refused this host.
+    Rejected { reason: String },
+    /// The token is unknown, expired or used; the host is neither approved nor rejected.
+    TokenRefused { reason: String },
+    /// The engine does not know this unique id: register again.
+    UnknownHost { reason: String },
+    /// Registered but never submitted (a poll after a crash before submitting).
+    NoEnrollment { reason: String },
+    /// A 400/405 that is not JSON: a stock engine after all (§1); take the v1 path.
+    StockEngine,
+    /// A JSON error the node cannot fix by retrying (a bug, not transient).
+    Refused { code: u16, reason: String },
+}
+
+/// `submit-csr` (POST, JSON): both CSRs at once, the token only here and only in a header.
+pub fn submit_csr(
+    client: &Client,
+    unique_id: &str,
+    csrs: (&str, &str),
+    token: Option<&Secret>,
+    retrier: &mut Retrier,
+) -> Result<Enrollment, GaveUp<Error>> {
+    let path = v2_path("submit-csr", unique_id);
+    let body = serde_json::json!({ "vdsm_csr": csrs.0, "qemu_csr": csrs.1 }).to_string();
+    let headers: Vec<(&str, &str)> = token
+        .map(|t| (TOKEN_HEADER, t.expose()))
+        .into_iter()
+        .collect();
+    retrier.run("submitting the certificate requests", |attempt| {
+        let answer = client
+            .post_json(
+                &path,
+                body.as_bytes(),
+                &headers,
+                attempt.remaining,
+                MAX_V2_ANSWER,
+            )
+            .map_err(Error)?;
+        parse_enrollment(&answer).map_err(Error)
+    })
+}
+
+/// `get-certificates`: the poll. Never signs anything new and carries no secret.
+pub fn poll_certificates(
+    client: &Client,
+    unique_id: &str,
+    retrier: &mut Retrier,
+) -> Result<Enrollment, GaveUp<Error>> {
+    let path = v2_path("get-certificates", unique_id);
+    retrier.run("polling for the certificates", |attempt| {
+        let answer = client
+            .get_answer(&path, attempt.remaining, MAX_V2_ANSWER)
+            .map_err(Error)?;
+        parse_enrollment(&answer).map_err(Error)
+    })
+}
+
+fn v2_path(command: &str, unique_id: &str) -> String {
+    let query = encode_query(&[
+        ("version", "2"),
+        ("command", command),
+        ("uniqueId", unique_id),
+    ]);
+    format!("{HOST_REGISTER}?{query}")
+}
+
+/// The JSON body of every v2 answer (§4); unknown fields are ignored.
+#[derive(Deserialize)]
+struct Body {
+    status: String,
+    #[serde(default)]
+    reason: Option<String>,
+    #[serde(default)]
+    fingerprint: Option<String>,
+    #[serde(default)]
+    retry_after: Option<u64>,
+    #[serde(default)]
+    vdsm_cert: Option<String>,
+    #[serde(default)]
+    qemu_cert: Option<String>,
+    #[serde(default)]
+    ca: Option<String>,
+    #[serde(default)]
+    qemu_ca: Option<String>,
+    #[serde(default)]
+    vdsm: Option<VdsmBody>,
+}
+
+#[derive(Deserialize)]
+struct VdsmBody {
+    #[serde(default)]
+    management_port: Option<u16>,
+    #[serde(default)]
+    ssl: Option<bool>,
+}
+
+/// Map an answer to an [`Enrollment`]. A body that is not what its status promises is
+/// malformed (retried within the deadline, like any garbled answer).
+pub fn parse_enrollment(answer: &Answer) -> Result<Enrollment, http::Error> {
+    let parsed = serde_json::from_slice::<Body>(&answer.body);
+    let body = match (answer.status, parsed) {
+        (_, Ok(b)) => b,
+        (400 | 404 | 405, Err(_)) => return Ok(Enrollment::StockEngine),
+        (code, Err(_)) => {
+            return Err(http::Error::Malformed(format!(
+                "HTTP {code} without the JSON answer of protocol v2"
+            )))
+        }
+    };
+    let reason = clean_reason(body.reason.as_deref());
+    Ok(match (answer.status, body.status.as_str()) {
+        (200, "approved") => approved(body)?,
+        (202, "pending") => Enrollment::Pending {
+            fingerprint: body.fingerprint,
+            retry_after_secs: answer
+                .retry_after
+                .map(|d| d.as_secs())
+                .or(body.retry_after)
+                .unwrap_or(5),
+        },
+        (403, "rejected") => Enrollment::Rejected { reason },
+        (403, "token_refused") => Enrollment::TokenRefused { reason },
+        (404, "unknown_host") => Enrollment::UnknownHost { reason },
+        (404, "no_enrollment") => Enrollment::NoEnrollment { reason },
+        (code @ 200..=299, other) => {
+            return Err(http::Error::Malformed(format!(
+                "HTTP {code} with status {:?}",
+                clean_reason(Some(other))
+            )))
+        }
+        (code, _) => Enrollment::Refused { code, reason },
+    })
+}
+
+fn approved(body: Body) -> Result<Enrollment, http::Error> {
+    let missing = |what: &str| http::Error::Malformed(format!("approved answer without {what}"));
+    let vdsm = body.vdsm.ok_or_else(|| missing("vdsm settings"))?;
+    let issued = Issued {
+        vdsm_cert: body.vdsm_cert.ok_or_else(|| missing("vdsm_cert"))?,
+        qemu_cert: body.qemu_cert.ok_or_else(|| missing("qemu_cert"))?,
+        ca: body.ca.ok_or_else(|| missing("ca"))?,
+        qemu_ca: body.qemu_ca.ok_or_else(|| missing("qemu_ca"))?,
+        management_port: vdsm
+            .management_port
+            .ok_or_else(|| missing("management_port"))?,
+        ssl: vdsm.ssl.unwrap_or(true),
+    };
+    Ok(Enrollment::Approved {
+        fingerprint: body.fingerprint,
+        issued,
+    })
+}
+
+/// One printable line of at most 512 bytes: the engine's words reach a console, not a shell.
+fn clean_reason(reason: Option<&str>) -> String {
+    let text: String = reason
+        .unwrap_or("no reason given")
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let mut end = text.len().min(MAX_REASON);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +416,77 @@ mod tests {
         assert!(e.to_string().contains("unique id"));
         use crate::retry::{Class, Classify};
         assert_eq!(e.class(), Class::Fatal);
+    }
+
+    fn answer(status: u16, body: &str) -> Answer {
+        Answer {
+            status,
+            retry_after: None,
+            content_type: Some("application/json".into()),
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn v2_answers() {
+        let pending = answer(
+            202,
+            r#"{"status":"pending","fingerprint":"sha256:ab","retry_after":7}"#,
+        );
+        assert_eq!(
+            parse_enrollment(&pending).unwrap(),
+            Enrollment::Pending {
+                fingerprint: Some("sha256:ab".into()),
+                retry_after_secs: 7
+            }
+        );
+        let ok = answer(
+            200,
+            r#"{"status":"approved","vdsm_cert":"v","qemu_cert":"q","ca":"c","qemu_ca":"qc","vdsm":{"management_port":54322,"ssl":true},"new":1}"#,
+        );
+        let Enrollment::Approved { issued, .. } = parse_enrollment(&ok).unwrap() else {
+            panic!("approved")
+        };
+        assert_eq!(
+            (issued.management_port, issued.qemu_ca.as_str()),
+            (54322, "qc")
+        );
+        let rejected = answer(
+            403,
+            "{\"status\":\"rejected\",\"reason\":\"no\\u001b[2Jway\"}",
+        );
+        assert_eq!(
+            parse_enrollment(&rejected).unwrap(),
+            Enrollment::Rejected {
+                reason: "no [2Jway".into()
+            }
+        );
+        assert_eq!(
+            parse_enrollment(&answer(
+                400,
+                "<html>Invalid registration protocol version 2"
+            ))
+            .unwrap(),
+            Enrollment::StockEngine
+        );
+        assert!(matches!(
+            parse_enrollment(&answer(400, r#"{"status":"error","reason":"bad csr"}"#)).unwrap(),
+            Enrollment::Refused { code: 400, .. }
+        ));
+        assert!(parse_enrollment(&answer(200, r#"{"status":"approved"}"#)).is_err());
+        assert!(parse_enrollment(&answer(200, "garbage")).is_err());
+        let long = format!(r#"{{"status":"rejected","reason":"{}"}}"#, "é".repeat(400));
+        let Enrollment::Rejected { reason } = parse_enrollment(&answer(403, &long)).unwrap() else {
+            panic!("rejected")
+        };
+        assert!(reason.len() <= 512);
+    }
+
+    #[test]
+    fn v2_query() {
+        assert_eq!(
+            v2_path("get-certificates", "a b"),
+            "/ovirt-engine/services/host-register?version=2&command=get-certificates&uniqueId=a%20b"
+        );
     }
 }

@@ -269,6 +269,95 @@ impl Client {
     }
 }
 
+/// An answer read whatever its status below 500: the v2 commands report pending, refusals
+/// and rejections as JSON with 202/4xx (docs/protocol-v2.md §4), which callers must read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+impl Client {
+    /// GET like [`Client::get`], but a 4xx answer is returned with its body, not as an error.
+    pub fn get_answer(
+        &self,
+        path_and_query: &str,
+        budget: Duration,
+        max_body: u64,
+    ) -> Result<Answer, Error> {
+        let url = format!("{}{path_and_query}", self.endpoint.base_url());
+        let resp = self
+            .agent
+            .get(&url)
+            .config()
+            .timeout_global(Some(self.limit(budget)))
+            .build()
+            .call()
+            .map_err(classify_ureq)?;
+        read_answer(resp, max_body)
+    }
+
+    /// POST a JSON body with extra `headers` (never logged: ureq redacts unknown headers);
+    /// the answer as in [`Client::get_answer`].
+    pub fn post_json(
+        &self,
+        path_and_query: &str,
+        json: &[u8],
+        headers: &[(&str, &str)],
+        budget: Duration,
+        max_body: u64,
+    ) -> Result<Answer, Error> {
+        let url = format!("{}{path_and_query}", self.endpoint.base_url());
+        let mut req = self
+            .agent
+            .post(&url)
+            .header("Content-Type", "application/json");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let resp = req
+            .config()
+            .timeout_global(Some(self.limit(budget)))
+            .build()
+            .send(json)
+            .map_err(classify_ureq)?;
+        read_answer(resp, max_body)
+    }
+
+    /// The request limit: the configured timeout, or less when the retry budget is shorter.
+    fn limit(&self, budget: Duration) -> Duration {
+        self.timeouts
+            .request
+            .min(budget)
+            .max(Duration::from_millis(1))
+    }
+}
+
+/// Redirects stay errors (never followed), and so do the statuses worth retrying (408, 429,
+/// 5xx), so that the retry policy sees them; every other status comes back with its body.
+fn read_answer(mut resp: ureq::http::Response<ureq::Body>, max_body: u64) -> Result<Answer, Error> {
+    let status = resp.status().as_u16();
+    if matches!(status, 300..=399 | 408 | 429 | 500..=599) {
+        check_status(status, &resp)?;
+    }
+    let retry_after = header(&resp, "retry-after").and_then(|v| parse_retry_after(&v));
+    let content_type = header(&resp, "content-type");
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(max_body)
+        .read_to_vec()
+        .map_err(classify_ureq)?;
+    Ok(Answer {
+        status,
+        retry_after,
+        content_type,
+        body,
+    })
+}
+
 /// rustls with ring, TLS 1.2 and 1.3; nothing else in the tree (toolchain.md §6.1).
 fn tls_builder() -> ureq::tls::TlsConfigBuilder {
     TlsConfig::builder()

@@ -15,9 +15,10 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::clock::{self, Limits, Observation, SntpOptions, SystemClock};
-use crate::engine::{self, Registration};
+use crate::engine::{self, Enrollment, Registration};
 use crate::http::{Client, Endpoint, Timeouts};
 use crate::retry::{Policy, Retrier, MAX_ATTEMPTS};
+use crate::secret::Secret;
 use crate::trust::{self, CaCert, Pins, Verified};
 use crate::values::EngineAddr;
 
@@ -40,7 +41,8 @@ pub struct Net {
     pub retry_cap_ms: u64,
 }
 
-/// What the parent asks of the worker. Never carries a secret.
+/// What the parent asks of the worker. The one secret it can carry, the enrolment token,
+/// is a [`Secret`]: Debug redacts it and only the pipe to the child sees its value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "job", rename_all = "snake_case")]
 pub enum Job {
@@ -62,8 +64,41 @@ pub enum Job {
     },
     /// Measure the clock offset: SNTP to `ntp` servers, else the engine's `Date` header.
     Clock { net: Net, ntp: Vec<String> },
+    /// `get-version` over the pinned connection: 1 (stock engine) or 2 (docs/protocol-v2.md).
+    Version { net: Net, ca_pem: String },
+    /// `submit-csr`: both CSRs (PEM), the token in its header when there is one.
+    SubmitCsr {
+        net: Net,
+        ca_pem: String,
+        unique_id: String,
+        vdsm_csr: String,
+        qemu_csr: String,
+        #[serde(with = "pipe_secret")]
+        token: Option<Secret>,
+    },
+    /// `get-certificates`: one poll (the parent waits between polls).
+    PollCerts {
+        net: Net,
+        ca_pem: String,
+        unique_id: String,
+    },
     /// Report the worker's own credentials (for tests and `--debug`).
     Whoami,
+}
+
+/// The token crosses the pipe in clear (the child must send it); everywhere else a
+/// [`Secret`] prints `<redacted>`.
+mod pipe_secret {
+    use super::Secret;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Secret>, s: S) -> Result<S::Ok, S::Error> {
+        v.as_ref().map(Secret::expose).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Secret>, D::Error> {
+        Ok(Option::<String>::deserialize(d)?.map(Secret::new))
+    }
 }
 
 /// What the host tells the engine; `name`/`address` default to the address the engine is
@@ -96,6 +131,12 @@ pub enum Reply {
     Clock {
         observation: Option<Observation>,
         error: Option<String>,
+    },
+    Version {
+        version: u32,
+    },
+    Enrollment {
+        answer: Enrollment,
     },
     Whoami {
         uid: u32,
@@ -175,7 +216,10 @@ fn job_deadline(job: &Job) -> Duration {
         Job::Trust { net, .. }
         | Job::SshKey { net, .. }
         | Job::Register { net, .. }
-        | Job::Clock { net, .. } => Duration::from_millis(net.deadline_ms),
+        | Job::Clock { net, .. }
+        | Job::Version { net, .. }
+        | Job::SubmitCsr { net, .. }
+        | Job::PollCerts { net, .. } => Duration::from_millis(net.deadline_ms),
         Job::Whoami => Duration::ZERO,
     }
 }
@@ -275,6 +319,33 @@ fn perform(job: &Job) -> Result<Reply> {
         }
         Job::Register { net, ca_pem, host } => register(net, ca_pem, host),
         Job::Clock { net, ntp } => measure_clock(net, ntp),
+        Job::Version { net, ca_pem } => {
+            let version = engine::protocol_version(&pinned(net, ca_pem)?, &mut retrier(net))?;
+            Ok(Reply::Version { version })
+        }
+        Job::SubmitCsr {
+            net,
+            ca_pem,
+            unique_id,
+            vdsm_csr,
+            qemu_csr,
+            token,
+        } => {
+            let client = pinned(net, ca_pem)?;
+            let csrs = (vdsm_csr.as_str(), qemu_csr.as_str());
+            let answer =
+                engine::submit_csr(&client, unique_id, csrs, token.as_ref(), &mut retrier(net))?;
+            Ok(Reply::Enrollment { answer })
+        }
+        Job::PollCerts {
+            net,
+            ca_pem,
+            unique_id,
+        } => {
+            let client = pinned(net, ca_pem)?;
+            let answer = engine::poll_certificates(&client, unique_id, &mut retrier(net))?;
+            Ok(Reply::Enrollment { answer })
+        }
         Job::Whoami => Ok(whoami()),
     }
 }
@@ -393,5 +464,31 @@ fn whoami() -> Reply {
         groups,
         no_new_privs: field("NoNewPrivs:") == "1",
         cap_eff: field("CapEff:"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_crosses_the_pipe_but_is_never_printed() {
+        let job = Job::SubmitCsr {
+            net: Net {
+                engine: "e:443".into(),
+                deadline_ms: 1,
+                retry_base_ms: 1,
+                retry_cap_ms: 1,
+            },
+            ca_pem: String::new(),
+            unique_id: "id".into(),
+            vdsm_csr: String::new(),
+            qemu_csr: String::new(),
+            token: Some(Secret::new("s3cr3t-token-value")),
+        };
+        assert!(!format!("{job:?}").contains("s3cr3t"));
+        let wire = serde_json::to_string(&job).unwrap();
+        assert!(wire.contains("s3cr3t-token-value"));
+        assert_eq!(serde_json::from_str::<Job>(&wire).unwrap(), job);
     }
 }
