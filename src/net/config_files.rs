@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::fsutil::{read_optional, write_atomic};
 use crate::paths::{Root, IFCFG_DIR, NM_CONNECTIONS_DIR};
-use crate::store::Store;
+use crate::store::{Persisted, Store};
 use crate::values::{Ipv6Mode, Mac, NetConf};
 
 /// How the bridge gets its IPv4 address.
@@ -386,9 +386,14 @@ pub fn prefix_mask(prefix: u8) -> Ipv4Addr {
 // ---------------------------------------------------------------------------------------
 // Writing.
 
-/// Write `file` if its content or mode differs; through the store when there is one.
-/// Returns true when something was written.
+/// Write `file` if its content or mode differs; through the store when there is one (which
+/// also persists a file that an earlier run without the store left unpersisted).
+/// Returns true when something was written or persisted.
 pub fn write(root: &Root, store: Option<&Store>, file: &File) -> Result<bool> {
+    if let Some(store) = store {
+        let done = store.write_persisted(&file.path, file.text.as_bytes(), file.mode)?;
+        return Ok(done != Persisted::Unchanged);
+    }
     let live = root.join(&file.path);
     let current = read_optional(&live)?;
     let mode_ok = std::fs::metadata(&live)
@@ -397,12 +402,7 @@ pub fn write(root: &Root, store: Option<&Store>, file: &File) -> Result<bool> {
     if current.as_deref() == Some(file.text.as_str()) && mode_ok {
         return Ok(false);
     }
-    match store {
-        Some(store) => {
-            store.write_persisted(&file.path, file.text.as_bytes(), file.mode)?;
-        }
-        None => write_atomic(&live, file.text.as_bytes(), file.mode)?,
-    }
+    write_atomic(&live, file.text.as_bytes(), file.mode)?;
     Ok(true)
 }
 

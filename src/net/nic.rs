@@ -31,8 +31,11 @@ pub enum Wanted {
     FirstWithLink,
 }
 
-/// The NIC request, in precedence order.
+/// The NIC request, in precedence order. `vlan=ID:NIC` names the VLAN's parent outright.
 pub fn wanted(cfg: &NetworkConfig) -> Wanted {
+    if let Some(parent) = cfg.vlan.as_ref().and_then(|v| v.nic.as_ref()) {
+        return Wanted::Name(parent.0.clone());
+    }
     match &cfg.bootif {
         Some(BootIf::Mac(m)) => return Wanted::Mac(*m),
         Some(BootIf::Name(n)) => return Wanted::Name(n.0.clone()),
@@ -212,6 +215,10 @@ mod tests {
         );
         c.bootif = Some("link".parse().unwrap());
         assert_eq!(wanted(&c), Wanted::FirstWithLink);
+        c.vlan = Some("100".parse().unwrap());
+        assert_eq!(wanted(&c), Wanted::FirstWithLink, "vlan=ID names no NIC");
+        c.vlan = Some("100:eth7".parse().unwrap());
+        assert_eq!(wanted(&c), Wanted::Name("eth7".into()));
     }
 
     #[test]
