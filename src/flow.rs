@@ -3,7 +3,8 @@
 //!
 //! `configured → network_up → clock_ok → engine_trusted → registered → csr_submitted →
 //! approved → certs_installed → vdsm_configured → done`. A reboot or a crash resumes at the
-//! first step not checkpointed. Steps not built yet stop the run with a clear status.
+//! first step not checkpointed. After `registered` the node enrols with protocol v2
+//! (docs/protocol-v2.md) when the engine speaks it; a stock engine deploys the host itself.
 
 use anyhow::{Context, Result};
 use log::{info, warn};
@@ -13,9 +14,13 @@ use std::time::{Duration, Instant};
 
 use crate::clock;
 use crate::config::Loaded;
+use crate::engine::{Enrollment, Issued};
 use crate::identity;
+use crate::install::{self, Material, Owners};
 use crate::legacy;
 use crate::paths::{self, Root};
+use crate::pki::{self, HostKey, Purpose};
+use crate::secret::Secret;
 use crate::status::{self, Outcome, Status};
 use crate::store::Store;
 use crate::trust::{self, CaCert, Pins, SshKey};
@@ -71,6 +76,21 @@ pub struct State {
     /// The name and address the engine knows this host by.
     #[serde(default)]
     pub registered_as: Option<String>,
+    /// The address the host registered with: what its certificates must name.
+    #[serde(default)]
+    pub address: Option<String>,
+    /// `sha256:…` over both public keys, shown to the administrator (protocol-v2 §6).
+    #[serde(default)]
+    pub csr_fingerprint: Option<String>,
+    /// What the engine signed, kept until installed (public material only).
+    #[serde(default)]
+    pub issued: Option<Issued>,
+    /// `notAfter` of the installed vdsm certificate, RFC 3339.
+    #[serde(default)]
+    pub cert_not_after: Option<String>,
+    /// The administrator's rejection: final until the engine or the registration changes.
+    #[serde(default)]
+    pub rejected: Option<String>,
     pub updated_at: String,
 }
 
@@ -112,8 +132,18 @@ impl State {
             self.completed.retain(|s| *s == Step::Configured);
             self.ca_pem = None;
             self.registered_as = None;
+            self.forget_enrollment();
         }
         self.engine = Some(engine.to_string());
+    }
+
+    /// A new registration starts a new enrolment (the pending keys, if any, are kept: still
+    /// one key pair per host until it is enrolled).
+    fn forget_enrollment(&mut self) {
+        self.completed.retain(|s| *s < Step::CsrSubmitted);
+        self.csr_fingerprint = None;
+        self.issued = None;
+        self.rejected = None;
     }
 
     fn mark(&mut self, step: Step) {
@@ -136,6 +166,8 @@ pub struct StepContext<'a> {
 /// What a step decided.
 enum StepResult {
     Done,
+    /// Done, with a line for the status (the last step's summary).
+    DoneWith(String),
     /// Nothing to do in this build or this boot; not checkpointed.
     Skipped(String),
     /// Stop here for this run, with a result and reason (not an error).
@@ -191,6 +223,11 @@ fn prepare_register(ctx: &StepContext, state: &mut State) -> Result<()> {
     state.unique_id = Some(id.unique_id);
     state.reset_for_engine(&format!("{}:{}", engine.host, cfg.engine_port()));
     state.completed.retain(|s| *s != Step::Registered);
+    // Registering again after a rejection is how an operator asks for another chance; an
+    // enrolled host keeps its keys and certificates (never re-key otherwise).
+    if state.rejected.is_some() {
+        state.forget_enrollment();
+    }
     Ok(())
 }
 
@@ -221,7 +258,14 @@ fn record(
 ) -> bool {
     let name = step.name();
     match result {
-        Ok(StepResult::Done) => {
+        Ok(StepResult::Done) => record(
+            st,
+            state,
+            store,
+            step,
+            Ok(StepResult::DoneWith(String::new())),
+        ),
+        Ok(StepResult::DoneWith(reason)) => {
             state.mark(step);
             if let Err(e) = state.save(store) {
                 st.set(
@@ -232,7 +276,7 @@ fn record(
                 return false;
             }
             st.completed = state.completed.iter().map(Step::name).collect();
-            st.set(&name, Outcome::Ok, None);
+            st.set(&name, Outcome::Ok, Some(reason).filter(|r| !r.is_empty()));
             true
         }
         Ok(StepResult::Skipped(why)) => {
@@ -240,6 +284,10 @@ fn record(
             true
         }
         Ok(StepResult::Stop(outcome, reason)) => {
+            // A stop can carry news for later runs (a rejection, a host to register again).
+            if let Err(e) = state.save(store) {
+                warn!("cannot save the checkpoint: {e:#}");
+            }
             st.set(&name, outcome, Some(reason));
             false
         }
@@ -279,14 +327,11 @@ fn run_step(ctx: &StepContext, state: &mut State, step: Step) -> Result<StepResu
 
         Step::EngineTrusted => engine_trusted(ctx, state),
         Step::Registered => registered(ctx, state),
-        _ => Ok(StepResult::Stop(
-            Outcome::Waiting,
-            format!(
-                "registered with {} as {}: waiting for the engine to approve the host and deploy it over SSH (host-register v1)",
-                state.engine.as_deref().unwrap_or("-"),
-                state.registered_as.as_deref().unwrap_or("-")
-            ),
-        )),
+        Step::CsrSubmitted => csr_submitted(ctx, state),
+        Step::Approved => approved(ctx, state),
+        Step::CertsInstalled => certs_installed(ctx, state),
+        Step::VdsmConfigured => vdsm_configured(ctx, state),
+        Step::Done => Ok(StepResult::DoneWith(summary(state))),
     }
 }
 
@@ -432,6 +477,7 @@ fn registered(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
         anyhow::bail!("the network worker answered the register job with something else");
     };
     state.registered_as = Some(format!("{name} ({address})"));
+    state.address = Some(address);
     // The marker the stock node plugin checks, so it does not register a second time.
     let vars = [("OVIRT_NODE_REGISTER".to_string(), "True".to_string())];
     update_persisted(ctx, paths::DEFAULT_OVIRT, 0o644, |old| {
@@ -528,5 +574,495 @@ impl clock::Clock for DryRunClock {
     fn set(&self, t: clock::Time) -> std::io::Result<()> {
         info!("dry run under --root: would set the clock to {t}");
         Ok(())
+    }
+}
+
+// ------------------------------------------------------------------ enrolment (protocol v2)
+
+/// The status of a host whose engine deploys certificates itself (stock oVirt, design §5).
+pub const STOCK_ENGINE_REASON: &str = "registered, waiting for engine host deploy";
+
+/// The pending private keys, in the store's private state until the certificates are
+/// installed: a reboot or crash in between resumes with the same keys (one pair per
+/// enrolment).
+const PENDING_DIR: &str = "ovirt-node-reg/pending";
+const PENDING_VDSM_KEY: &str = "ovirt-node-reg/pending/vdsmkey.pem";
+const PENDING_QEMU_KEY: &str = "ovirt-node-reg/pending/qemukey.pem";
+
+/// Time a poll may take; a wait that would end closer to the deadline is not started.
+const POLL_MARGIN: Duration = Duration::from_secs(1);
+/// The engine's `Retry-After` is clamped to this range (protocol-v2 §4).
+const RETRY_AFTER_RANGE: (u64, u64) = (1, 300);
+
+struct PendingKeys {
+    vdsm: HostKey,
+    qemu: HostKey,
+    /// Read back from the store: an earlier run may have submitted them already.
+    resumed: bool,
+}
+
+impl PendingKeys {
+    fn load(store: &Store) -> Result<Option<PendingKeys>> {
+        let (Some(vdsm), Some(qemu)) = (
+            store.read_state(PENDING_VDSM_KEY)?,
+            store.read_state(PENDING_QEMU_KEY)?,
+        ) else {
+            return Ok(None);
+        };
+        Ok(Some(PendingKeys {
+            vdsm: HostKey::from_pem(&Secret::new(vdsm))?,
+            qemu: HostKey::from_pem(&Secret::new(qemu))?,
+            resumed: true,
+        }))
+    }
+
+    /// Generated here, in the root parent; only the CSRs go to the worker. Both are stored
+    /// before anything is submitted, so nothing submitted is ever lost.
+    fn load_or_generate(ctx: &StepContext) -> Result<PendingKeys> {
+        if let Some(keys) = PendingKeys::load(ctx.store)? {
+            return Ok(keys);
+        }
+        let kind = ctx.loaded.config.reg.key;
+        let keys = PendingKeys {
+            vdsm: HostKey::generate(kind)?,
+            qemu: HostKey::generate(kind)?,
+            resumed: false,
+        };
+        let store = ctx.store;
+        store.write_state(
+            PENDING_QEMU_KEY,
+            keys.qemu.private_pem().expose().as_bytes(),
+            0o600,
+        )?;
+        store.write_state(
+            PENDING_VDSM_KEY,
+            keys.vdsm.private_pem().expose().as_bytes(),
+            0o600,
+        )?;
+        std::fs::set_permissions(
+            store.dir().join(PENDING_DIR),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .context("making the pending key directory private")?;
+        crate::fault::point("flow.keys_written");
+        Ok(keys)
+    }
+
+    fn remove(store: &Store) -> Result<()> {
+        for rel in [PENDING_VDSM_KEY, PENDING_QEMU_KEY] {
+            match std::fs::remove_file(store.dir().join(rel)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(e).with_context(|| format!("removing {rel} from the store"))
+                }
+                _ => {}
+            }
+        }
+        let _ = std::fs::remove_dir(store.dir().join(PENDING_DIR));
+        crate::fsutil::sync_dir(&store.dir().join(paths::STORE_STATE_DIR))
+    }
+}
+
+/// `csr_submitted`: on a v2 engine, the key pairs made (once) and both CSRs submitted; on a
+/// stock engine the run stops here, the engine deploys the host over SSH.
+fn csr_submitted(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
+    if let Some(stop) = rejected(state) {
+        return Ok(stop);
+    }
+    if state.is_done(Step::CsrSubmitted) {
+        return Ok(StepResult::Skipped(
+            "certificate requests already submitted".into(),
+        ));
+    }
+    let Reply::Version { version } = worker::run(
+        &Job::Version {
+            net: net_settings(ctx, state),
+            ca_pem: trusted_ca(state)?,
+        },
+        ctx.debug,
+    )?
+    else {
+        anyhow::bail!("the network worker answered the version job with something else");
+    };
+    if version < 2 {
+        info!("the engine speaks host-register v{version}: it deploys this host itself");
+        return Ok(StepResult::Stop(
+            Outcome::Waiting,
+            STOCK_ENGINE_REASON.into(),
+        ));
+    }
+    let keys = PendingKeys::load_or_generate(ctx)?;
+    let address = host_address(state)?;
+    let vdsm = pki::csr(&keys.vdsm, &address, Purpose::Vdsm)?;
+    let qemu = pki::csr(&keys.qemu, &address, Purpose::Qemu)?;
+    let fp = pki::enrollment_fingerprint(&vdsm, &qemu);
+    info!("enrolment fingerprint {fp}: compare it with the one the engine shows before approving");
+    state.csr_fingerprint = Some(fp);
+    // After a crash the engine may hold these keys already: a poll sends no CSR and no token.
+    let mut answer = None;
+    if keys.resumed {
+        answer = Some(poll(ctx, state)?).filter(|a| !matches!(a, Enrollment::NoEnrollment { .. }));
+    }
+    let answer = match answer {
+        Some(a) => a,
+        None => submit(ctx, state, &vdsm.pem, &qemu.pem)?,
+    };
+    crate::fault::point("flow.csr_submitted");
+    Ok(match progress(state, answer)? {
+        Progress::Pending(_) | Progress::Approved => StepResult::Done,
+        Progress::Stop(stop) => stop,
+    })
+}
+
+fn submit(ctx: &StepContext, state: &State, vdsm_csr: &str, qemu_csr: &str) -> Result<Enrollment> {
+    let job = Job::SubmitCsr {
+        net: net_settings(ctx, state),
+        ca_pem: trusted_ca(state)?,
+        unique_id: unique_id(state)?,
+        vdsm_csr: vdsm_csr.to_string(),
+        qemu_csr: qemu_csr.to_string(),
+        token: enrollment_token(ctx)?,
+    };
+    enrollment_reply(worker::run(&job, ctx.debug)?)
+}
+
+fn poll(ctx: &StepContext, state: &State) -> Result<Enrollment> {
+    let job = Job::PollCerts {
+        net: net_settings(ctx, state),
+        ca_pem: trusted_ca(state)?,
+        unique_id: unique_id(state)?,
+    };
+    enrollment_reply(worker::run(&job, ctx.debug)?)
+}
+
+fn enrollment_reply(reply: Reply) -> Result<Enrollment> {
+    match reply {
+        Reply::Enrollment { answer } => Ok(answer),
+        _ => anyhow::bail!("the network worker answered the enrolment job with something else"),
+    }
+}
+
+/// What an answer means for the flow.
+enum Progress {
+    Pending(u64),
+    /// The certificates are in `state.issued`.
+    Approved,
+    Stop(StepResult),
+}
+
+fn progress(state: &mut State, answer: Enrollment) -> Result<Progress> {
+    let ours = state.csr_fingerprint.clone().unwrap_or_default();
+    let check = |theirs: &Option<String>| {
+        match theirs {
+        Some(t) if *t != ours => anyhow::bail!(
+            "the engine holds other keys for this host ({t}, ours {ours}): remove the host in the engine and register again"
+        ),
+        _ => Ok(()),
+    }
+    };
+    let failed = |reason: String| Progress::Stop(StepResult::Stop(Outcome::Failed, reason));
+    Ok(match answer {
+        Enrollment::Pending {
+            fingerprint,
+            retry_after_secs,
+        } => {
+            check(&fingerprint)?;
+            Progress::Pending(retry_after_secs)
+        }
+        Enrollment::Approved {
+            fingerprint,
+            issued,
+        } => {
+            check(&fingerprint)?;
+            state.issued = Some(issued);
+            Progress::Approved
+        }
+        Enrollment::Rejected { reason } => {
+            state.rejected = Some(reason);
+            rejected(state).map_or(Progress::Approved, Progress::Stop)
+        }
+        Enrollment::TokenRefused { reason } => failed(format!(
+            "the engine refused the enrolment token: {reason} (fix or drop ovirt.reg.token_file / ovirt.reg.token)"
+        )),
+        Enrollment::UnknownHost { reason } => {
+            state.completed.retain(|s| *s < Step::Registered);
+            failed(format!("{reason}: the next run registers this host again"))
+        }
+        Enrollment::NoEnrollment { reason } => {
+            state.completed.retain(|s| *s < Step::CsrSubmitted);
+            failed(format!("{reason}: the next run submits again"))
+        }
+        Enrollment::StockEngine => Progress::Stop(StepResult::Stop(
+            Outcome::Waiting,
+            STOCK_ENGINE_REASON.into(),
+        )),
+        Enrollment::Refused { code, reason } => {
+            anyhow::bail!("the engine refused the enrolment (HTTP {code}): {reason}")
+        }
+    })
+}
+
+/// A rejection is final: later runs stop at once, without asking the engine again.
+fn rejected(state: &State) -> Option<StepResult> {
+    let reason = state.rejected.as_ref()?;
+    Some(StepResult::Stop(
+        Outcome::Failed,
+        format!("rejected by engine: {reason}"),
+    ))
+}
+
+/// `approved`: poll with the engine's jittered `Retry-After` until approved, bounded by the
+/// run's deadline (`ovirt.reg.timeout`); still pending then is not a failure: the boot goes
+/// on and a later run resumes here.
+fn approved(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
+    if let Some(stop) = rejected(state) {
+        return Ok(stop);
+    }
+    if state.is_done(Step::Approved) {
+        return Ok(StepResult::Skipped("already approved".into()));
+    }
+    let mut jitter = crate::retry::Jitter::from_os();
+    let mut announced = false;
+    while state.issued.is_none() {
+        let retry_after = match progress(state, poll(ctx, state)?)? {
+            Progress::Pending(secs) => secs,
+            Progress::Approved => break,
+            Progress::Stop(stop) => return Ok(stop),
+        };
+        if !announced {
+            info!("{}", waiting_reason(state));
+            announced = true;
+        }
+        let wait = pace(retry_after, &mut jitter);
+        if remaining(ctx) < wait + POLL_MARGIN {
+            return Ok(StepResult::Stop(Outcome::Waiting, waiting_reason(state)));
+        }
+        std::thread::sleep(wait);
+    }
+    crate::fault::point("flow.approved");
+    Ok(StepResult::Done)
+}
+
+/// `Retry-After` clamped to 1–300 s, ±20 %: PXE-booted hosts must not poll in step.
+fn pace(retry_after_secs: u64, jitter: &mut crate::retry::Jitter) -> Duration {
+    let secs = retry_after_secs.clamp(RETRY_AFTER_RANGE.0, RETRY_AFTER_RANGE.1);
+    let base = Duration::from_secs(secs);
+    base - base / 5 + jitter.up_to(base * 2 / 5)
+}
+
+fn waiting_reason(state: &State) -> String {
+    format!(
+        "waiting for approval on the engine {}: enrolment fingerprint {}; engine CA {}; a later run resumes here",
+        state.engine.as_deref().unwrap_or("-"),
+        state.csr_fingerprint.as_deref().unwrap_or("-"),
+        ca_pin(state)
+    )
+}
+
+/// `certs_installed`: each certificate checked against its key, its CA (the pinned one for
+/// vdsm) and this host's address, then the files of ovirt-protocol.md §5.4 installed.
+fn certs_installed(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
+    if state.is_done(Step::CertsInstalled) {
+        return Ok(StepResult::Skipped("certificates already installed".into()));
+    }
+    let issued = state
+        .issued
+        .clone()
+        .context("no certificates in the checkpoint")?;
+    let keys = PendingKeys::load(ctx.store)?.context(
+        "the pending keys are gone from the store; run `ovirt-node-reg register` to enrol again",
+    )?;
+    let ca_pem = trusted_ca(state)?;
+    let pinned = ca_cert(&ca_pem, "the pinned engine CA")?;
+    let given = ca_cert(&issued.ca, "the engine's ca")?;
+    anyhow::ensure!(
+        given.der() == pinned.der(),
+        "the engine answered with CA {} instead of the pinned {}: a CA change goes through the pin",
+        given.sha256_pin(),
+        pinned.sha256_pin()
+    );
+    let qemu_ca = ca_cert(&issued.qemu_ca, "the engine's qemu_ca")?;
+    let address = host_address(state)?;
+    let now = std::time::SystemTime::now();
+    let vdsm = pki::verify_issued(&issued.vdsm_cert, &keys.vdsm, &pinned, &address, now)
+        .context("the vdsm certificate")?;
+    pki::verify_issued(&issued.qemu_cert, &keys.qemu, &qemu_ca, &address, now)
+        .context("the qemu certificate")?;
+    let (vdsm_key, qemu_key) = (keys.vdsm.private_pem(), keys.qemu.private_pem());
+    let material = Material {
+        vdsm_key: &vdsm_key,
+        vdsm_cert: &issued.vdsm_cert,
+        ca: &ca_pem,
+        qemu_key: &qemu_key,
+        qemu_cert: &issued.qemu_cert,
+        qemu_ca: &issued.qemu_ca,
+    };
+    install::install_certs(ctx.store, &material, &Owners::resolve(ctx.root))?;
+    let not_after = status::rfc3339(u64::try_from(vdsm.validity.not_after).unwrap_or(0));
+    info!("certificates installed; the vdsm certificate is valid until {not_after}");
+    state.cert_not_after = Some(not_after);
+    Ok(StepResult::Done)
+}
+
+fn ca_cert(pem: &str, what: &str) -> Result<CaCert> {
+    CaCert::from_pem(pem.as_bytes()).map_err(|e| anyhow::anyhow!("{what}: {e}"))
+}
+
+/// `vdsm_configured`: `vdsm.conf` as the engine asked, the core-dump pattern, and the
+/// pending key material removed (the installed copies are the keys now).
+fn vdsm_configured(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
+    if state.is_done(Step::VdsmConfigured) {
+        return Ok(StepResult::Skipped("vdsm already configured".into()));
+    }
+    let issued = state
+        .issued
+        .as_ref()
+        .context("no engine settings in the checkpoint")?;
+    update_persisted(ctx, install::VDSM_CONF, 0o644, |old| {
+        install::render_vdsm_conf(old, issued.management_port, issued.ssl)
+    })?;
+    ctx.store
+        .write_persisted(
+            Path::new(install::CORE_SYSCTL),
+            install::core_sysctl().as_bytes(),
+            0o644,
+        )
+        .context("writing the core-dump sysctl")?;
+    if ctx.root.is_system() {
+        // Now, for this boot; the drop-in keeps it for the next ones.
+        if let Err(e) = std::fs::write("/proc/sys/kernel/core_pattern", install::CORE_PATTERN) {
+            warn!("cannot set kernel.core_pattern: {e}");
+        }
+    }
+    crate::fault::point("flow.vdsm_configured");
+    PendingKeys::remove(ctx.store)?;
+    Ok(StepResult::Done)
+}
+
+/// The `done` status line: what an administrator compares with the engine.
+fn summary(state: &State) -> String {
+    format!(
+        "enrolled with {} as {}; engine CA {}; keys {}; certificate valid until {}",
+        state.engine.as_deref().unwrap_or("-"),
+        state.registered_as.as_deref().unwrap_or("-"),
+        ca_pin(state),
+        state.csr_fingerprint.as_deref().unwrap_or("-"),
+        state.cert_not_after.as_deref().unwrap_or("-")
+    )
+}
+
+fn ca_pin(state: &State) -> String {
+    state
+        .ca_pem
+        .as_deref()
+        .and_then(|pem| CaCert::from_pem(pem.as_bytes()).ok())
+        .map_or_else(|| "-".to_string(), |ca| ca.sha256_pin().to_string())
+}
+
+fn trusted_ca(state: &State) -> Result<String> {
+    state
+        .ca_pem
+        .clone()
+        .context("no trusted engine CA in the checkpoint")
+}
+
+fn unique_id(state: &State) -> Result<String> {
+    state
+        .unique_id
+        .clone()
+        .context("no host id in the checkpoint")
+}
+
+/// The registered address; checkpoints written before it was kept hold it in
+/// `registered_as` ("name (address)").
+fn host_address(state: &State) -> Result<String> {
+    let from_name = || {
+        let r = state.registered_as.as_deref()?;
+        let inner = r.rsplit_once(" (")?.1.strip_suffix(')')?;
+        Some(inner.to_string())
+    };
+    state
+        .address
+        .clone()
+        .or_else(from_name)
+        .context("no registered address in the checkpoint")
+}
+
+/// The enrolment token: `ovirt.reg.token_file` (read here, by root), else `ovirt.reg.token`,
+/// else the legacy `ticket`. Sent only to the pinned engine, never logged.
+fn enrollment_token(ctx: &StepContext) -> Result<Option<Secret>> {
+    let reg = &ctx.loaded.config.reg;
+    if let Some(file) = &reg.token_file {
+        return read_token_file(&ctx.root.join(file), file).map(Some);
+    }
+    Ok(reg.token.clone().or_else(|| reg.ticket.clone()))
+}
+
+/// A token file others could read (or write) is refused: the token would not be secret.
+/// Owner: root, or our own user when not root (a test run).
+fn read_token_file(path: &Path, shown: &str) -> Result<Secret> {
+    use std::os::unix::fs::MetadataExt;
+    let meta =
+        std::fs::symlink_metadata(path).with_context(|| format!("ovirt.reg.token_file {shown}"))?;
+    let mode = meta.mode() & 0o7777;
+    let owner = rustix::process::geteuid().as_raw();
+    anyhow::ensure!(
+        meta.is_file() && matches!(mode, 0o600 | 0o400) && meta.uid() == owner,
+        "ovirt.reg.token_file {shown}: refused: must be a regular file owned by uid {owner} with mode 0600 or 0400 (is {mode:04o}, uid {})",
+        meta.uid()
+    );
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut std::io::Read::take(std::fs::File::open(path)?, 4096),
+        &mut text,
+    )
+    .with_context(|| format!("reading ovirt.reg.token_file {shown}"))?;
+    let token = text.trim();
+    let printable = token.bytes().all(|b| b.is_ascii_graphic());
+    anyhow::ensure!(
+        printable && (1..=512).contains(&token.len()),
+        "ovirt.reg.token_file {shown}: not a token (1 to 512 printable characters without spaces)"
+    );
+    Ok(Secret::new(token))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn token_file_must_be_private() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("token");
+        std::fs::write(&p, "  abcdefghijklmnop0123\n").unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let e = read_token_file(&p, "/t").unwrap_err().to_string();
+        assert!(e.contains("refused") && !e.contains("abcdefgh"), "{e}");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(
+            read_token_file(&p, "/t").unwrap().expose(),
+            "abcdefghijklmnop0123"
+        );
+        std::fs::write(&p, "two words").unwrap();
+        let e = read_token_file(&p, "/t").unwrap_err().to_string();
+        assert!(!e.contains("words"), "{e}");
+    }
+
+    #[test]
+    fn polling_is_clamped_and_jittered() {
+        let mut j = crate::retry::Jitter::seeded(7);
+        for (ra, lo, hi) in [(0, 800, 1200), (5, 4000, 6000), (100_000, 240_000, 360_000)] {
+            let ms = pace(ra, &mut j).as_millis();
+            assert!((lo..=hi).contains(&ms), "{ra}: {ms}");
+        }
+    }
+
+    #[test]
+    fn address_from_an_older_checkpoint() {
+        let state = State {
+            registered_as: Some("node1 (a b) (192.0.2.7)".into()),
+            ..State::default()
+        };
+        assert_eq!(host_address(&state).unwrap(), "192.0.2.7");
     }
 }

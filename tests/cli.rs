@@ -85,8 +85,14 @@ fn good(sim: &Handle) -> String {
 /// A valid command line for tests that never reach the network.
 const OFFLINE: &str = "ro management_server=127.0.0.1:8443 ovirt.reg.store=/config\n";
 
+/// A stock engine (protocol v1): the flow stops after registering (enrolment is
+/// tests/enroll_flow.rs).
 fn sim() -> Handle {
-    Simulator::start(SimConfig::default()).expect("simulator starts")
+    let cfg = SimConfig {
+        protocol_version: 1,
+        ..SimConfig::default()
+    };
+    Simulator::start(cfg).expect("simulator starts")
 }
 
 #[test]

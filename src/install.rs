@@ -1,0 +1,480 @@
+//! Installing what the engine signed: the files, owners and modes of ovirt-protocol.md §5.4
+//! (Era D, the engine's Ansible roles), `vdsm.conf` (§5.1) and the core-dump pattern. Every
+//! file goes through the store, so it survives the reboot of a stateless node.
+//!
+//! The material was checked before it gets here (pki::verify_issued); this module only
+//! places it.
+
+use anyhow::{Context, Result};
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::paths::Root;
+use crate::secret::Secret;
+use crate::store::Store;
+
+/// Fallback ids when `<root>/etc/passwd` or `group` do not name them: the fixed ids the
+/// vdsm and qemu packages allocate (vdsm uid 36, kvm gid 36, qemu gid 107).
+pub const VDSM_UID: u32 = 36;
+pub const KVM_GID: u32 = 36;
+pub const QEMU_GID: u32 = 107;
+
+pub const VDSM_CONF: &str = "/etc/vdsm/vdsm.conf";
+pub const TRUST_STORE: &str = "/etc/pki/vdsm";
+pub const CORE_SYSCTL: &str = "/etc/sysctl.d/ovirt-node-reg-core.conf";
+pub const CORE_PATTERN: &str = "/var/log/core/core.%p.%t.dump";
+
+/// Who owns an installed file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum User {
+    Root,
+    Vdsm,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    Root,
+    Kvm,
+    Qemu,
+}
+
+/// What goes into an installed file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Content {
+    VdsmKey,
+    VdsmCert,
+    Ca,
+    QemuKey,
+    QemuCert,
+    QemuCa,
+    /// A symlink to this (relative) name.
+    Link(&'static str),
+}
+
+/// One row of the §5.4 table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    pub path: &'static str,
+    pub user: User,
+    pub group: Group,
+    pub mode: u32,
+    pub content: Content,
+}
+
+const fn e(path: &'static str, user: User, group: Group, mode: u32, content: Content) -> Entry {
+    Entry {
+        path,
+        user,
+        group,
+        mode,
+        content,
+    }
+}
+
+/// ovirt-protocol.md §5.4 (Era D): CA and certificate files root:kvm 0644, vdsm keys
+/// vdsm:kvm 0440, the QEMU key root:qemu 0440, the QEMU client files symlinks to the
+/// server ones. The libvirt and spice copies are copies, not links, as on a node (§5.2).
+pub const FILES: [Entry; 14] = [
+    e(
+        "/etc/pki/vdsm/keys/vdsmkey.pem",
+        User::Vdsm,
+        Group::Kvm,
+        0o440,
+        Content::VdsmKey,
+    ),
+    e(
+        "/etc/pki/vdsm/certs/vdsmcert.pem",
+        User::Root,
+        Group::Kvm,
+        0o644,
+        Content::VdsmCert,
+    ),
+    e(
+        "/etc/pki/vdsm/certs/cacert.pem",
+        User::Root,
+        Group::Kvm,
+        0o644,
+        Content::Ca,
+    ),
+    e(
+        "/etc/pki/vdsm/libvirt-spice/ca-cert.pem",
+        User::Root,
+        Group::Kvm,
+        0o644,
+        Content::Ca,
+    ),
+    e(
+        "/etc/pki/vdsm/libvirt-spice/server-cert.pem",
+        User::Root,
+        Group::Kvm,
+        0o644,
+        Content::VdsmCert,
+    ),
+    e(
+        "/etc/pki/vdsm/libvirt-spice/server-key.pem",
+        User::Vdsm,
+        Group::Kvm,
+        0o440,
+        Content::VdsmKey,
+    ),
+    e(
+        "/etc/pki/libvirt/clientcert.pem",
+        User::Root,
+        Group::Kvm,
+        0o644,
+        Content::VdsmCert,
+    ),
+    e(
+        "/etc/pki/libvirt/private/clientkey.pem",
+        User::Vdsm,
+        Group::Kvm,
+        0o440,
+        Content::VdsmKey,
+    ),
+    e(
+        "/etc/pki/CA/cacert.pem",
+        User::Root,
+        Group::Kvm,
+        0o644,
+        Content::Ca,
+    ),
+    e(
+        "/etc/pki/vdsm/libvirt-migrate/ca-cert.pem",
+        User::Root,
+        Group::Kvm,
+        0o644,
+        Content::QemuCa,
+    ),
+    e(
+        "/etc/pki/vdsm/libvirt-migrate/server-cert.pem",
+        User::Root,
+        Group::Kvm,
+        0o644,
+        Content::QemuCert,
+    ),
+    e(
+        "/etc/pki/vdsm/libvirt-migrate/server-key.pem",
+        User::Root,
+        Group::Qemu,
+        0o440,
+        Content::QemuKey,
+    ),
+    e(
+        "/etc/pki/vdsm/libvirt-migrate/client-cert.pem",
+        User::Root,
+        Group::Kvm,
+        0o777,
+        Content::Link("server-cert.pem"),
+    ),
+    e(
+        "/etc/pki/vdsm/libvirt-migrate/client-key.pem",
+        User::Root,
+        Group::Qemu,
+        0o777,
+        Content::Link("server-key.pem"),
+    ),
+];
+
+/// Directories vdsm owns (§5.4: vdsm:kvm 0755). Other parents (`/etc/pki/libvirt`,
+/// `/etc/pki/CA`) belong to their packages: created root 0755 only when missing.
+pub const VDSM_DIRS: [&str; 5] = [
+    "/etc/pki/vdsm",
+    "/etc/pki/vdsm/keys",
+    "/etc/pki/vdsm/certs",
+    "/etc/pki/vdsm/libvirt-spice",
+    "/etc/pki/vdsm/libvirt-migrate",
+];
+
+/// Numeric ids of the names above, as this root resolves them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owners {
+    pub vdsm: u32,
+    pub kvm: u32,
+    pub qemu: u32,
+}
+
+impl Owners {
+    /// From `<root>/etc/passwd` and `<root>/etc/group`, the fixed ids where a name is
+    /// missing (a root tree without the vdsm packages, e.g. under `--root` in tests).
+    pub fn resolve(root: &Root) -> Owners {
+        let passwd = fs::read_to_string(root.join("/etc/passwd")).unwrap_or_default();
+        let group = fs::read_to_string(root.join("/etc/group")).unwrap_or_default();
+        Owners {
+            vdsm: lookup_id(&passwd, "vdsm").unwrap_or(VDSM_UID),
+            kvm: lookup_id(&group, "kvm").unwrap_or(KVM_GID),
+            qemu: lookup_id(&group, "qemu").unwrap_or(QEMU_GID),
+        }
+    }
+
+    pub fn uid(&self, u: User) -> u32 {
+        match u {
+            User::Root => 0,
+            User::Vdsm => self.vdsm,
+        }
+    }
+
+    pub fn gid(&self, g: Group) -> u32 {
+        match g {
+            Group::Root => 0,
+            Group::Kvm => self.kvm,
+            Group::Qemu => self.qemu,
+        }
+    }
+}
+
+/// The third field of the `name:…` line of a passwd or group file.
+fn lookup_id(file: &str, name: &str) -> Option<u32> {
+    file.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[0] == name)
+        .and_then(|f| f[2].trim().parse().ok())
+}
+
+/// The checked material to install.
+pub struct Material<'a> {
+    pub vdsm_key: &'a Secret,
+    pub vdsm_cert: &'a str,
+    pub ca: &'a str,
+    pub qemu_key: &'a Secret,
+    pub qemu_cert: &'a str,
+    pub qemu_ca: &'a str,
+}
+
+impl Material<'_> {
+    fn bytes(&self, c: Content) -> &[u8] {
+        match c {
+            Content::VdsmKey => self.vdsm_key.expose().as_bytes(),
+            Content::VdsmCert => self.vdsm_cert.as_bytes(),
+            Content::Ca => self.ca.as_bytes(),
+            Content::QemuKey => self.qemu_key.expose().as_bytes(),
+            Content::QemuCert => self.qemu_cert.as_bytes(),
+            Content::QemuCa => self.qemu_ca.as_bytes(),
+            Content::Link(_) => &[],
+        }
+    }
+}
+
+/// Install every file of [`FILES`]; safe to repeat (unchanged files are not rewritten).
+pub fn install_certs(store: &Store, m: &Material, owners: &Owners) -> Result<()> {
+    let root = store.root();
+    for dir in VDSM_DIRS {
+        make_dir(root, dir, Some((owners.vdsm, owners.kvm)))?;
+    }
+    for entry in FILES {
+        let path = Path::new(entry.path);
+        if let Some(parent) = path.parent().and_then(Path::to_str) {
+            make_dir(root, parent, None)?;
+        }
+        let (uid, gid) = (owners.uid(entry.user), owners.gid(entry.group));
+        match entry.content {
+            Content::Link(target) => install_link(store, path, target, uid, gid)?,
+            c => write_owned(store, path, m.bytes(c), entry.mode, uid, gid)?,
+        }
+        crate::fault::point("install.file");
+    }
+    Ok(())
+}
+
+/// Create an in-root directory (0755) when missing; with `owner`, also make it theirs.
+fn make_dir(root: &Root, dir: &str, owner: Option<(u32, u32)>) -> Result<()> {
+    let live = root.join(dir);
+    if !live.is_dir() {
+        fs::create_dir_all(&live).with_context(|| format!("creating {dir}"))?;
+        fs::set_permissions(&live, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("setting the mode of {dir}"))?;
+    }
+    if let Some((uid, gid)) = owner {
+        chown(&live, uid, gid)?;
+        fs::set_permissions(&live, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("setting the mode of {dir}"))?;
+    }
+    Ok(())
+}
+
+/// `write_persisted` keeps an existing file's owner and creates new files as root: set the
+/// owner on the live file (the bind-mounted stored copy), then persist once more so that an
+/// unmounted copy would be refreshed too. Root-owned for a moment is never looser.
+pub fn write_owned(
+    store: &Store,
+    path: &Path,
+    data: &[u8],
+    mode: u32,
+    uid: u32,
+    gid: u32,
+) -> Result<()> {
+    store
+        .write_persisted(path, data, mode)
+        .with_context(|| format!("installing {}", path.display()))?;
+    let live = store.root().join(path_str(path)?);
+    chown(&live, uid, gid)?;
+    // chown clears set-id bits only, but say exactly what we want.
+    fs::set_permissions(&live, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("setting the mode of {}", path.display()))?;
+    store
+        .persist(path)
+        .with_context(|| format!("persisting {}", path.display()))?;
+    Ok(())
+}
+
+/// A relative symlink beside its target, replaced when it points elsewhere, then stored.
+fn install_link(store: &Store, path: &Path, target: &str, uid: u32, gid: u32) -> Result<()> {
+    let live = store.root().join(path_str(path)?);
+    let current = fs::read_link(&live).ok();
+    if current.as_deref() != Some(Path::new(target)) {
+        let staged = staged_name(&live);
+        let _ = fs::remove_file(&staged);
+        std::os::unix::fs::symlink(target, &staged)
+            .with_context(|| format!("linking {} to {target}", path.display()))?;
+        fs::rename(&staged, &live).with_context(|| format!("installing {}", path.display()))?;
+    }
+    std::os::unix::fs::lchown(&live, Some(uid), Some(gid))
+        .with_context(|| format!("setting the owner of {}", path.display()))?;
+    store
+        .persist(path)
+        .with_context(|| format!("persisting {}", path.display()))?;
+    Ok(())
+}
+
+fn staged_name(live: &Path) -> PathBuf {
+    let name = live.file_name().unwrap_or_default().to_string_lossy();
+    live.with_file_name(format!(".{name}.ovirt-node-reg.new"))
+}
+
+fn path_str(path: &Path) -> Result<&str> {
+    path.to_str()
+        .with_context(|| format!("{}: not UTF-8", path.display()))
+}
+
+fn chown(live: &Path, uid: u32, gid: u32) -> Result<()> {
+    std::os::unix::fs::chown(live, Some(uid), Some(gid))
+        .with_context(|| format!("setting the owner of {}", live.display()))
+}
+
+// ---------------------------------------------------------------------------- vdsm.conf
+
+/// `vdsm.conf` with what the engine asked for (§5.1): `[vars] ssl`, `trust_store_path` and
+/// `[addresses] management_port` set; every other line kept as it was.
+pub fn render_vdsm_conf(old: &str, management_port: u16, ssl: bool) -> String {
+    let wanted = [
+        ("vars", "ssl", ssl.to_string()),
+        ("vars", "trust_store_path", TRUST_STORE.to_string()),
+        ("addresses", "management_port", management_port.to_string()),
+    ];
+    let mut lines: Vec<String> = old.lines().map(str::to_string).collect();
+    for (section, key, value) in wanted {
+        set_ini(&mut lines, section, key, &value);
+    }
+    let mut out = lines.join("\n");
+    out.push('\n');
+    out
+}
+
+/// Replace `key` in `[section]`, or add it at the end of the section (creating it).
+fn set_ini(lines: &mut Vec<String>, section: &str, key: &str, value: &str) {
+    let line = format!("{key} = {value}");
+    let mut current = String::new();
+    let mut end_of_section = None;
+    for (i, l) in lines.iter().enumerate() {
+        let t = l.trim();
+        if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            current = name.trim().to_string();
+            continue;
+        }
+        if current != section {
+            continue;
+        }
+        if !t.is_empty() {
+            end_of_section = Some(i + 1);
+        }
+        let k = t.split(['=', ':']).next().unwrap_or("").trim();
+        if k == key && !t.starts_with(['#', ';']) {
+            lines[i] = line;
+            return;
+        }
+    }
+    match end_of_section.or_else(|| section_header(lines, section).map(|i| i + 1)) {
+        Some(at) => lines.insert(at, line),
+        None => {
+            if lines.last().is_some_and(|l| !l.trim().is_empty()) {
+                lines.push(String::new());
+            }
+            lines.push(format!("[{section}]"));
+            lines.push(line);
+        }
+    }
+}
+
+fn section_header(lines: &[String], section: &str) -> Option<usize> {
+    lines
+        .iter()
+        .position(|l| l.trim() == format!("[{section}]"))
+}
+
+/// The sysctl drop-in that keeps the core-dump pattern across reboots.
+pub fn core_sysctl() -> String {
+    format!("kernel.core_pattern = {CORE_PATTERN}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vdsm_conf_keeps_other_lines() {
+        let old = "# mine\n[vars]\nssl = false\nfake_kvm_support = true\n\n[irs]\nx = 1\n";
+        let new = render_vdsm_conf(old, 54322, true);
+        assert_eq!(
+            new,
+            "# mine\n[vars]\nssl = true\nfake_kvm_support = true\ntrust_store_path = /etc/pki/vdsm\n\n[irs]\nx = 1\n\n[addresses]\nmanagement_port = 54322\n"
+        );
+        assert_eq!(render_vdsm_conf(&new, 54322, true), new, "idempotent");
+        assert_eq!(
+            render_vdsm_conf("", 54321, true),
+            "\n[vars]\nssl = true\ntrust_store_path = /etc/pki/vdsm\n\n[addresses]\nmanagement_port = 54321\n"
+                .trim_start()
+        );
+    }
+
+    #[test]
+    fn owners_from_files_or_fixed_ids() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        assert_eq!(
+            Owners::resolve(&root),
+            Owners {
+                vdsm: 36,
+                kvm: 36,
+                qemu: 107
+            }
+        );
+        fs::create_dir_all(dir.path().join("etc")).unwrap();
+        fs::write(
+            dir.path().join("etc/passwd"),
+            "root:x:0:0::/root:/bin/sh\nvdsm:x:360:36::/:/sbin/nologin\n",
+        )
+        .unwrap();
+        fs::write(
+            dir.path().join("etc/group"),
+            "kvm:x:78:qemu\nqemu:x:1107:\n",
+        )
+        .unwrap();
+        assert_eq!(
+            Owners::resolve(&root),
+            Owners {
+                vdsm: 360,
+                kvm: 78,
+                qemu: 1107
+            }
+        );
+    }
+
+    #[test]
+    fn keys_are_never_world_readable() {
+        for f in FILES {
+            if matches!(f.content, Content::VdsmKey | Content::QemuKey) {
+                assert_eq!(f.mode, 0o440, "{}", f.path);
+            }
+        }
+    }
+}
