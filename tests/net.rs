@@ -654,3 +654,122 @@ fn ipv6_auto_takes_an_address_from_router_advertisements() {
     let kf = fields(&lab.file("/etc/NetworkManager/system-connections/ovirtmgmt.nmconnection"));
     assert_eq!(field(&kf, "ipv6.method"), Some("auto"));
 }
+
+/// A hostile DHCP server on `peer` in the server namespace: for every DISCOVER it sends
+/// garbage, an OFFER for someone else's transaction, then a real OFFER; every REQUEST gets
+/// a NAK. Runs until `stop` is set (checked every 100 ms).
+fn naking_server(
+    ns: &str,
+    peer: &str,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let ns = fs::File::open(format!("/run/netns/{ns}")).unwrap();
+    let peer = peer.to_string();
+    std::thread::spawn(move || {
+        rustix::thread::move_into_link_name_space(
+            std::os::fd::AsFd::as_fd(&ns),
+            Some(rustix::thread::LinkNameSpaceType::Network),
+        )
+        .expect("entering the server namespace");
+        let sock = std::net::UdpSocket::bind("0.0.0.0:67").expect("binding port 67");
+        sock.set_broadcast(true).unwrap();
+        bind_to_device(&sock, &peer);
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let mut buf = [0u8; 1500];
+        while !stop.load(Ordering::SeqCst) {
+            let Ok((n, _)) = sock.recv_from(&mut buf) else {
+                continue;
+            };
+            let req = &buf[..n];
+            let to = "255.255.255.255:68";
+            let Some(kind) = msg_type(req) else { continue };
+            if kind == 1 {
+                sock.send_to(&[0xde, 0xad, 0xbe, 0xef], to).unwrap();
+                let mut other = answer(req, 2);
+                other[4] ^= 0xff;
+                sock.send_to(&other, to).unwrap();
+                sock.send_to(&answer(req, 2), to).unwrap();
+            } else if kind == 3 {
+                sock.send_to(&answer(req, 6), to).unwrap();
+            }
+        }
+    })
+}
+
+fn bind_to_device(sock: &std::net::UdpSocket, dev: &str) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a live socket and a pointer/length pair to a live byte slice.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_BINDTODEVICE,
+            dev.as_ptr().cast(),
+            dev.len() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_BINDTODEVICE {dev}");
+}
+
+/// Option 53 of a client message.
+fn msg_type(p: &[u8]) -> Option<u8> {
+    let mut i = 240;
+    while i + 1 < p.len() {
+        match p[i] {
+            0 => i += 1,
+            255 => return None,
+            53 => return p.get(i + 2).copied(),
+            _ => i += 2 + usize::from(p[i + 1]),
+        }
+    }
+    None
+}
+
+/// A BOOTREPLY to `req` of DHCP type `kind`, offering 10.77.0.66 from 10.77.0.1.
+fn answer(req: &[u8], kind: u8) -> Vec<u8> {
+    let mut p = vec![0u8; 236];
+    p[0] = 2;
+    p[1] = 1;
+    p[2] = 6;
+    p[4..8].copy_from_slice(&req[4..8]);
+    p[10] = 0x80;
+    if kind != 6 {
+        p[16..20].copy_from_slice(&[10, 77, 0, 66]);
+    }
+    p[28..34].copy_from_slice(&req[28..34]);
+    p.extend_from_slice(&[99, 130, 83, 99, 53, 1, kind, 54, 4, 10, 77, 0, 1]);
+    p.extend_from_slice(&[1, 4, 255, 255, 255, 0, 255]);
+    p
+}
+
+#[test]
+fn a_server_that_only_naks_is_a_clear_error_within_the_bound() {
+    let lab = Lab::new("nak");
+    lab.nic("nic0", MAC0, "srv0", true);
+    lab.server
+        .ip(&["addr", "add", "10.77.0.1/24", "dev", "srv0"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = naking_server(&lab.server.0, "srv0", stop.clone());
+    let mut cfg = net_cfg();
+    cfg.nic = Some("nic0".parse().unwrap());
+
+    let started = Instant::now();
+    let result = lab.run(&cfg, Duration::from_secs(4));
+    stop.store(true, Ordering::SeqCst);
+    server.join().expect("fake server");
+    let msg = format!("{:#}", result.expect_err("only NAKs: must fail"));
+    assert!(msg.contains("refused 10.77.0.66 (NAK)"), "{msg}");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "{:?}",
+        started.elapsed()
+    );
+    let addr = lab
+        .node
+        .out(&["-o", "-4", "addr", "show", "dev", "ovirtmgmt"]);
+    assert!(
+        !addr.contains("10.77.0.66"),
+        "a NAKed address was configured: {addr}"
+    );
+}

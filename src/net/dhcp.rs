@@ -11,7 +11,7 @@
 //! waiting) with up to a second of random jitter; malformed or foreign packets are ignored.
 
 use anyhow::{bail, Context, Result};
-use log::{debug, info};
+use log::{debug, info, warn};
 use rustix::net::{socket, sockopt, AddressFamily, SocketType};
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -334,6 +334,7 @@ pub fn acquire(ifname: &str, mac: Mac, hostname: Option<&str>, until: Instant) -
         until,
         rng: Jitter::from_os(),
         discovers: 0,
+        problem: None,
     };
     let lease = client.run().with_context(|| format!("DHCP on {ifname}"))?;
     info!(
@@ -356,12 +357,17 @@ struct Client<'a> {
     until: Instant,
     rng: Jitter,
     discovers: u32,
+    /// Why the last offer came to nothing, for the final error.
+    problem: Option<String>,
 }
 
 impl Client<'_> {
     fn run(&mut self) -> Result<Lease> {
         loop {
             let Some((offer, from)) = self.discover()? else {
+                if let Some(problem) = &self.problem {
+                    bail!("no usable DHCP lease before the deadline: {problem}");
+                }
                 bail!(
                     "no DHCP offer after {} s ({} DISCOVERs sent); is a DHCP server reachable on this network?",
                     self.start.elapsed().as_secs(),
@@ -372,10 +378,8 @@ impl Client<'_> {
                 return Ok(lease);
             }
             if Instant::now() >= self.until {
-                bail!(
-                    "the DHCP server offered {} but never acknowledged it",
-                    offer.yiaddr
-                );
+                let problem = self.problem.take().unwrap_or_default();
+                bail!("no usable DHCP lease before the deadline: {problem}");
             }
             // A server that NAKs at once must not turn this into a packet storm.
             let left = self.until.saturating_duration_since(Instant::now());
@@ -410,14 +414,30 @@ impl Client<'_> {
             }
             self.send(REQUEST, xid, Some((offer.yiaddr, server)))?;
             match self.wait(xid, &[ACK, NAK], timeout)? {
-                Some((r, from)) if r.msg_type() == Some(ACK) => return r.lease(from).map(Some),
+                // A bad ACK is like a NAK: start over, and say why if nothing better comes.
+                Some((r, from)) if r.msg_type() == Some(ACK) => match r.lease(from) {
+                    Ok(lease) => return Ok(Some(lease)),
+                    Err(e) => {
+                        warn!("{e:#}");
+                        self.problem = Some(format!("{e:#}"));
+                        return Ok(None);
+                    }
+                },
                 Some(_) => {
                     info!("DHCP server {server} refused {} (NAK)", offer.yiaddr);
+                    self.problem = Some(format!(
+                        "the server {server} refused {} (NAK)",
+                        offer.yiaddr
+                    ));
                     return Ok(None);
                 }
                 None => timeout = (timeout * 2).min(MAX_TIMEOUT),
             }
         }
+        self.problem = Some(format!(
+            "the server {server} offered {} but never acknowledged it",
+            offer.yiaddr
+        ));
         Ok(None)
     }
 
