@@ -60,6 +60,7 @@ pub fn bring_up(
     let until = Instant::now() + deadline;
     let link_until = (Instant::now() + cfg.link_timeout.duration()).min(until);
     let addressing = addressing(cfg)?;
+    warn_ignored(cfg);
     let mut nl = Netlink::open()?;
     let mut run = Run {
         nl: &mut nl,
@@ -112,6 +113,19 @@ pub fn bring_up(
         report.address.as_deref().unwrap_or("none")
     );
     Ok(report)
+}
+
+/// Settings we parse but do not act on yet: said once, so nobody wonders.
+fn warn_ignored(cfg: &NetworkConfig) {
+    if cfg.layout == Some(crate::values::NetworkLayout::Direct) {
+        warn!(
+            "network_layout=direct is not supported: building the {} bridge",
+            cfg.bridge
+        );
+    }
+    if let Some(mtu) = cfg.ip.as_ref().and_then(|ip| ip.mtu) {
+        warn!("ip=…:{mtu}: the MTU is not applied; the NIC keeps its default");
+    }
 }
 
 /// The keyfiles or ifcfg files for the next boot, each written only when it differs.
