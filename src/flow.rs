@@ -623,9 +623,10 @@ impl PendingKeys {
             return Ok(keys);
         }
         let kind = ctx.loaded.config.reg.key;
+        let generate = || HostKey::generate(kind).with_context(|| format!("ovirt.reg.key={kind}"));
         let keys = PendingKeys {
-            vdsm: HostKey::generate(kind)?,
-            qemu: HostKey::generate(kind)?,
+            vdsm: generate()?,
+            qemu: generate()?,
             resumed: false,
         };
         let store = ctx.store;

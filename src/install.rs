@@ -292,9 +292,9 @@ fn make_dir(root: &Root, dir: &str, owner: Option<(u32, u32)>) -> Result<()> {
     Ok(())
 }
 
-/// `write_persisted` keeps an existing file's owner and creates new files as root: set the
-/// owner on the live file (the bind-mounted stored copy), then persist once more so that an
-/// unmounted copy would be refreshed too. Root-owned for a moment is never looser.
+/// `write_persisted` keeps an existing file's owner and would create a new one as root, so
+/// the owner is set first: a new file is written in place with its owner and then persisted;
+/// an existing one (or its bind-mounted stored copy) is chowned, then rewritten.
 pub fn write_owned(
     store: &Store,
     path: &Path,
@@ -303,17 +303,19 @@ pub fn write_owned(
     uid: u32,
     gid: u32,
 ) -> Result<()> {
-    store
-        .write_persisted(path, data, mode)
-        .with_context(|| format!("installing {}", path.display()))?;
     let live = store.root().join(path_str(path)?);
+    let exists = fs::symlink_metadata(&live).is_ok_and(|m| m.is_file());
+    if !exists {
+        crate::fsutil::write_atomic(&live, data, mode)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     chown(&live, uid, gid)?;
     // chown clears set-id bits only, but say exactly what we want.
     fs::set_permissions(&live, fs::Permissions::from_mode(mode))
         .with_context(|| format!("setting the mode of {}", path.display()))?;
     store
-        .persist(path)
-        .with_context(|| format!("persisting {}", path.display()))?;
+        .write_persisted(path, data, mode)
+        .with_context(|| format!("installing {}", path.display()))?;
     Ok(())
 }
 

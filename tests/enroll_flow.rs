@@ -1,0 +1,596 @@
+//! The whole enrolment (docs/protocol-v2.md) with the real binary against the engine simulator
+//! in-process, loopback only: manual approval across two boots, token auto-approval, final
+//! rejection, a stock engine, the installed files against ovirt-protocol.md §5.4, `openssl
+//! verify`, the simulator's mTLS check against a stand-in vdsm that loads only the installed
+//! files, a reboot that sends nothing new, and one key pair per enrolment across crashes.
+//! Each run is a "boot" in a private mount namespace with a short `ovirt.reg.timeout`.
+
+use std::fs;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use qemu_tests::{Event, Handle, SimConfig, Simulator};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ovirt-node-reg");
+const UUID: &str = "4c4c4544-0042-3510-8052-b4c04f4e3232";
+const TOKEN_FILE: &str = "/etc/ovirt-node-reg/token";
+
+struct Node {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl Node {
+    fn new() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let node = Node { _dir: dir, root };
+        fs::create_dir_all(node.path("/config")).unwrap();
+        node.write("/sys/class/dmi/id/product_uuid", &UUID.to_uppercase());
+        node
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.root.join(p.trim_start_matches('/'))
+    }
+
+    fn write(&self, p: &str, text: &str) {
+        let p = self.path(p);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    fn read(&self, p: &str) -> String {
+        fs::read_to_string(self.path(p)).unwrap_or_else(|e| panic!("{p}: {e}"))
+    }
+
+    /// A token file as an operator would leave it (root, `mode`).
+    fn token_file(&self, token: &str, mode: u32) {
+        self.write(TOKEN_FILE, &format!("{token}\n"));
+        fs::set_permissions(self.path(TOKEN_FILE), fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// Boot with `args` on the kernel command line; fast retries, bounded by `timeout`;
+    /// `fault` sets a crash point.
+    fn boot(
+        &self,
+        sim: &Handle,
+        args: &str,
+        timeout: u64,
+        fault: Option<&str>,
+    ) -> (Output, String) {
+        let cmdline = format!(
+            "ro management_server=127.0.0.1:{} ovirt.reg.store=/config hostname=node1.example.com \
+             ovirt.reg.ca_pin=sha256:{} ovirt.reg.retry_base=1 ovirt.reg.retry_cap=2 \
+             ovirt.reg.timeout={timeout} {args}\n",
+            sim.port(),
+            sim.ca_sha256()
+        );
+        self.write("/proc/cmdline", &cmdline);
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", BIN, "--root"])
+            .arg(&self.root)
+            .args(["--debug", "boot"]);
+        match fault {
+            Some(f) => cmd.env("OVIRT_NODE_REG_FAULT", f),
+            None => cmd.env_remove("OVIRT_NODE_REG_FAULT"),
+        };
+        let out = cmd
+            .output()
+            .expect("unshare runs (apt-get install util-linux)");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out, err)
+    }
+
+    fn status_json(&self) -> serde_json::Value {
+        let out = Command::new(BIN)
+            .arg("--root")
+            .arg(&self.root)
+            .args(["status", "--json"])
+            .output()
+            .unwrap();
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+fn start(cfg: SimConfig) -> Handle {
+    let sim = Simulator::start(cfg).expect("simulator starts");
+    sim.set_retry_after(1);
+    sim
+}
+
+fn banner(err: &str) -> &str {
+    err.lines()
+        .rev()
+        .find(|l| l.starts_with("ovirt-node-reg: "))
+        .unwrap_or_else(|| panic!("no banner: {err}"))
+}
+
+fn commands(events: &[Event]) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.is_request())
+        .filter_map(|e| e.command().map(str::to_string))
+        .collect()
+}
+
+fn count(sim: &Handle, command: &str) -> usize {
+    commands(&sim.events())
+        .iter()
+        .filter(|c| *c == command)
+        .count()
+}
+
+/// A node enrolled in one boot with a token file.
+fn enrolled() -> (Handle, Node) {
+    let sim = start(SimConfig::default());
+    let node = Node::new();
+    let token = sim
+        .create_token(Duration::from_secs(600), Some(UUID))
+        .unwrap();
+    node.token_file(&token.token, 0o600);
+    let arg = format!("ovirt.reg.token_file={TOKEN_FILE}");
+    let (out, err) = node.boot(&sim, &arg, 30, None);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        banner(&err).starts_with("ovirt-node-reg: ok, step done"),
+        "{err}"
+    );
+    assert!(!err.contains(&token.token), "the token is never logged");
+    for f in [
+        "/config/ovirt-node-reg/state.json",
+        "/run/ovirt-node-reg/status.json",
+    ] {
+        assert!(!node.read(f).contains(&token.token), "{f}");
+    }
+    (sim, node)
+}
+
+#[test]
+fn manual_approval_across_two_boots() {
+    let sim = start(SimConfig::default());
+    let node = Node::new();
+    let t0 = Instant::now();
+    let (out, err) = node.boot(&sim, "", 5, None);
+    assert!(out.status.success(), "pending is not a failure: {err}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "bounded by the deadline"
+    );
+    let fp = sim.enrollment(UUID).expect("CSRs submitted").fingerprint;
+    let line = banner(&err);
+    assert!(
+        line.starts_with("ovirt-node-reg: waiting, step approved: waiting for approval"),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("enrolment fingerprint {fp}")),
+        "{line}"
+    );
+    assert!(
+        err.contains(&format!("enrolment fingerprint {fp}: compare it")),
+        "shown on the console: {err}"
+    );
+    let cmds = commands(&sim.events());
+    assert_eq!(
+        cmds[..6],
+        [
+            "get-version",
+            "get-pki-trust",
+            "get-ssh-trust",
+            "register",
+            "get-version",
+            "submit-csr"
+        ]
+    );
+    assert!(
+        cmds[6..].iter().all(|c| c == "get-certificates") && cmds.len() > 6,
+        "{cmds:?}"
+    );
+    let status = node.status_json();
+    assert_eq!(
+        (status["step"].as_str(), status["result"].as_str()),
+        (Some("approved"), Some("waiting"))
+    );
+
+    sim.approve(UUID).unwrap();
+    let before = sim.events().len();
+    let (out, err) = node.boot(&sim, "", 30, None);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        commands(&sim.events()[before..]),
+        ["get-version", "get-certificates"],
+        "the clock, then one poll: nothing submitted again"
+    );
+    let status = node.status_json();
+    assert_eq!(
+        (status["step"].as_str(), status["result"].as_str()),
+        (Some("done"), Some("ok"))
+    );
+    let reason = status["reason"].as_str().unwrap();
+    for part in [
+        format!("enrolled with 127.0.0.1:{}", sim.port()),
+        format!("engine CA sha256:{}", sim.ca_sha256()),
+        format!("keys {fp}"),
+        "certificate valid until 20".to_string(),
+    ] {
+        assert!(reason.contains(&part), "{part}: {reason}");
+    }
+    assert_eq!(sim.enrollment(UUID).unwrap().submissions, 1);
+    assert!(
+        !node.path("/config/ovirt-node-reg/pending").exists(),
+        "pending key material removed"
+    );
+}
+
+#[test]
+fn token_auto_approval_in_one_boot() {
+    let (sim, _node) = enrolled();
+    let e = sim.enrollment(UUID).unwrap();
+    assert!(e.approved_by_token);
+    assert_eq!((e.submissions, e.signed), (1, 1));
+}
+
+#[test]
+fn a_readable_token_file_is_refused_before_anything_is_submitted() {
+    let sim = start(SimConfig::default());
+    let node = Node::new();
+    let token = sim.create_token(Duration::from_secs(600), None).unwrap();
+    node.token_file(&token.token, 0o644);
+    let (out, err) = node.boot(
+        &sim,
+        &format!("ovirt.reg.token_file={TOKEN_FILE}"),
+        10,
+        None,
+    );
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        banner(&err).contains("FAILED at step csr_submitted: ovirt.reg.token_file"),
+        "{err}"
+    );
+    assert!(banner(&err).contains("refused"), "{err}");
+    assert!(!err.contains(&token.token));
+    assert_eq!(count(&sim, "submit-csr"), 0);
+}
+
+#[test]
+fn rsa_keys_are_refused_clearly() {
+    let sim = start(SimConfig::default());
+    let node = Node::new();
+    let (out, err) = node.boot(&sim, "ovirt.reg.key=rsa", 10, None);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        banner(&err).contains("FAILED at step csr_submitted: ovirt.reg.key=rsa: rsa keys are not built into this binary yet"),
+        "{err}"
+    );
+    assert_eq!(count(&sim, "submit-csr"), 0);
+}
+
+#[test]
+fn rejection_is_final() {
+    let sim = start(SimConfig::default());
+    let node = Node::new();
+    let (out, err) = node.boot(&sim, "", 3, None);
+    assert!(out.status.success(), "{err}");
+    sim.reject_with(UUID, "unknown hardware").unwrap();
+    let (out, err) = node.boot(&sim, "", 10, None);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        banner(&err).contains("FAILED at step approved: rejected by engine: unknown hardware"),
+        "{err}"
+    );
+    let polls = count(&sim, "get-certificates");
+    let (out, err) = node.boot(&sim, "", 10, None);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        banner(&err).contains("rejected by engine: unknown hardware"),
+        "{err}"
+    );
+    assert_eq!(
+        count(&sim, "get-certificates"),
+        polls,
+        "never asked again on its own"
+    );
+    assert!(!node
+        .path("/config/etc/pki/vdsm/certs/vdsmcert.pem")
+        .exists());
+}
+
+#[test]
+fn stock_engine_stops_after_registering() {
+    let sim = start(SimConfig {
+        protocol_version: 1,
+        ..SimConfig::default()
+    });
+    let node = Node::new();
+    let (out, err) = node.boot(&sim, "", 10, None);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(
+        banner(&err),
+        "ovirt-node-reg: waiting, step csr_submitted: registered, waiting for engine host deploy"
+    );
+    let cmds = commands(&sim.events());
+    assert_eq!(
+        cmds,
+        [
+            "get-version",
+            "get-pki-trust",
+            "get-ssh-trust",
+            "register",
+            "get-version"
+        ]
+    );
+    assert!(
+        !node.path("/config/ovirt-node-reg/pending").exists(),
+        "no keys made"
+    );
+    assert!(
+        node.read("/config/root/.ssh/authorized_keys")
+            .contains("ovirt-engine"),
+        "SSH trust kept"
+    );
+}
+
+/// ovirt-protocol.md §5.4 (Era D): path, uid, gid, mode; uid/gid 36 and 107 because the test
+/// root has no passwd/group naming vdsm, kvm and qemu. Links: mode 0o777.
+const TABLE: [(&str, u32, u32, u32); 14] = [
+    ("/etc/pki/vdsm/keys/vdsmkey.pem", 36, 36, 0o440),
+    ("/etc/pki/vdsm/certs/vdsmcert.pem", 0, 36, 0o644),
+    ("/etc/pki/vdsm/certs/cacert.pem", 0, 36, 0o644),
+    ("/etc/pki/vdsm/libvirt-spice/ca-cert.pem", 0, 36, 0o644),
+    ("/etc/pki/vdsm/libvirt-spice/server-cert.pem", 0, 36, 0o644),
+    ("/etc/pki/vdsm/libvirt-spice/server-key.pem", 36, 36, 0o440),
+    ("/etc/pki/libvirt/clientcert.pem", 0, 36, 0o644),
+    ("/etc/pki/libvirt/private/clientkey.pem", 36, 36, 0o440),
+    ("/etc/pki/CA/cacert.pem", 0, 36, 0o644),
+    ("/etc/pki/vdsm/libvirt-migrate/ca-cert.pem", 0, 36, 0o644),
+    (
+        "/etc/pki/vdsm/libvirt-migrate/server-cert.pem",
+        0,
+        36,
+        0o644,
+    ),
+    (
+        "/etc/pki/vdsm/libvirt-migrate/server-key.pem",
+        0,
+        107,
+        0o440,
+    ),
+    (
+        "/etc/pki/vdsm/libvirt-migrate/client-cert.pem",
+        0,
+        36,
+        0o777,
+    ),
+    (
+        "/etc/pki/vdsm/libvirt-migrate/client-key.pem",
+        0,
+        107,
+        0o777,
+    ),
+];
+
+#[test]
+fn installed_files_owners_and_modes() {
+    let (sim, node) = enrolled();
+    let listed = node.read("/config/files");
+    for (path, uid, gid, mode) in TABLE {
+        // The stored copy is what every later boot mounts; the live file must match it.
+        for at in [format!("/config{path}"), path.to_string()] {
+            let m = fs::symlink_metadata(node.path(&at)).unwrap_or_else(|e| panic!("{at}: {e}"));
+            assert_eq!(
+                (m.uid(), m.gid(), m.mode() & 0o777),
+                (uid, gid, mode),
+                "{at}"
+            );
+        }
+        assert!(
+            listed.contains(&format!("{path}\n")),
+            "{path} persisted: {listed}"
+        );
+    }
+    let link = |p: &str| {
+        fs::read_link(node.path(&format!("/config/etc/pki/vdsm/libvirt-migrate/{p}"))).unwrap()
+    };
+    assert_eq!(link("client-cert.pem"), PathBuf::from("server-cert.pem"));
+    assert_eq!(link("client-key.pem"), PathBuf::from("server-key.pem"));
+    for dir in [
+        "/etc/pki/vdsm",
+        "/etc/pki/vdsm/keys",
+        "/etc/pki/vdsm/libvirt-migrate",
+    ] {
+        let m = fs::metadata(node.path(dir)).unwrap();
+        assert_eq!(
+            (m.uid(), m.gid(), m.mode() & 0o777),
+            (36, 36, 0o755),
+            "{dir}"
+        );
+    }
+    assert_eq!(
+        node.read("/config/etc/pki/vdsm/certs/cacert.pem"),
+        sim.ca_pem()
+    );
+    assert_eq!(
+        node.read("/config/etc/pki/vdsm/libvirt-migrate/ca-cert.pem"),
+        sim.qemu_ca_pem()
+    );
+    let conf = node.read("/config/etc/vdsm/vdsm.conf");
+    assert_eq!(
+        conf,
+        "[vars]\nssl = true\ntrust_store_path = /etc/pki/vdsm\n\n[addresses]\nmanagement_port = 54321\n"
+    );
+    assert_eq!(
+        node.read("/config/etc/sysctl.d/ovirt-node-reg-core.conf"),
+        "kernel.core_pattern = /var/log/core/core.%p.%t.dump\n"
+    );
+}
+
+#[test]
+fn openssl_verifies_the_installed_chains() {
+    let (_sim, node) = enrolled();
+    for (ca, cert) in [
+        (
+            "/etc/pki/vdsm/certs/cacert.pem",
+            "/etc/pki/vdsm/certs/vdsmcert.pem",
+        ),
+        ("/etc/pki/CA/cacert.pem", "/etc/pki/libvirt/clientcert.pem"),
+        (
+            "/etc/pki/vdsm/libvirt-migrate/ca-cert.pem",
+            "/etc/pki/vdsm/libvirt-migrate/client-cert.pem",
+        ),
+    ] {
+        let out = Command::new("openssl")
+            .arg("verify")
+            .arg("-CAfile")
+            .arg(node.path(&format!("/config{ca}")))
+            .arg(node.path(&format!("/config{cert}")))
+            .output()
+            .expect("the openssl CLI is installed (apt-get install openssl)");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && text.trim_end().ends_with(": OK"),
+            "{cert}: {text} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+#[test]
+fn the_engine_reaches_the_installed_vdsm_over_mtls() {
+    let (sim, node) = enrolled();
+    let read = |p: &str| node.read(&format!("/config/etc/pki/vdsm/{p}"));
+    let (addr, vdsm) = stand_in_vdsm(
+        &read("certs/vdsmcert.pem"),
+        &read("keys/vdsmkey.pem"),
+        &read("certs/cacert.pem"),
+    );
+    assert_eq!(sim.check_vdsm(UUID, Some(addr)), Ok(()));
+    assert_eq!(vdsm.join().unwrap(), Ok(()));
+}
+
+#[test]
+fn reboot_when_done_sends_nothing_but_the_clock_check() {
+    let (sim, node) = enrolled();
+    let stored = || fs::read(node.path("/config/etc/pki/vdsm/certs/vdsmcert.pem")).unwrap();
+    let cert = stored();
+    let before = sim.events().len();
+    let (out, err) = node.boot(&sim, "", 30, None);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        banner(&err).starts_with("ovirt-node-reg: ok, step done: enrolled with"),
+        "{err}"
+    );
+    assert_eq!(commands(&sim.events()[before..]), ["get-version"]);
+    assert_eq!(stored(), cert, "nothing re-issued");
+}
+
+/// A crash at each point, then a rerun: one submission, one key pair, one signing.
+#[test]
+fn one_key_pair_per_enrolment_across_crashes() {
+    for fault in [
+        "flow.keys_written",
+        "flow.csr_submitted",
+        "flow.approved",
+        "install.file#7",
+        "flow.vdsm_configured",
+    ] {
+        let sim = start(SimConfig::default());
+        let node = Node::new();
+        let token = sim
+            .create_token(Duration::from_secs(600), Some(UUID))
+            .unwrap();
+        node.token_file(&token.token, 0o400);
+        let arg = format!("ovirt.reg.token_file={TOKEN_FILE}");
+        let (out, err) = node.boot(&sim, &arg, 30, Some(fault));
+        assert!(!out.status.success(), "{fault}: killed: {err}");
+        assert!(
+            err.contains(&format!("fault point {}", fault.split('#').next().unwrap())),
+            "{fault}: {err}"
+        );
+        let (out, err) = node.boot(&sim, &arg, 30, None);
+        assert!(out.status.success(), "{fault}: {err}");
+        assert!(
+            banner(&err).starts_with("ovirt-node-reg: ok, step done"),
+            "{fault}: {err}"
+        );
+        let e = sim.enrollment(UUID).unwrap();
+        assert_eq!((e.submissions, e.signed), (1, 1), "{fault}");
+        assert_eq!(count(&sim, "register"), 1, "{fault}");
+        let reason = node.status_json()["reason"].as_str().unwrap().to_string();
+        assert!(
+            reason.contains(&format!("keys {}", e.fingerprint)),
+            "{fault}: {reason}"
+        );
+    }
+}
+
+// ------------------------------------------------------------------ the stand-in vdsm
+
+fn pem_der(pem: &str) -> Vec<u8> {
+    let b64: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap()
+}
+
+/// Serves one TLS connection with the installed certificate and key, requiring a client
+/// certificate from the installed CA, as vdsm does; returns its address and its verdict.
+fn stand_in_vdsm(
+    cert: &str,
+    key: &str,
+    ca: &str,
+) -> (SocketAddr, thread::JoinHandle<Result<(), String>>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(pem_der(ca))).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pem_der(key)));
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![CertificateDer::from(pem_der(cert))], key)
+        .unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    (
+        addr,
+        thread::spawn(move || serve_one(&listener, Arc::new(cfg))),
+    )
+}
+
+fn serve_one(listener: &TcpListener, cfg: Arc<rustls::ServerConfig>) -> Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut tcp = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    tcp.set_nonblocking(false).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let mut conn = rustls::ServerConnection::new(cfg).map_err(|e| e.to_string())?;
+    let mut stream = rustls::Stream::new(&mut conn, &mut tcp);
+    let mut buf = [0u8; 64];
+    // Reading drives the handshake; Ok(0) is the engine's close_notify.
+    let read = stream.read(&mut buf).map_err(|e| e.to_string());
+    conn.send_close_notify();
+    let _ = conn.complete_io(&mut tcp);
+    read.map(|_| ())
+}
