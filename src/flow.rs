@@ -778,8 +778,9 @@ fn progress(state: &mut State, answer: Enrollment) -> Result<Progress> {
             Progress::Approved
         }
         Enrollment::Rejected { reason } => {
+            let stop = failed(format!("rejected by engine: {reason}"));
             state.rejected = Some(reason);
-            rejected(state).map_or(Progress::Approved, Progress::Stop)
+            stop
         }
         Enrollment::TokenRefused { reason } => failed(format!(
             "the engine refused the enrolment token: {reason} (fix or drop ovirt.reg.token_file / ovirt.reg.token)"
@@ -831,6 +832,7 @@ fn approved(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
         };
         if !announced {
             info!("{}", waiting_reason(state));
+            note(ctx, waiting_reason(state));
             announced = true;
         }
         let wait = pace(retry_after, &mut jitter);
@@ -841,6 +843,16 @@ fn approved(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
     }
     crate::fault::point("flow.approved");
     Ok(StepResult::Done)
+}
+
+/// Put `reason` in the status while the step still runs: an operator asking `status` during
+/// a long wait needs the fingerprint to compare with the engine's.
+fn note(ctx: &StepContext, reason: String) {
+    if let Ok(Some(mut st)) = status::read(ctx.root) {
+        st.reason = Some(reason);
+        st.updated_at = status::now_rfc3339();
+        publish(ctx.root, ctx.store, &st);
+    }
 }
 
 /// `Retry-After` clamped to 1–300 s, ±20 %: PXE-booted hosts must not poll in step.
@@ -1056,6 +1068,46 @@ mod tests {
             let ms = pace(ra, &mut j).as_millis();
             assert!((lo..=hi).contains(&ms), "{ra}: {ms}");
         }
+    }
+
+    #[test]
+    fn answers_move_the_flow() {
+        let mut state = State {
+            csr_fingerprint: Some("sha256:aa".into()),
+            completed: STEPS[..6].to_vec(),
+            ..State::default()
+        };
+        let pending = |fp: &str| Enrollment::Pending {
+            fingerprint: Some(fp.into()),
+            retry_after_secs: 3,
+        };
+        assert!(matches!(
+            progress(&mut state, pending("sha256:aa")),
+            Ok(Progress::Pending(3))
+        ));
+        let e = progress(&mut state, pending("sha256:bb"))
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("other keys for this host (sha256:bb, ours sha256:aa)"),
+            "{e}"
+        );
+        let Ok(Progress::Stop(StepResult::Stop(Outcome::Failed, why))) = progress(
+            &mut state,
+            Enrollment::Rejected {
+                reason: "no".into(),
+            },
+        ) else {
+            panic!("a rejection stops")
+        };
+        assert_eq!(why, "rejected by engine: no");
+        assert_eq!(state.rejected.as_deref(), Some("no"));
+        let gone = Enrollment::UnknownHost {
+            reason: "unknown".into(),
+        };
+        assert!(matches!(progress(&mut state, gone), Ok(Progress::Stop(_))));
+        assert!(!state.is_done(Step::Registered), "registers again next run");
     }
 
     #[test]

@@ -200,6 +200,11 @@ fn manual_approval_across_two_boots() {
         (status["step"].as_str(), status["result"].as_str()),
         (Some("approved"), Some("waiting"))
     );
+    let reason = status["reason"].as_str().unwrap();
+    assert!(
+        reason.contains(&format!("engine CA sha256:{}", sim.ca_sha256())),
+        "{reason}"
+    );
 
     sim.approve(UUID).unwrap();
     let before = sim.events().len();
