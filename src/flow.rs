@@ -91,6 +91,14 @@ pub struct State {
     /// The administrator's rejection: final until the engine or the registration changes.
     #[serde(default)]
     pub rejected: Option<String>,
+    /// Re-enrol once this many per mille of the certificate's lifetime have passed; drawn
+    /// once per certificate from 700–900 so hosts enrolled together do not renew together.
+    #[serde(default)]
+    pub renew_per_mille: Option<u16>,
+    /// Enrolling again with the installed keys: always submit (a poll would only return the
+    /// old certificates).
+    #[serde(default)]
+    pub renewing: bool,
     pub updated_at: String,
 }
 
@@ -144,6 +152,7 @@ impl State {
         self.csr_fingerprint = None;
         self.issued = None;
         self.rejected = None;
+        self.renewing = false;
     }
 
     fn mark(&mut self, step: Step) {
@@ -669,6 +678,12 @@ fn csr_submitted(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
     if let Some(stop) = rejected(state) {
         return Ok(stop);
     }
+    if let Some(why) = renewal_due(ctx.root, state) {
+        info!("enrolling again with the same keys: {why}");
+        stage_installed_keys(ctx)?;
+        state.forget_enrollment();
+        state.renewing = true;
+    }
     if state.is_done(Step::CsrSubmitted) {
         return Ok(StepResult::Skipped(
             "certificate requests already submitted".into(),
@@ -700,7 +715,7 @@ fn csr_submitted(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
     state.csr_fingerprint = Some(fp);
     // After a crash the engine may hold these keys already: a poll sends no CSR and no token.
     let mut answer = None;
-    if keys.resumed {
+    if keys.resumed && !state.renewing {
         answer = Some(poll(ctx, state)?).filter(|a| !matches!(a, Enrollment::NoEnrollment { .. }));
     }
     let answer = match answer {
@@ -721,7 +736,12 @@ fn submit(ctx: &StepContext, state: &State, vdsm_csr: &str, qemu_csr: &str) -> R
         unique_id: unique_id(state)?,
         vdsm_csr: vdsm_csr.to_string(),
         qemu_csr: qemu_csr.to_string(),
-        token: enrollment_token(ctx)?,
+        // Approved keys are signed again without one (protocol-v2 §6); it may be used up.
+        token: if state.renewing {
+            None
+        } else {
+            enrollment_token(ctx)?
+        },
     };
     enrollment_reply(worker::run(&job, ctx.debug)?)
 }
@@ -913,7 +933,62 @@ fn certs_installed(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
     let not_after = status::rfc3339(u64::try_from(vdsm.validity.not_after).unwrap_or(0));
     info!("certificates installed; the vdsm certificate is valid until {not_after}");
     state.cert_not_after = Some(not_after);
+    state.renew_per_mille = Some(700 + jitter_per_mille(200));
+    state.renewing = false;
     Ok(StepResult::Done)
+}
+
+/// A uniformly random 0..=`max`.
+fn jitter_per_mille(max: u16) -> u16 {
+    let d = crate::retry::Jitter::from_os().up_to(Duration::from_millis(u64::from(max)));
+    u16::try_from(d.as_millis()).unwrap_or(0)
+}
+
+/// Why an enrolled host must enrol again (design §4): its certificate passed its renewal
+/// point, or the engine CA now trusted is not the installed one. Local files only: a boot
+/// with nothing due sends nothing.
+fn renewal_due(root: &Root, state: &State) -> Option<String> {
+    if !state.is_done(Step::Done) {
+        return None;
+    }
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).ok();
+    let cert = read(install::VDSM_CERT)?;
+    let validity = pki::validity(&crate::trust::pem_certificate(&cert).ok()?).ok()?;
+    let per_mille = state.renew_per_mille.unwrap_or(800);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    if now >= validity.renew_at(per_mille) {
+        return Some(format!(
+            "the certificate passed {}.{} % of its lifetime",
+            per_mille / 10,
+            per_mille % 10
+        ));
+    }
+    let installed_ca = read(install::VDSM_CA)?;
+    (Some(installed_ca.trim()) != state.ca_pem.as_deref().map(str::trim))
+        .then(|| "the engine CA changed".to_string())
+}
+
+/// The installed keys become the pending ones again: re-enrolment never re-keys.
+fn stage_installed_keys(ctx: &StepContext) -> Result<()> {
+    for (installed, pending) in [
+        (install::VDSM_KEY, PENDING_VDSM_KEY),
+        (install::QEMU_KEY, PENDING_QEMU_KEY),
+    ] {
+        let pem = Secret::new(
+            std::fs::read_to_string(ctx.root.join(installed))
+                .with_context(|| format!("reading the installed key {installed}"))?,
+        );
+        HostKey::from_pem(&pem).with_context(|| format!("the installed key {installed}"))?;
+        ctx.store
+            .write_state(pending, pem.expose().as_bytes(), 0o600)?;
+    }
+    std::fs::set_permissions(
+        ctx.store.dir().join(PENDING_DIR),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .context("making the pending key directory private")
 }
 
 fn ca_cert(pem: &str, what: &str) -> Result<CaCert> {

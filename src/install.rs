@@ -21,6 +21,10 @@ pub const KVM_GID: u32 = 36;
 pub const QEMU_GID: u32 = 107;
 
 pub const VDSM_CONF: &str = "/etc/vdsm/vdsm.conf";
+pub const VDSM_KEY: &str = "/etc/pki/vdsm/keys/vdsmkey.pem";
+pub const VDSM_CERT: &str = "/etc/pki/vdsm/certs/vdsmcert.pem";
+pub const VDSM_CA: &str = "/etc/pki/vdsm/certs/cacert.pem";
+pub const QEMU_KEY: &str = "/etc/pki/vdsm/libvirt-migrate/server-key.pem";
 pub const TRUST_STORE: &str = "/etc/pki/vdsm";
 pub const CORE_SYSCTL: &str = "/etc/sysctl.d/ovirt-node-reg-core.conf";
 pub const CORE_PATTERN: &str = "/var/log/core/core.%p.%t.dump";

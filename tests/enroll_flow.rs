@@ -497,6 +497,65 @@ fn reboot_when_done_sends_nothing_but_the_clock_check() {
     assert_eq!(stored(), cert, "nothing re-issued");
 }
 
+#[test]
+fn renews_with_the_same_keys_near_expiry() {
+    let sim = start(SimConfig::default());
+    // A 20 s lifetime is back-dated by a tenth: notBefore = issue − 2 s, notAfter = issue +
+    // 20 s, so the 70–90 % renewal point lies 13.4–17.8 s after issue.
+    sim.set_cert_lifetime(Duration::from_secs(20));
+    let node = Node::new();
+    let token = sim
+        .create_token(Duration::from_secs(600), Some(UUID))
+        .unwrap();
+    node.token_file(&token.token, 0o600);
+    let arg = format!("ovirt.reg.token_file={TOKEN_FILE}");
+    let (out, err) = node.boot(&sim, &arg, 30, None);
+    assert!(out.status.success(), "{err}");
+    let stored = |p: &str| node.read(&format!("/config{p}"));
+    let (key, cert) = (
+        stored("/etc/pki/vdsm/keys/vdsmkey.pem"),
+        stored("/etc/pki/vdsm/certs/vdsmcert.pem"),
+    );
+    let fp = sim.enrollment(UUID).unwrap().fingerprint;
+
+    // Not due yet: nothing but the clock.
+    let before = sim.events().len();
+    let (out, err) = node.boot(&sim, &arg, 30, None);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(commands(&sim.events()[before..]), ["get-version"]);
+
+    thread::sleep(Duration::from_secs(18));
+    // The token is used up (and gone): renewal does not need it.
+    fs::remove_file(node.path(TOKEN_FILE)).unwrap();
+    let (out, err) = node.boot(&sim, &arg, 30, None);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("enrolling again with the same keys: the certificate passed"),
+        "{err}"
+    );
+    assert!(
+        banner(&err).starts_with("ovirt-node-reg: ok, step done"),
+        "{err}"
+    );
+    let e = sim.enrollment(UUID).unwrap();
+    assert_eq!(
+        (e.submissions, e.signed, e.fingerprint),
+        (2, 2, fp),
+        "same keys, signed again"
+    );
+    assert_eq!(
+        stored("/etc/pki/vdsm/keys/vdsmkey.pem"),
+        key,
+        "never re-keyed"
+    );
+    assert_ne!(
+        stored("/etc/pki/vdsm/certs/vdsmcert.pem"),
+        cert,
+        "a new certificate"
+    );
+    assert!(!node.path("/config/ovirt-node-reg/pending").exists());
+}
+
 /// A crash at each point, then a rerun: one submission, one key pair, one signing.
 #[test]
 fn one_key_pair_per_enrolment_across_crashes() {
