@@ -275,6 +275,8 @@ fn record(
             Ok(StepResult::DoneWith(String::new())),
         ),
         Ok(StepResult::DoneWith(reason)) => {
+            // Crash tests: a power cut after the step's work, before and after its checkpoint.
+            crate::fault::point(&format!("flow.{name}.done"));
             state.mark(step);
             if let Err(e) = state.save(store) {
                 st.set(
@@ -284,6 +286,7 @@ fn record(
                 );
                 return false;
             }
+            crate::fault::point(&format!("flow.{name}.checkpointed"));
             st.completed = state.completed.iter().map(Step::name).collect();
             st.set(&name, Outcome::Ok, Some(reason).filter(|r| !r.is_empty()));
             true

@@ -556,7 +556,41 @@ fn renews_with_the_same_keys_near_expiry() {
     assert!(!node.path("/config/ovirt-node-reg/pending").exists());
 }
 
-/// A crash at each point, then a rerun: one submission, one key pair, one signing.
+/// Boot with a token and a crash at `fault`, then again without: the rerun finishes with one
+/// host, one submission, one signing and the key pair of the first run.
+fn crash_then_rerun(fault: &str) {
+    let sim = start(SimConfig::default());
+    let node = Node::new();
+    let token = sim
+        .create_token(Duration::from_secs(600), Some(UUID))
+        .unwrap();
+    node.token_file(&token.token, 0o400);
+    let arg = format!("ovirt.reg.token_file={TOKEN_FILE}");
+    let (out, err) = node.boot(&sim, &arg, 30, Some(fault));
+    assert!(!out.status.success(), "{fault}: killed: {err}");
+    let point = fault.split('#').next().unwrap();
+    assert!(
+        err.contains(&format!("fault point {point}")),
+        "{fault}: {err}"
+    );
+    let (out, err) = node.boot(&sim, &arg, 30, None);
+    assert!(out.status.success(), "{fault}: {err}");
+    assert!(
+        banner(&err).starts_with("ovirt-node-reg: ok, step done"),
+        "{fault}: {err}"
+    );
+    assert_eq!(sim.hosts().len(), 1, "{fault}");
+    let e = sim.enrollment(UUID).unwrap();
+    assert_eq!((e.submissions, e.signed), (1, 1), "{fault}");
+    let reason = node.status_json()["reason"].as_str().unwrap().to_string();
+    assert!(
+        reason.contains(&format!("keys {}", e.fingerprint)),
+        "{fault}: {reason}"
+    );
+}
+
+/// Inside the enrolment steps: after the keys are stored, after submitting, between
+/// installed files, before the pending keys are removed.
 #[test]
 fn one_key_pair_per_enrolment_across_crashes() {
     for fault in [
@@ -566,33 +600,26 @@ fn one_key_pair_per_enrolment_across_crashes() {
         "install.file#7",
         "flow.vdsm_configured",
     ] {
-        let sim = start(SimConfig::default());
-        let node = Node::new();
-        let token = sim
-            .create_token(Duration::from_secs(600), Some(UUID))
-            .unwrap();
-        node.token_file(&token.token, 0o400);
-        let arg = format!("ovirt.reg.token_file={TOKEN_FILE}");
-        let (out, err) = node.boot(&sim, &arg, 30, Some(fault));
-        assert!(!out.status.success(), "{fault}: killed: {err}");
-        assert!(
-            err.contains(&format!("fault point {}", fault.split('#').next().unwrap())),
-            "{fault}: {err}"
-        );
-        let (out, err) = node.boot(&sim, &arg, 30, None);
-        assert!(out.status.success(), "{fault}: {err}");
-        assert!(
-            banner(&err).starts_with("ovirt-node-reg: ok, step done"),
-            "{fault}: {err}"
-        );
-        let e = sim.enrollment(UUID).unwrap();
-        assert_eq!((e.submissions, e.signed), (1, 1), "{fault}");
-        assert_eq!(count(&sim, "register"), 1, "{fault}");
-        let reason = node.status_json()["reason"].as_str().unwrap().to_string();
-        assert!(
-            reason.contains(&format!("keys {}", e.fingerprint)),
-            "{fault}: {reason}"
-        );
+        crash_then_rerun(fault);
+    }
+}
+
+/// At every step: after its work, before and after its checkpoint.
+#[test]
+fn a_crash_at_every_step_boundary_resumes() {
+    for step in [
+        "configured",
+        "clock_ok",
+        "engine_trusted",
+        "registered",
+        "csr_submitted",
+        "approved",
+        "certs_installed",
+        "vdsm_configured",
+        "done",
+    ] {
+        crash_then_rerun(&format!("flow.{step}.done"));
+        crash_then_rerun(&format!("flow.{step}.checkpointed"));
     }
 }
 
