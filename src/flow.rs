@@ -692,16 +692,7 @@ fn csr_submitted(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
             "certificate requests already submitted".into(),
         ));
     }
-    let Reply::Version { version } = worker::run(
-        &Job::Version {
-            net: net_settings(ctx, state),
-            ca_pem: trusted_ca(state)?,
-        },
-        ctx.debug,
-    )?
-    else {
-        anyhow::bail!("the network worker answered the version job with something else");
-    };
+    let version = engine_version(ctx, state)?;
     if version < 2 {
         info!("the engine speaks host-register v{version}: it deploys this host itself");
         return Ok(StepResult::Stop(
@@ -716,12 +707,7 @@ fn csr_submitted(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
     let fp = pki::enrollment_fingerprint(&vdsm, &qemu);
     info!("enrolment fingerprint {fp}: compare it with the one the engine shows before approving");
     state.csr_fingerprint = Some(fp);
-    // After a crash the engine may hold these keys already: a poll sends no CSR and no token.
-    let mut answer = None;
-    if keys.resumed && !state.renewing {
-        answer = Some(poll(ctx, state)?).filter(|a| !matches!(a, Enrollment::NoEnrollment { .. }));
-    }
-    let answer = match answer {
+    let answer = match resumed_answer(ctx, state, &keys)? {
         Some(a) => a,
         None => submit(ctx, state, &vdsm.pem, &qemu.pem)?,
     };
@@ -730,6 +716,33 @@ fn csr_submitted(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
         Progress::Pending(_) | Progress::Approved => StepResult::Done,
         Progress::Stop(stop) => stop,
     })
+}
+
+/// `get-version` over the pinned connection, asked on every run until enrolled: an engine
+/// upgraded to v2 is then noticed.
+fn engine_version(ctx: &StepContext, state: &State) -> Result<u32> {
+    let job = Job::Version {
+        net: net_settings(ctx, state),
+        ca_pem: trusted_ca(state)?,
+    };
+    match worker::run(&job, ctx.debug)? {
+        Reply::Version { version } => Ok(version),
+        _ => anyhow::bail!("the network worker answered the version job with something else"),
+    }
+}
+
+/// After a crash the engine may hold these keys already: a poll sends no CSR and no token.
+/// `None`: submit (new keys, a renewal, or the engine never got them).
+fn resumed_answer(
+    ctx: &StepContext,
+    state: &State,
+    keys: &PendingKeys,
+) -> Result<Option<Enrollment>> {
+    if !keys.resumed || state.renewing {
+        return Ok(None);
+    }
+    let answer = poll(ctx, state)?;
+    Ok(Some(answer).filter(|a| !matches!(a, Enrollment::NoEnrollment { .. })))
 }
 
 fn submit(ctx: &StepContext, state: &State, vdsm_csr: &str, qemu_csr: &str) -> Result<Enrollment> {
