@@ -107,6 +107,8 @@ pub struct RegConfig {
     pub vdsm_disabled: bool,
     pub vds_port: u16,
     pub timeout: Seconds,
+    /// How long the system stage waits for an administrator (also bounded by `timeout`).
+    pub approval_timeout: Seconds,
     pub retry_base: Seconds,
     pub retry_cap: Seconds,
     pub key: KeyType,
@@ -137,6 +139,7 @@ impl Default for Config {
                 vdsm_disabled: false,
                 vds_port: 54321,
                 timeout: Seconds(300),
+                approval_timeout: Seconds(900),
                 retry_base: Seconds(1),
                 retry_cap: Seconds(60),
                 key: KeyType::Ecdsa,
@@ -385,6 +388,7 @@ pub static SETTINGS: &[Setting] = &[
         |c| vec![c.reg.vds_port.to_string()]
     ),
     val!("ovirt.reg.timeout", reg.timeout),
+    val!("ovirt.reg.approval_timeout", reg.approval_timeout),
     val!("ovirt.reg.retry_base", reg.retry_base),
     val!("ovirt.reg.retry_cap", reg.retry_cap),
     val!("ovirt.reg.key", reg.key),

@@ -99,6 +99,9 @@ pub struct State {
     /// old certificates).
     #[serde(default)]
     pub renewing: bool,
+    /// `ovirt-node-reg reenroll` asked for a new certificate (same keys).
+    #[serde(default)]
+    pub reenroll_requested: bool,
     pub updated_at: String,
 }
 
@@ -185,7 +188,7 @@ enum StepResult {
 
 /// Run the boot flow from the first step not checkpointed. Returns the final status; the
 /// status file is kept up to date on the way.
-pub fn boot(root: &Root, loaded: &Loaded, store: &Store, debug: bool) -> Status {
+pub fn boot(root: &Root, loaded: &Loaded, store: &Store, debug: bool, stage: Stage) -> Status {
     let ctx = StepContext {
         root,
         loaded,
@@ -194,7 +197,72 @@ pub fn boot(root: &Root, loaded: &Loaded, store: &Store, debug: bool) -> Status 
         debug,
     };
     let mut state = State::load(store);
-    run_steps(&ctx, &mut state, &STEPS)
+    let mut st = run_steps(&ctx, &mut state, stage.steps());
+    if stage == Stage::Initramfs && st.result == Outcome::Ok {
+        st.set(
+            &st.step.clone(),
+            Outcome::Waiting,
+            Some("initramfs stage done; `boot --stage system` resumes in the real root".into()),
+        );
+        publish(root, store, &st);
+    }
+    st
+}
+
+/// Where `boot` runs (design §4): the initramfs hook stops after `csr_submitted` so the boot
+/// goes on; the system unit (and a plain `boot`) runs every step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Initramfs,
+    System,
+}
+
+impl std::str::FromStr for Stage {
+    type Err = &'static str;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "initramfs" => Ok(Stage::Initramfs),
+            "system" => Ok(Stage::System),
+            _ => Err("initramfs or system"),
+        }
+    }
+}
+
+impl Stage {
+    fn steps(self) -> &'static [Step] {
+        let last = match self {
+            Stage::Initramfs => Step::CsrSubmitted,
+            Stage::System => Step::Done,
+        };
+        let end = STEPS
+            .iter()
+            .position(|s| *s == last)
+            .map_or(STEPS.len(), |i| i + 1);
+        &STEPS[..end]
+    }
+}
+
+/// `ovirt-node-reg reenroll`: a new certificate for the installed keys now, then the rest
+/// of the flow as a boot would run it.
+pub fn reenroll(root: &Root, loaded: &Loaded, store: &Store, debug: bool) -> Status {
+    let mut state = State::load(store);
+    if !state.is_done(Step::Done) {
+        let mut st = Status::start();
+        let why = "this host is not enrolled yet: run `ovirt-node-reg boot` first";
+        st.set("csr_submitted", Outcome::Failed, Some(why.into()));
+        return st;
+    }
+    state.reenroll_requested = true;
+    if let Err(e) = state.save(store) {
+        let mut st = Status::start();
+        st.set(
+            "csr_submitted",
+            Outcome::Failed,
+            Some(format!("cannot save the checkpoint: {e:#}")),
+        );
+        return st;
+    }
+    boot(root, loaded, store, debug, Stage::System)
 }
 
 /// `ovirt-node-reg register`: trust and register again on an installed host, because the
@@ -247,14 +315,29 @@ fn run_steps(ctx: &StepContext, state: &mut State, steps: &[Step]) -> Status {
     st.completed = state.completed.iter().map(Step::name).collect();
     for &step in steps {
         st.set(&step.name(), Outcome::Running, None);
+        details(&mut st, state);
         publish(root, store, &st);
         let result = run_step(ctx, state, step);
-        if !record(&mut st, state, store, step, result) {
+        let go_on = record(&mut st, state, store, step, result);
+        details(&mut st, state);
+        if !go_on {
             break;
         }
     }
     publish(root, store, &st);
     st
+}
+
+/// What an operator compares with the engine: engine, CA and enrolment fingerprints, expiry.
+fn details(st: &mut Status, state: &State) {
+    st.engine = state.engine.clone();
+    st.ca_fingerprint = state
+        .ca_pem
+        .as_deref()
+        .and_then(|pem| CaCert::from_pem(pem.as_bytes()).ok())
+        .map(|ca| ca.sha256_pin().to_string());
+    st.csr_fingerprint = state.csr_fingerprint.clone();
+    st.cert_not_after = state.cert_not_after.clone();
 }
 
 /// Note a step's result in the status (and the checkpoint); false means stop here.
@@ -332,11 +415,8 @@ fn run_step(ctx: &StepContext, state: &mut State, step: Step) -> Result<StepResu
     }
     match step {
         Step::Configured => configured(ctx, state),
-        Step::NetworkUp => Ok(StepResult::Skipped(
-            "this build uses the network as the system set it up".into(),
-        )),
+        Step::NetworkUp => network_up(ctx),
         Step::ClockOk => clock_ok(ctx),
-
         Step::EngineTrusted => engine_trusted(ctx, state),
         Step::Registered => registered(ctx, state),
         Step::CsrSubmitted => csr_submitted(ctx, state),
@@ -860,6 +940,7 @@ fn approved(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
     }
     let mut jitter = crate::retry::Jitter::from_os();
     let mut announced = false;
+    let approval_until = Instant::now() + ctx.loaded.config.reg.approval_timeout.duration();
     while state.issued.is_none() {
         let retry_after = match progress(state, poll(ctx, state)?)? {
             Progress::Pending(secs) => secs,
@@ -872,7 +953,8 @@ fn approved(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
             announced = true;
         }
         let wait = pace(retry_after, &mut jitter);
-        if remaining(ctx) < wait + POLL_MARGIN {
+        let left = remaining(ctx).min(approval_until.saturating_duration_since(Instant::now()));
+        if left < wait + POLL_MARGIN {
             return Ok(StepResult::Stop(Outcome::Waiting, waiting_reason(state)));
         }
         std::thread::sleep(wait);
@@ -951,6 +1033,7 @@ fn certs_installed(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
     state.cert_not_after = Some(not_after);
     state.renew_per_mille = Some(700 + jitter_per_mille(200));
     state.renewing = false;
+    state.reenroll_requested = false;
     Ok(StepResult::Done)
 }
 
@@ -966,6 +1049,9 @@ fn jitter_per_mille(max: u16) -> u16 {
 fn renewal_due(root: &Root, state: &State) -> Option<String> {
     if !state.is_done(Step::Done) {
         return None;
+    }
+    if state.reenroll_requested {
+        return Some("requested by ovirt-node-reg reenroll".into());
     }
     let read = |p: &str| std::fs::read_to_string(root.join(p)).ok();
     let cert = read(install::VDSM_CERT)?;
@@ -1127,6 +1213,34 @@ fn read_token_file(path: &Path, shown: &str) -> Result<Secret> {
         "ovirt.reg.token_file {shown}: not a token (1 to 512 printable characters without spaces)"
     );
     Ok(Secret::new(token))
+}
+
+/// `network_up`: every boot, on the real machine, when the command line says how
+/// (`ip=`, `BOOTIF=`, `ovirt.reg.nic=`); otherwise the network is the one the system set up.
+/// Never under `--root`: netlink would change this machine's links, not the tree's.
+/// Runs in the root parent: links, addresses and routes need CAP_NET_ADMIN.
+fn network_up(ctx: &StepContext) -> Result<StepResult> {
+    let net = &ctx.loaded.config.net;
+    if !ctx.root.is_system() {
+        return Ok(StepResult::Skipped(
+            "--root: this machine's network is not the node's".into(),
+        ));
+    }
+    if net.ip.is_none() && net.bootif.is_none() && net.nic.is_none() {
+        return Ok(StepResult::Skipped(
+            "no ip=, BOOTIF= or ovirt.reg.nic=: using the network the system set up".into(),
+        ));
+    }
+    let report = crate::net::bring_up(ctx.root, net, Some(ctx.store), remaining(ctx))?;
+    info!(
+        "network up: bridge {} over {} ({}), address {}, gateway {}",
+        report.bridge,
+        report.port,
+        report.method,
+        report.address.as_deref().unwrap_or("-"),
+        report.gateway.map_or("-".to_string(), |g| g.to_string())
+    );
+    Ok(StepResult::Done)
 }
 
 #[cfg(test)]

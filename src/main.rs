@@ -41,13 +41,19 @@ enum Command {
     Status(StatusCmd),
     Version(VersionCmd),
     Register(RegisterCmd),
+    Reenroll(ReenrollCmd),
     Worker(WorkerCmd),
 }
 
 #[derive(FromArgs)]
 #[argh(subcommand, name = "boot")]
 /// run the registration flow from the first step not done yet
-struct BootCmd {}
+struct BootCmd {
+    /// initramfs (stop after submitting the certificate requests, so the boot goes on) or
+    /// system (every step, waiting for approval within ovirt.reg.approval_timeout); default system
+    #[argh(option, default = "flow::Stage::System")]
+    stage: flow::Stage,
+}
 
 #[derive(FromArgs)]
 #[argh(subcommand, name = "config")]
@@ -114,6 +120,11 @@ struct RegisterCmd {
 }
 
 #[derive(FromArgs)]
+#[argh(subcommand, name = "reenroll")]
+/// get a new certificate for this host's keys now (same keys), then finish as boot does
+struct ReenrollCmd {}
+
+#[derive(FromArgs)]
 #[argh(subcommand, name = "worker")]
 /// internal: the unprivileged network worker that boot and register start
 struct WorkerCmd {}
@@ -151,7 +162,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             command: ConfigSub::Show(c),
         }) => config_show(&root, &cmdline, c.json),
         Command::Status(c) => show_status(&root, c.json),
-        Command::Boot(_) => Ok(boot(&root, &cmdline, cli.debug)),
+        Command::Boot(c) => Ok(boot(&root, &cmdline, cli.debug, Run::Boot(c.stage))),
+        Command::Reenroll(_) => Ok(boot(&root, &cmdline, cli.debug, Run::Reenroll)),
         Command::Register(c) => Ok(register(&root, &cmdline, c.engine.as_deref(), cli.debug)),
         Command::Worker(_) => ovirt_node_reg::worker::serve().map(|()| ExitCode::SUCCESS),
         Command::Persist(c) => store_paths(&root, &cmdline, &c.paths, true),
@@ -251,13 +263,23 @@ fn show_status(root: &Root, json: bool) -> Result<ExitCode> {
 }
 
 /// The boot flow. Never returns an error: every failure becomes a status and a banner.
-fn boot(root: &Root, cmdline: &Path, debug: bool) -> ExitCode {
+/// Which flow `boot` runs.
+enum Run {
+    Boot(flow::Stage),
+    Reenroll,
+}
+
+fn boot(root: &Root, cmdline: &Path, debug: bool, run: Run) -> ExitCode {
     let st = match load(root, cmdline).and_then(|l| open_store(root, &l).map(|s| (l, s))) {
         Ok((loaded, store)) => {
             if let Err(e) = store.restore() {
                 log::warn!("restoring persisted files: {e:#}");
             }
-            flow::boot(root, &loaded, &store, debug || loaded.config.reg.debug)
+            let debug = debug || loaded.config.reg.debug;
+            match run {
+                Run::Boot(stage) => flow::boot(root, &loaded, &store, debug, stage),
+                Run::Reenroll => flow::reenroll(root, &loaded, &store, debug),
+            }
         }
         Err(e) => {
             let mut st = Status::start();

@@ -45,6 +45,18 @@ pub struct Status {
     pub completed: Vec<String>,
     pub started_at: String,
     pub updated_at: String,
+    /// `HOST:PORT` of the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    /// `sha256:…` of the trusted engine CA.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_fingerprint: Option<String>,
+    /// The enrolment fingerprint over both public keys, to compare in the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub csr_fingerprint: Option<String>,
+    /// `notAfter` of the installed vdsm certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_not_after: Option<String>,
 }
 
 impl Status {
@@ -58,6 +70,10 @@ impl Status {
             completed: Vec::new(),
             started_at: now.clone(),
             updated_at: now,
+            engine: None,
+            ca_fingerprint: None,
+            csr_fingerprint: None,
+            cert_not_after: None,
         }
     }
 
@@ -94,6 +110,17 @@ impl Status {
             self.updated_at,
             self.version
         );
+        let extra = [
+            ("engine:   ", &self.engine),
+            ("engine CA:", &self.ca_fingerprint),
+            ("keys:     ", &self.csr_fingerprint),
+            ("cert end: ", &self.cert_not_after),
+        ];
+        for (label, value) in extra {
+            if let Some(v) = value {
+                out += &format!("{label} {v}\n");
+            }
+        }
         out.truncate(out.trim_end().len());
         out
     }

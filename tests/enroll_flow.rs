@@ -67,6 +67,11 @@ impl Node {
         timeout: u64,
         fault: Option<&str>,
     ) -> (Output, String) {
+        self.set_cmdline(sim, args, timeout);
+        self.run(&["--debug", "boot"], fault)
+    }
+
+    fn set_cmdline(&self, sim: &Handle, args: &str, timeout: u64) {
         let cmdline = format!(
             "ro management_server=127.0.0.1:{} ovirt.reg.store=/config hostname=node1.example.com \
              ovirt.reg.ca_pin=sha256:{} ovirt.reg.retry_base=1 ovirt.reg.retry_cap=2 \
@@ -75,10 +80,14 @@ impl Node {
             sim.ca_sha256()
         );
         self.write("/proc/cmdline", &cmdline);
+    }
+
+    /// The binary with `args`, in a private mount namespace (a "boot").
+    fn run(&self, args: &[&str], fault: Option<&str>) -> (Output, String) {
         let mut cmd = Command::new("unshare");
         cmd.args(["--mount", "--propagation", "private", BIN, "--root"])
             .arg(&self.root)
-            .args(["--debug", "boot"]);
+            .args(args);
         match fault {
             Some(f) => cmd.env("OVIRT_NODE_REG_FAULT", f),
             None => cmd.env_remove("OVIRT_NODE_REG_FAULT"),
@@ -684,4 +693,109 @@ fn serve_one(listener: &TcpListener, cfg: Arc<rustls::ServerConfig>) -> Result<(
     conn.send_close_notify();
     let _ = conn.complete_io(&mut tcp);
     read.map(|_| ())
+}
+
+#[test]
+fn initramfs_stage_stops_after_submitting_and_system_stage_finishes() {
+    let sim = start(SimConfig::default());
+    let node = Node::new();
+    let token = sim
+        .create_token(Duration::from_secs(600), Some(UUID))
+        .unwrap();
+    node.token_file(&token.token, 0o600);
+    node.set_cmdline(&sim, &format!("ovirt.reg.token_file={TOKEN_FILE}"), 30);
+    let (out, err) = node.run(&["boot", "--stage", "initramfs"], None);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        banner(&err)
+            .starts_with("ovirt-node-reg: waiting, step csr_submitted: initramfs stage done"),
+        "{err}"
+    );
+    assert_eq!(count(&sim, "submit-csr"), 1);
+    assert_eq!(
+        count(&sim, "get-certificates"),
+        0,
+        "the initramfs does not wait for approval"
+    );
+    let (out, err) = node.run(&["boot", "--stage", "system"], None);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        banner(&err).starts_with("ovirt-node-reg: ok, step done"),
+        "{err}"
+    );
+    assert_eq!(count(&sim, "submit-csr"), 1, "resumed, not submitted again");
+    let status = node.status_json();
+    assert_eq!(status["engine"], format!("127.0.0.1:{}", sim.port()));
+    assert_eq!(
+        status["ca_fingerprint"],
+        format!("sha256:{}", sim.ca_sha256())
+    );
+    assert_eq!(
+        status["csr_fingerprint"],
+        sim.enrollment(UUID).unwrap().fingerprint
+    );
+    assert!(
+        status["cert_not_after"].as_str().unwrap().starts_with("20"),
+        "{status}"
+    );
+    let (out, err) = node.run(&["boot", "--stage", "later"], None);
+    assert!(!out.status.success());
+    assert!(err.contains("initramfs or system"), "{err}");
+}
+
+#[test]
+fn approval_wait_is_bounded_by_approval_timeout() {
+    let sim = start(SimConfig::default());
+    let node = Node::new();
+    let t0 = Instant::now();
+    let (out, err) = node.boot(&sim, "ovirt.reg.approval_timeout=3", 60, None);
+    assert!(out.status.success(), "waiting is not a failure: {err}");
+    assert!(
+        t0.elapsed() < Duration::from_secs(20),
+        "gave up waiting long before ovirt.reg.timeout: {:?}",
+        t0.elapsed()
+    );
+    assert!(
+        banner(&err).starts_with("ovirt-node-reg: waiting, step approved"),
+        "{err}"
+    );
+}
+
+#[test]
+fn reenroll_gets_a_new_certificate_for_the_same_keys() {
+    let (sim, node) = enrolled();
+    let key_before = node.read("/config/etc/pki/vdsm/keys/vdsmkey.pem");
+    let cert_before = node.read("/config/etc/pki/vdsm/certs/vdsmcert.pem");
+    let fp = sim.enrollment(UUID).unwrap().fingerprint;
+    std::thread::sleep(Duration::from_millis(1100)); // a new notBefore second
+    let (out, err) = node.run(&["--debug", "reenroll"], None);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("requested by ovirt-node-reg reenroll"),
+        "{err}"
+    );
+    assert!(
+        banner(&err).starts_with("ovirt-node-reg: ok, step done"),
+        "{err}"
+    );
+    assert_eq!(
+        node.read("/config/etc/pki/vdsm/keys/vdsmkey.pem"),
+        key_before,
+        "never re-keyed"
+    );
+    assert_ne!(
+        node.read("/config/etc/pki/vdsm/certs/vdsmcert.pem"),
+        cert_before,
+        "a new certificate"
+    );
+    assert_eq!(sim.enrollment(UUID).unwrap().fingerprint, fp);
+    let state: serde_json::Value =
+        serde_json::from_str(&node.read("/config/ovirt-node-reg/state.json")).unwrap();
+    assert_eq!(state["reenroll_requested"], false, "asked once, done once");
+
+    let fresh = Node::new();
+    fresh.set_cmdline(&sim, "", 10);
+    let (out, err) = fresh.run(&["reenroll"], None);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(err.contains("not enrolled yet"), "{err}");
 }
