@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # README's first command: set the machine up, build the static binary and the engine
 # simulator, then boot a node tree (a temporary root with a directory config store) against
-# the simulator on loopback: trust → register → approve, and a second boot that resumes
-# without registering again. (Networking, clock, certificates and the QEMU boot come with
-# later issues: the flow stops at "waiting for the engine to deploy the host".)
+# the simulator on loopback: clock → trust → register → submit CSRs → wait for approval;
+# an administrator approves; the second boot installs the certificates and vdsm settings;
+# a third boot sends nothing but the clock check. (The QEMU boot comes with a later issue.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,7 +41,7 @@ CA=$WORK/engine/ca.pem
 
 mkdir -p "$ROOT/config" "$ROOT/proc" "$ROOT/sys/class/dmi/id"
 echo "4C4C4544-0042-3510-8052-B4C04F4E3232" >"$ROOT/sys/class/dmi/id/product_uuid"
-echo "BOOT_IMAGE=vmlinuz ro console=ttyS0 BOOTIF=01-52-54-00-12-34-56 ip=dhcp hostname=node1.example.com management_server=${ENGINE#https://} $PIN ovirt.reg.store=/config ovirt.reg.timeout=60" >"$ROOT/proc/cmdline"
+echo "BOOT_IMAGE=vmlinuz ro console=ttyS0 BOOTIF=01-52-54-00-12-34-56 ip=dhcp hostname=node1.example.com management_server=${ENGINE#https://} $PIN ovirt.reg.store=/config ovirt.reg.timeout=60 ovirt.reg.approval_timeout=5" >"$ROOT/proc/cmdline"
 
 say "kernel command line of the demo node"
 cat "$ROOT/proc/cmdline"
@@ -51,24 +51,31 @@ say "boot #1 (private mount namespace: the store bind-mounts persisted files)"
 unshare --mount --propagation private "$BIN" --root "$ROOT" boot || true
 say "ovirt-node-reg status"
 "$BIN" --root "$ROOT" status || true
-say "the engine's view: the register request it got, and its hosts"
+say "the engine's view: the register request it got, and the pending enrolment"
 grep '"command","register"' "$WORK/events.jsonl" | head -1
-curl -s --cacert "$CA" "$ENGINE/admin/hosts"
+curl -s --cacert "$CA" "$ENGINE/admin/enrollments"
 echo
-say "an administrator approves the host"
+say "an administrator compares the fingerprint and approves the host"
 curl -s --cacert "$CA" -X POST "$ENGINE/admin/hosts/4c4c4544-0042-3510-8052-b4c04f4e3232/approve"
 echo
-say "config store: /config/files and the persisted copies"
+say "boot #2 (reboot: restores the store, resumes at the approval, installs the certificates)"
+rm -rf "$ROOT/run"
+unshare --mount --propagation private "$BIN" --root "$ROOT" boot || true
+"$BIN" --root "$ROOT" status || true
+say "config store: /config/files and some persisted copies"
 cat "$ROOT/config/files"
-for f in etc/default/ovirt etc/vdsm-reg/vdsm-reg.conf etc/vdsm/vdsm.id root/.ssh/authorized_keys ovirt-node-reg/state.json; do
+for f in etc/default/ovirt etc/vdsm-reg/vdsm-reg.conf etc/vdsm/vdsm.id etc/vdsm/vdsm.conf root/.ssh/authorized_keys; do
     printf -- '--- /config/%s\n' "$f"
     cat "$ROOT/config/$f"
     echo
 done
-say "boot #2 (reboot: restores the store, resumes, does not register again)"
+ls -lR "$ROOT/config/etc/pki/vdsm"
+say "boot #3 (nothing to do: only the clock check reaches the engine)"
 rm -rf "$ROOT/run"
+before=$(wc -l <"$WORK/events.jsonl")
 unshare --mount --propagation private "$BIN" --root "$ROOT" boot || true
-printf 'register requests the engine received: %s\n' "$(grep -c '"command","register"' "$WORK/events.jsonl")"
+printf 'engine requests during boot #3: %s\n' "$(tail -n +"$((before + 1))" "$WORK/events.jsonl" | grep -c '"kind":"request"')"
+printf 'register requests the engine received in all: %s\n' "$(grep -c '"command","register"' "$WORK/events.jsonl")"
 say "binary"
 ls -l "$BIN"
 file "$BIN"
