@@ -5,45 +5,15 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use qemu_tests::{Event, FaultSpec, Handle, SimConfig, Simulator};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ovirt-node-reg");
-const UUID: &str = "4c4c4544-0042-3510-8052-b4c04f4e3232";
-
-struct Node {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
+mod common;
+use common::{Node, UUID};
 
 impl Node {
-    fn new() -> Node {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let node = Node { _dir: dir, root };
-        fs::create_dir_all(node.path("/config")).unwrap();
-        node.write("/sys/class/dmi/id/product_uuid", &UUID.to_uppercase());
-        node
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.root.join(p.trim_start_matches('/'))
-    }
-
-    fn write(&self, p: &str, text: &str) {
-        let p = self.path(p);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
-    }
-
-    fn read(&self, p: &str) -> String {
-        fs::read_to_string(self.path(p)).unwrap_or_else(|e| panic!("{p}: {e}"))
-    }
-
-    /// Boot with `args` on the kernel command line; fast retries, bounded by `timeout`.
     fn boot(&self, sim: &Handle, args: &str, timeout: u64) -> (Output, String) {
         let cmdline = format!(
             "ro management_server=127.0.0.1:{} ovirt.reg.store=/config hostname=node1.example.com \
@@ -52,17 +22,6 @@ impl Node {
         );
         self.write("/proc/cmdline", &cmdline);
         self.run(&["--debug", "boot"])
-    }
-
-    fn run(&self, args: &[&str]) -> (Output, String) {
-        let out = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", BIN, "--root"])
-            .arg(&self.root)
-            .args(args)
-            .output()
-            .expect("unshare runs (apt-get install util-linux)");
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        (out, err)
     }
 }
 

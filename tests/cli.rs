@@ -3,65 +3,19 @@
 //! also plays the part of a reboot: the next run starts with no mounts.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use qemu_tests::{Handle, SimConfig, Simulator};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ovirt-node-reg");
+mod common;
+use common::{Node, BIN};
 
-struct Node {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
-
-impl Node {
-    /// A root tree with a directory store at /config and a DMI UUID.
-    fn new(cmdline: &str) -> Node {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let node = Node { _dir: dir, root };
-        fs::create_dir_all(node.path("/config")).unwrap();
-        node.write(
-            "/sys/class/dmi/id/product_uuid",
-            "4C4C4544-0042-3510-8052-B4C04F4E3232\n",
-        );
-        node.write("/proc/cmdline", cmdline);
-        node
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.root.join(p.trim_start_matches('/'))
-    }
-
-    fn write(&self, p: &str, text: &str) {
-        let p = self.path(p);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
-    }
-
-    fn read(&self, p: &str) -> String {
-        fs::read_to_string(self.path(p)).unwrap_or_else(|e| panic!("{p}: {e}"))
-    }
-
-    /// Run the binary in a fresh private mount namespace (a "boot").
-    fn run(&self, args: &[&str]) -> Output {
-        let which = Command::new("sh")
-            .args(["-c", "command -v unshare"])
-            .output()
-            .unwrap();
-        assert!(
-            which.status.success(),
-            "unshare is missing: apt-get install util-linux"
-        );
-        let out = Command::new("unshare")
-            .args(["--mount", "--propagation", "private", BIN, "--root"])
-            .arg(&self.root)
-            .args(args)
-            .output()
-            .unwrap();
-        out
-    }
+/// A node whose kernel command line is `cmdline`.
+fn node_with(cmdline: &str) -> Node {
+    let node = Node::new();
+    node.write("/proc/cmdline", cmdline);
+    node
 }
 
 fn text(b: &[u8]) -> String {
@@ -121,11 +75,11 @@ fn help_for_every_subcommand() {
 
 #[test]
 fn config_show_json_sources_and_errors() {
-    let node = Node::new(
+    let node = node_with(
         "management_server=engine:70000 hostname=node1.example.com BOOTIF=01-52-54-00-12-34\n",
     );
     node.write("/etc/default/ovirt", "OVIRT_NTP=\"ntp.example.com\"\n");
-    let out = node.run(&["config", "show", "--json"]);
+    let out = node.output(&["config", "show", "--json"]);
     assert_eq!(
         code(&out),
         2,
@@ -148,7 +102,7 @@ fn config_show_json_sources_and_errors() {
 
 #[test]
 fn config_show_text_with_cmdline_file_and_no_secret() {
-    let node = Node::new("");
+    let node = node_with("");
     node.write(
         "/other-cmdline",
         "management_server=[fd00::1]:8443 rhevm_admin_password=$6$salt$TOPSECRETHASH\n",
@@ -174,8 +128,8 @@ fn config_show_text_with_cmdline_file_and_no_secret() {
 #[test]
 fn boot_configures_persists_and_second_boot_changes_nothing() {
     let sim = sim();
-    let node = Node::new(&good(&sim));
-    let out = node.run(&["boot"]);
+    let node = node_with(&good(&sim));
+    let out = node.output(&["boot"]);
     let err = text(&out.stderr);
     assert_eq!(code(&out), 0, "{err}");
     assert!(
@@ -234,7 +188,7 @@ fn boot_configures_persists_and_second_boot_changes_nothing() {
         files.iter().map(|p| node.read(p)).collect()
     };
     let before = stored();
-    let out = node.run(&["boot"]);
+    let out = node.output(&["boot"]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains("restored 5 persisted paths"),
@@ -242,7 +196,7 @@ fn boot_configures_persists_and_second_boot_changes_nothing() {
         text(&out.stderr)
     );
     assert_eq!(before, stored());
-    let out = node.run(&["status"]);
+    let out = node.output(&["status"]);
     assert_eq!(code(&out), 0);
     assert!(
         text(&out.stdout)
@@ -255,14 +209,14 @@ fn boot_configures_persists_and_second_boot_changes_nothing() {
 #[test]
 fn invalid_setting_fails_clearly_and_keeps_persisted_files() {
     let sim = sim();
-    let node = Node::new(&good(&sim));
-    assert_eq!(code(&node.run(&["boot"])), 0);
+    let node = node_with(&good(&sim));
+    assert_eq!(code(&node.output(&["boot"])), 0);
     let before = node.read("/config/etc/default/ovirt");
     node.write(
         "/proc/cmdline",
         "management_server=engine.example.com:99999 ovirt.reg.store=/config\n",
     );
-    let out = node.run(&["boot"]);
+    let out = node.output(&["boot"]);
     let err = text(&out.stderr);
     assert_eq!(code(&out), 1, "{err}");
     assert!(
@@ -274,7 +228,7 @@ fn invalid_setting_fails_clearly_and_keeps_persisted_files() {
         before,
         "persisted file untouched"
     );
-    let out = node.run(&["status", "--json"]);
+    let out = node.output(&["status", "--json"]);
     assert_eq!(code(&out), 1, "status of a failed run exits 1");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["result"], "failed");
@@ -282,8 +236,8 @@ fn invalid_setting_fails_clearly_and_keeps_persisted_files() {
 
 #[test]
 fn no_engine_or_no_store_or_disabled() {
-    let node = Node::new("ovirt.reg.store=/config\n");
-    let out = node.run(&["boot"]);
+    let node = node_with("ovirt.reg.store=/config\n");
+    let out = node.output(&["boot"]);
     assert_eq!(code(&out), 1);
     assert!(
         text(&out.stderr).contains("no engine configured: give management_server=HOST[:PORT]"),
@@ -291,8 +245,8 @@ fn no_engine_or_no_store_or_disabled() {
         text(&out.stderr)
     );
 
-    let node = Node::new("management_server=e.example.com ovirt.reg.store=/nonexistent\n");
-    let out = node.run(&["boot"]);
+    let node = node_with("management_server=e.example.com ovirt.reg.store=/nonexistent\n");
+    let out = node.output(&["boot"]);
     assert_eq!(code(&out), 1);
     assert!(
         text(&out.stderr).contains("config store"),
@@ -305,8 +259,8 @@ fn no_engine_or_no_store_or_disabled() {
     );
 
     let node =
-        Node::new("management_server=e.example.com ovirt.reg.store=/config ovirt_vdsm_disable\n");
-    let out = node.run(&["boot"]);
+        node_with("management_server=e.example.com ovirt.reg.store=/config ovirt_vdsm_disable\n");
+    let out = node.output(&["boot"]);
     assert_eq!(code(&out), 0);
     assert!(
         text(&out.stderr).contains("disabled"),
@@ -322,11 +276,11 @@ fn no_engine_or_no_store_or_disabled() {
 #[test]
 fn secrets_never_reach_logs_or_status() {
     let sim = sim();
-    let node = Node::new(&format!(
+    let node = node_with(&format!(
         "{} rhevm_admin_password=$6$salt$TOPSECRETHASH ovirt.reg.token=TOKEN123",
         good(&sim).trim()
     ));
-    let out = node.run(&["boot"]);
+    let out = node.output(&["boot"]);
     let err = text(&out.stderr);
     assert_eq!(code(&out), 0, "{err}");
     assert!(
@@ -352,8 +306,8 @@ fn secrets_never_reach_logs_or_status() {
 
 #[test]
 fn status_before_any_run() {
-    let node = Node::new(OFFLINE);
-    let out = node.run(&["status"]);
+    let node = node_with(OFFLINE);
+    let out = node.output(&["status"]);
     assert_eq!(code(&out), 3);
     assert!(text(&out.stdout).contains("has not run since boot"));
     assert!(!Path::new(&node.path("/run")).exists());
@@ -361,9 +315,9 @@ fn status_before_any_run() {
 
 #[test]
 fn unreadable_cmdline_is_a_clear_error() {
-    let node = Node::new(OFFLINE);
+    let node = node_with(OFFLINE);
     fs::remove_file(node.path("/proc/cmdline")).unwrap();
-    let out = node.run(&["config", "show"]);
+    let out = node.output(&["config", "show"]);
     assert_eq!(code(&out), 1);
     assert!(
         text(&out.stderr).contains("reading the kernel command line from"),

@@ -19,40 +19,12 @@ use base64::Engine as _;
 use qemu_tests::{Event, Handle, SimConfig, Simulator};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ovirt-node-reg");
-const UUID: &str = "4c4c4544-0042-3510-8052-b4c04f4e3232";
+mod common;
+use common::{Node, BIN, UUID};
+
 const TOKEN_FILE: &str = "/etc/ovirt-node-reg/token";
 
-struct Node {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-}
-
 impl Node {
-    fn new() -> Node {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().to_path_buf();
-        let node = Node { _dir: dir, root };
-        fs::create_dir_all(node.path("/config")).unwrap();
-        node.write("/sys/class/dmi/id/product_uuid", &UUID.to_uppercase());
-        node
-    }
-
-    fn path(&self, p: &str) -> PathBuf {
-        self.root.join(p.trim_start_matches('/'))
-    }
-
-    fn write(&self, p: &str, text: &str) {
-        let p = self.path(p);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(p, text).unwrap();
-    }
-
-    fn read(&self, p: &str) -> String {
-        fs::read_to_string(self.path(p)).unwrap_or_else(|e| panic!("{p}: {e}"))
-    }
-
-    /// A token file as an operator would leave it (root, `mode`).
     fn token_file(&self, token: &str, mode: u32) {
         self.write(TOKEN_FILE, &format!("{token}\n"));
         fs::set_permissions(self.path(TOKEN_FILE), fs::Permissions::from_mode(mode)).unwrap();
@@ -68,7 +40,7 @@ impl Node {
         fault: Option<&str>,
     ) -> (Output, String) {
         self.set_cmdline(sim, args, timeout);
-        self.run(&["--debug", "boot"], fault)
+        self.run_with(&["--debug", "boot"], fault)
     }
 
     fn set_cmdline(&self, sim: &Handle, args: &str, timeout: u64) {
@@ -80,23 +52,6 @@ impl Node {
             sim.ca_sha256()
         );
         self.write("/proc/cmdline", &cmdline);
-    }
-
-    /// The binary with `args`, in a private mount namespace (a "boot").
-    fn run(&self, args: &[&str], fault: Option<&str>) -> (Output, String) {
-        let mut cmd = Command::new("unshare");
-        cmd.args(["--mount", "--propagation", "private", BIN, "--root"])
-            .arg(&self.root)
-            .args(args);
-        match fault {
-            Some(f) => cmd.env("OVIRT_NODE_REG_FAULT", f),
-            None => cmd.env_remove("OVIRT_NODE_REG_FAULT"),
-        };
-        let out = cmd
-            .output()
-            .expect("unshare runs (apt-get install util-linux)");
-        let err = String::from_utf8_lossy(&out.stderr).into_owned();
-        (out, err)
     }
 
     fn status_json(&self) -> serde_json::Value {
@@ -704,7 +659,7 @@ fn initramfs_stage_stops_after_submitting_and_system_stage_finishes() {
         .unwrap();
     node.token_file(&token.token, 0o600);
     node.set_cmdline(&sim, &format!("ovirt.reg.token_file={TOKEN_FILE}"), 30);
-    let (out, err) = node.run(&["boot", "--stage", "initramfs"], None);
+    let (out, err) = node.run(&["boot", "--stage", "initramfs"]);
     assert!(out.status.success(), "{err}");
     assert!(
         banner(&err)
@@ -717,7 +672,7 @@ fn initramfs_stage_stops_after_submitting_and_system_stage_finishes() {
         0,
         "the initramfs does not wait for approval"
     );
-    let (out, err) = node.run(&["boot", "--stage", "system"], None);
+    let (out, err) = node.run(&["boot", "--stage", "system"]);
     assert!(out.status.success(), "{err}");
     assert!(
         banner(&err).starts_with("ovirt-node-reg: ok, step done"),
@@ -738,7 +693,7 @@ fn initramfs_stage_stops_after_submitting_and_system_stage_finishes() {
         status["cert_not_after"].as_str().unwrap().starts_with("20"),
         "{status}"
     );
-    let (out, err) = node.run(&["boot", "--stage", "later"], None);
+    let (out, err) = node.run(&["boot", "--stage", "later"]);
     assert!(!out.status.success());
     assert!(err.contains("initramfs or system"), "{err}");
 }
@@ -768,7 +723,7 @@ fn reenroll_gets_a_new_certificate_for_the_same_keys() {
     let cert_before = node.read("/config/etc/pki/vdsm/certs/vdsmcert.pem");
     let fp = sim.enrollment(UUID).unwrap().fingerprint;
     std::thread::sleep(Duration::from_millis(1100)); // a new notBefore second
-    let (out, err) = node.run(&["--debug", "reenroll"], None);
+    let (out, err) = node.run(&["--debug", "reenroll"]);
     assert!(out.status.success(), "{err}");
     assert!(
         err.contains("requested by ovirt-node-reg reenroll"),
@@ -795,7 +750,7 @@ fn reenroll_gets_a_new_certificate_for_the_same_keys() {
 
     let fresh = Node::new();
     fresh.set_cmdline(&sim, "", 10);
-    let (out, err) = fresh.run(&["reenroll"], None);
+    let (out, err) = fresh.run(&["reenroll"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("not enrolled yet"), "{err}");
 }

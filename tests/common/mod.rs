@@ -1,0 +1,72 @@
+//! The test node shared by the integration tests: a temporary root tree, and the real binary
+//! run on it as a "boot" in a private mount namespace (the store bind-mounts persisted files;
+//! a fresh namespace also plays the part of a reboot: the next run starts with no mounts).
+#![allow(dead_code)] // each test file uses its own part
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_ovirt-node-reg");
+/// The node's DMI UUID, as vdsm reports it (lower case).
+pub const UUID: &str = "4c4c4544-0042-3510-8052-b4c04f4e3232";
+
+pub struct Node {
+    _dir: tempfile::TempDir,
+    pub root: PathBuf,
+}
+
+impl Node {
+    /// A root tree with a directory store at /config and a DMI UUID.
+    pub fn new() -> Node {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        let node = Node { _dir: dir, root };
+        fs::create_dir_all(node.path("/config")).unwrap();
+        node.write(
+            "/sys/class/dmi/id/product_uuid",
+            &format!("{}\n", UUID.to_uppercase()),
+        );
+        node
+    }
+
+    pub fn path(&self, p: &str) -> PathBuf {
+        self.root.join(p.trim_start_matches('/'))
+    }
+
+    pub fn write(&self, p: &str, text: &str) {
+        let p = self.path(p);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(p, text).unwrap();
+    }
+
+    pub fn read(&self, p: &str) -> String {
+        fs::read_to_string(self.path(p)).unwrap_or_else(|e| panic!("{p}: {e}"))
+    }
+
+    /// The binary with `args` under `--root`, in a fresh private mount namespace, with the
+    /// fault point `fault` armed (or none); its output and its stderr as text.
+    pub fn run_with(&self, args: &[&str], fault: Option<&str>) -> (Output, String) {
+        let mut cmd = Command::new("unshare");
+        cmd.args(["--mount", "--propagation", "private", BIN, "--root"])
+            .arg(&self.root)
+            .args(args);
+        match fault {
+            Some(f) => cmd.env("OVIRT_NODE_REG_FAULT", f),
+            None => cmd.env_remove("OVIRT_NODE_REG_FAULT"),
+        };
+        let out = cmd
+            .output()
+            .expect("unshare runs (apt-get install util-linux)");
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        (out, err)
+    }
+
+    pub fn run(&self, args: &[&str]) -> (Output, String) {
+        self.run_with(args, None)
+    }
+
+    pub fn output(&self, args: &[&str]) -> Output {
+        self.run(args).0
+    }
+}
