@@ -175,6 +175,19 @@ pub struct StepContext<'a> {
     pub debug: bool,
 }
 
+impl<'a> StepContext<'a> {
+    /// A run starting now: `ovirt.reg.timeout` counts from here.
+    fn new(root: &'a Root, loaded: &'a Loaded, store: &'a Store, debug: bool) -> Self {
+        StepContext {
+            root,
+            loaded,
+            store,
+            started: Instant::now(),
+            debug,
+        }
+    }
+}
+
 /// What a step decided.
 enum StepResult {
     Done,
@@ -189,13 +202,7 @@ enum StepResult {
 /// Run the boot flow from the first step not checkpointed. Returns the final status; the
 /// status file is kept up to date on the way.
 pub fn boot(root: &Root, loaded: &Loaded, store: &Store, debug: bool, stage: Stage) -> Status {
-    let ctx = StepContext {
-        root,
-        loaded,
-        store,
-        started: Instant::now(),
-        debug,
-    };
+    let ctx = StepContext::new(root, loaded, store, debug);
     let mut state = State::load(store);
     let mut st = run_steps(&ctx, &mut state, stage.steps());
     if stage == Stage::Initramfs && st.result == Outcome::Ok {
@@ -268,13 +275,7 @@ pub fn reenroll(root: &Root, loaded: &Loaded, store: &Store, debug: bool) -> Sta
 /// `ovirt-node-reg register`: trust and register again on an installed host, because the
 /// operator asked (the only case besides a new engine where `register` is sent again).
 pub fn register(root: &Root, loaded: &Loaded, store: &Store, debug: bool) -> Status {
-    let ctx = StepContext {
-        root,
-        loaded,
-        store,
-        started: Instant::now(),
-        debug,
-    };
+    let ctx = StepContext::new(root, loaded, store, debug);
     let mut state = State::load(store);
     let prepared = prepare_register(&ctx, &mut state);
     if let Err(e) = prepared {
