@@ -19,6 +19,10 @@ BASE_PKGS=(musl-tools musl-dev e2fsprogs util-linux file binutils shellcheck cur
 ROUTE_B_SEC_PKGS=(rustc-web cargo-web rust-web-src)
 ROUTE_B_PKGS=(libunwind-14-dev)
 MUSL_TARGET=x86_64-unknown-linux-musl
+# QEMU boot tests (qemu-tests/src/qemu.rs, shared/docs/qemu-harness.md §1): TCG qemu, the guest
+# kernel (INITRD=No: no /boot/initrd.img is built), busybox for the guest's /init, socat for
+# guestfwd, xz to unpack the kernel's vmlinux.
+QEMU_PKGS=(qemu-system-x86 linux-image-amd64 busybox-static socat xz-utils)
 
 missing() { # print those of "$@" that dpkg does not report as installed
     local p
@@ -30,6 +34,7 @@ missing() { # print those of "$@" that dpkg does not report as installed
 route_a() { rustup target list --installed 2>/dev/null | grep -qx "$MUSL_TARGET"; }
 
 mapfile -t need_base < <(missing "${BASE_PKGS[@]}")
+mapfile -t need_qemu < <(missing "${QEMU_PKGS[@]}")
 need_sec=() need_b=()
 if route_a; then
     log "rustup $MUSL_TARGET target is installed: route A, Debian's rustc-web is not needed"
@@ -39,7 +44,7 @@ else
     mapfile -t need_b < <(missing "${ROUTE_B_PKGS[@]}")
 fi
 
-if [ $((${#need_base[@]} + ${#need_sec[@]} + ${#need_b[@]})) -eq 0 ]; then
+if [ $((${#need_base[@]} + ${#need_sec[@]} + ${#need_b[@]} + ${#need_qemu[@]})) -eq 0 ]; then
     log "apt packages: all present"
 else
     # `-t bookworm-security` needs that suite in the sources; Debian images normally have it
@@ -60,6 +65,10 @@ else
     if [ $((${#need_base[@]} + ${#need_b[@]})) -gt 0 ]; then
         log "installing: ${need_base[*]} ${need_b[*]}"
         "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${need_base[@]}" "${need_b[@]}"
+    fi
+    if [ ${#need_qemu[@]} -gt 0 ]; then
+        log "installing (INITRD=No): ${need_qemu[*]}"
+        "${SUDO[@]}" env INITRD=No apt-get install -y -q --no-install-recommends "${need_qemu[@]}"
     fi
     if [ ${#need_sec[@]} -gt 0 ]; then
         log "installing from bookworm-security: ${need_sec[*]}"

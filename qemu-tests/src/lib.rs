@@ -1,4 +1,4 @@
-//! Engine simulator (and, later, the QEMU harness) for ovirt-node-reg.
+//! Engine simulator and QEMU boot harness ([`qemu`]) for ovirt-node-reg.
 //!
 //! The simulator stands in for the oVirt Engine's registration side: the `host-register`
 //! servlet (protocol v1, ovirt-protocol.md §3), the `pki-resource` servlet and the legacy
@@ -20,6 +20,7 @@ pub mod events;
 pub mod faults;
 pub mod hosts;
 pub mod http;
+pub mod qemu;
 mod router;
 pub mod server;
 pub mod servlet;
