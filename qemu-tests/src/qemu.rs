@@ -57,12 +57,10 @@ mount -t devtmpfs devtmpfs /dev
 mount -t tmpfs -o mode=0755 tmpfs /run
 mount -t tmpfs -o mode=0755 tmpfs /config
 echo "QH-INIT uptime=$(cut -d' ' -f1 /proc/uptime)"
-# max_bonds=0: loading bonding must not create an empty bond0 (dracut does the same); the
-# binary creates the bond= it is given.
+# bonding is loaded plainly, so the kernel makes an empty balance-rr bond0 as on a real
+# node: the binary must give it the mode bond= asks for.
 while read -r m; do
-    opts=
-    case "$m" in */bonding.ko) opts=max_bonds=0 ;; esac
-    insmod "/lib/modules/$m" $opts || echo "QH-MODULE-FAILED $m"
+    insmod "/lib/modules/$m" || echo "QH-MODULE-FAILED $m"
 done < /etc/qh-modules
 echo "QH-MODULES uptime=$(cut -d' ' -f1 /proc/uptime)"
 ip link set lo up

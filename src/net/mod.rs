@@ -329,7 +329,7 @@ impl Run<'_> {
         let name = bond.name.0.as_str();
         let existing = self.nl.link(name)?;
         match existing.as_ref().map(|l| l.kind.as_deref()) {
-            Some(Some("bond")) => {}
+            Some(Some("bond")) => self.check_bond_mode(root, bond, &options)?,
             Some(_) => bail!("bond={bond}: {name} exists and is not a bond"),
             None => {
                 self.nl.create(&NewLink::Bond {
@@ -364,6 +364,53 @@ impl Run<'_> {
         }
         self.up(&master)?;
         Ok((self.must_link(name)?, nics))
+    }
+
+    /// A bond we did not create (the bonding module makes an empty `bond0` when loaded
+    /// without `max_bonds=0`) may be in another mode: set ours while it has no slaves
+    /// (the kernel only allows that then), refuse to change one that is in use.
+    fn check_bond_mode(
+        &mut self,
+        root: &Root,
+        bond: &crate::values::Bond,
+        options: &netlink::BondOptions,
+    ) -> Result<()> {
+        let Some(want) = options.mode else {
+            return Ok(());
+        };
+        let dir = root.join(format!("/sys/class/net/{}/bonding", bond.name));
+        let mode_file = dir.join("mode");
+        let current = std::fs::read_to_string(&mode_file)
+            .with_context(|| format!("reading {}", mode_file.display()))?;
+        // sysfs shows "active-backup 1": the number is the mode.
+        let have = current
+            .split_whitespace()
+            .nth(1)
+            .and_then(|n| n.parse::<u8>().ok());
+        if have == Some(want) {
+            return Ok(());
+        }
+        let slaves = std::fs::read_to_string(dir.join("slaves")).unwrap_or_default();
+        if !slaves.trim().is_empty() {
+            bail!(
+                "bond={bond}: {} is in use in mode {} with slaves {}; refusing to change it",
+                bond.name,
+                current.trim(),
+                slaves.trim()
+            );
+        }
+        let link = self.must_link(&bond.name.0)?;
+        let down = LinkChange {
+            up: Some(false),
+            ..Default::default()
+        };
+        self.nl.set_link(link.index, &down)?;
+        std::fs::write(&mode_file, want.to_string())
+            .with_context(|| format!("setting mode {want} in {}", mode_file.display()))?;
+        let what = format!("set {} to mode {want}", bond.name);
+        info!("{what}");
+        self.changes.push(what);
+        Ok(())
     }
 
     fn ensure_vlan(&mut self, parent: &Link, id: u16) -> Result<Link> {
