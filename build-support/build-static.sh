@@ -14,7 +14,8 @@ OUT=target/static/$PKG
 if rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
     echo "[build-static] route A: rustup $(rustc --version) + $TARGET rust-std"
     cargo build --locked -p "$PKG" --profile "$PROFILE" --target "$TARGET"
-    BUILT=target/$TARGET/$PROFILE/$PKG
+    # Tests and developers may point cargo elsewhere; the output goes where cargo put it.
+    BUILT=${CARGO_TARGET_DIR:-target}/$TARGET/$PROFILE/$PKG
 else
     echo "[build-static] route B: Debian $(/usr/bin/rustc --version) + -Zbuild-std + musl-gcc"
     command -v musl-gcc >/dev/null || { echo "musl-gcc missing: run build-support/setup.sh" >&2; exit 1; }
