@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the shipped binary: fully static musl, profile min-z -> target/static/ovirt-node-reg.
-# Route A: rustup's musl target, when it is already installed (never `rustup target add`).
+# Route A: rustup's musl target, when it is already installed (never downloading a target with rustup).
 # Route B: Debian rustc-web + rust-web-src + -Zbuild-std + musl-gcc (shared/docs/toolchain.md §3).
 # The route B settings live here, not in .cargo/config.toml, so plain `cargo test` stays gnu.
 set -euo pipefail

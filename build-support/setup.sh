@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepare a Debian 12 machine to build and test ovirt-node-reg (see shared/docs/toolchain.md).
 # Idempotent and non-interactive: a second run only checks and returns within a second or two.
-# It never downloads a Rust toolchain (no `rustup target add`): where the rustup musl target is
+# It never downloads a Rust toolchain (never a rustup download of a target): where the rustup musl target is
 # absent it installs route B (Debian's rustc-web + std sources) from bookworm-security instead.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
