@@ -1,8 +1,39 @@
-//! Logging: `log` + `simplelog` to stderr and, in early boot, to the kernel log
-//! (`/dev/kmsg`), where the console and the journal pick it up.
+//! Logging: `log` records to stderr and, in early boot, to the kernel log (`/dev/kmsg`),
+//! where the console and the journal pick them up. A few lines of our own instead of a
+//! logging crate: the size budget (2.5 MiB) needed the room for RSA keys.
 
-use simplelog::{CombinedLogger, ConfigBuilder, LevelFilter, SharedLogger, WriteLogger};
-use std::fs::OpenOptions;
+use log::{LevelFilter, Log, Metadata, Record};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::sync::Mutex;
+
+struct Logger {
+    level: LevelFilter,
+    kmsg: Option<Mutex<File>>,
+}
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata) -> bool {
+        metadata.level() <= self.level
+    }
+
+    fn log(&self, record: &Record) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        // No timestamps: the kernel log and the journal add their own, and the local time
+        // offset is unknown in early boot. One write per line keeps lines whole.
+        let line = format!("[{}] {}\n", record.level(), record.args());
+        let _ = std::io::stderr().write_all(line.as_bytes());
+        if let Some(kmsg) = &self.kmsg {
+            if let Ok(mut f) = kmsg.lock() {
+                let _ = f.write_all(format!("ovirt-node-reg: {line}").as_bytes());
+            }
+        }
+    }
+
+    fn flush(&self) {}
+}
 
 /// Start logging. `debug` lowers the level; `kmsg` adds `/dev/kmsg` when it can be opened.
 pub fn init(debug: bool, kmsg: bool) {
@@ -11,20 +42,18 @@ pub fn init(debug: bool, kmsg: bool) {
     } else {
         LevelFilter::Info
     };
-    // No timestamps: the kernel log and the journal add their own, and reading the local
-    // UTC offset is unreliable in early boot.
-    let config = ConfigBuilder::new()
-        .set_time_level(LevelFilter::Off)
-        .set_target_level(LevelFilter::Off)
-        .set_thread_level(LevelFilter::Off)
-        .build();
-    let mut loggers: Vec<Box<dyn SharedLogger>> =
-        vec![WriteLogger::new(level, config.clone(), std::io::stderr())];
-    if kmsg {
-        if let Ok(f) = OpenOptions::new().write(true).open(crate::paths::DEV_KMSG) {
-            loggers.push(WriteLogger::new(level, config, f));
-        }
-    }
+    let kmsg = kmsg
+        .then(|| {
+            OpenOptions::new()
+                .write(true)
+                .open(crate::paths::DEV_KMSG)
+                .ok()
+        })
+        .flatten()
+        .map(Mutex::new);
+    let logger = Box::leak(Box::new(Logger { level, kmsg }));
     // A second init (tests) keeps the first logger; that is fine.
-    let _ = CombinedLogger::init(loggers);
+    if log::set_logger(logger).is_ok() {
+        log::set_max_level(level);
+    }
 }

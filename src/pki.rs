@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use rcgen::{CertificateParams, DistinguishedName, DnType, KeyPair, PublicKeyData as _};
 use rustls::client::danger::ServerCertVerifier as _;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
@@ -41,6 +41,18 @@ impl std::fmt::Debug for HostKey {
     }
 }
 
+/// RSA-2048 for engines that need it: ring cannot generate RSA keys but signs with them, so
+/// the `rsa` crate only generates the key (PKCS#8) and ring does every signature.
+fn rsa_key() -> Result<KeyPair> {
+    use rsa::pkcs8::EncodePrivateKey;
+    let key =
+        rsa::PrivateKey::new(&mut getrandom::SysRng, 2048).context("generating an RSA-2048 key")?;
+    let der = key.to_pkcs8_der().context("encoding the RSA key")?;
+    let pkcs8 = rustls::pki_types::PrivatePkcs8KeyDer::from(der.as_bytes());
+    KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_RSA_SHA256)
+        .context("loading the RSA key for signing")
+}
+
 impl HostKey {
     /// A fresh key of the configured type (`ovirt.reg.key`).
     pub fn generate(kind: KeyType) -> Result<HostKey> {
@@ -51,7 +63,7 @@ impl HostKey {
                 Ok(HostKey { key })
             }
             // ring cannot generate RSA keys; another generator would not fit the size budget yet.
-            KeyType::Rsa => bail!("rsa keys are not built into this binary yet"),
+            KeyType::Rsa => Ok(HostKey { key: rsa_key()? }),
         }
     }
 

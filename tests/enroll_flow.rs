@@ -231,16 +231,35 @@ fn a_readable_token_file_is_refused_before_anything_is_submitted() {
 }
 
 #[test]
-fn rsa_keys_are_refused_clearly() {
+fn rsa_keys_enrol_for_engines_that_need_them() {
     let sim = start(SimConfig::default());
     let node = Node::new();
-    let (out, err) = node.boot(&sim, "ovirt.reg.key=rsa", 10, None);
-    assert_eq!(out.status.code(), Some(1), "{err}");
+    let token = sim
+        .create_token(Duration::from_secs(600), Some(UUID))
+        .unwrap();
+    node.token_file(&token.token, 0o600);
+    let args = format!("ovirt.reg.key=rsa ovirt.reg.token_file={TOKEN_FILE}");
+    let (out, err) = node.boot(&sim, &args, 30, None);
+    assert!(out.status.success(), "{err}");
     assert!(
-        banner(&err).contains("FAILED at step csr_submitted: ovirt.reg.key=rsa: rsa keys are not built into this binary yet"),
+        banner(&err).starts_with("ovirt-node-reg: ok, step done"),
         "{err}"
     );
-    assert_eq!(count(&sim, "submit-csr"), 0);
+    for cert in [
+        "/etc/pki/vdsm/certs/vdsmcert.pem",
+        "/etc/pki/vdsm/libvirt-migrate/server-cert.pem",
+    ] {
+        let text = Command::new("openssl")
+            .args(["x509", "-noout", "-text", "-in"])
+            .arg(node.path(&format!("/config{cert}")))
+            .output()
+            .expect("openssl runs (apt-get install openssl)");
+        let text = String::from_utf8_lossy(&text.stdout);
+        assert!(
+            text.contains("rsaEncryption") && text.contains("2048 bit"),
+            "{cert}: {text}"
+        );
+    }
 }
 
 #[test]
