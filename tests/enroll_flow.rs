@@ -6,18 +6,15 @@
 //! Each run is a "boot" in a private mount namespace with a short `ovirt.reg.timeout`.
 
 use std::fs;
-use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+use qemu_tests::vdsm_check::stand_in_vdsm;
 use qemu_tests::{Event, Handle, SimConfig, Simulator};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 mod common;
 use common::{Node, BIN, UUID};
@@ -95,13 +92,18 @@ fn count(sim: &Handle, command: &str) -> usize {
 
 /// A node enrolled in one boot with a token file.
 fn enrolled() -> (Handle, Node) {
+    enrolled_with("")
+}
+
+/// The same, with more kernel arguments.
+fn enrolled_with(args: &str) -> (Handle, Node) {
     let sim = start(SimConfig::default());
     let node = Node::new();
     let token = sim
         .create_token(Duration::from_secs(600), Some(UUID))
         .unwrap();
     node.token_file(&token.token, 0o600);
-    let arg = format!("ovirt.reg.token_file={TOKEN_FILE}");
+    let arg = format!("ovirt.reg.token_file={TOKEN_FILE} {args}");
     let (out, err) = node.boot(&sim, &arg, 30, None);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -232,19 +234,7 @@ fn a_readable_token_file_is_refused_before_anything_is_submitted() {
 
 #[test]
 fn rsa_keys_enrol_for_engines_that_need_them() {
-    let sim = start(SimConfig::default());
-    let node = Node::new();
-    let token = sim
-        .create_token(Duration::from_secs(600), Some(UUID))
-        .unwrap();
-    node.token_file(&token.token, 0o600);
-    let args = format!("ovirt.reg.key=rsa ovirt.reg.token_file={TOKEN_FILE}");
-    let (out, err) = node.boot(&sim, &args, 30, None);
-    assert!(out.status.success(), "{err}");
-    assert!(
-        banner(&err).starts_with("ovirt-node-reg: ok, step done"),
-        "{err}"
-    );
+    let (_sim, node) = enrolled_with("ovirt.reg.key=rsa");
     for cert in [
         "/etc/pki/vdsm/certs/vdsmcert.pem",
         "/etc/pki/vdsm/libvirt-migrate/server-cert.pem",
@@ -455,10 +445,11 @@ fn openssl_verifies_the_installed_chains() {
 fn the_engine_reaches_the_installed_vdsm_over_mtls() {
     let (sim, node) = enrolled();
     let read = |p: &str| node.read(&format!("/config/etc/pki/vdsm/{p}"));
+    // The stand-in loads only the installed files.
     let (addr, vdsm) = stand_in_vdsm(
-        &read("certs/vdsmcert.pem"),
-        &read("keys/vdsmkey.pem"),
-        &read("certs/cacert.pem"),
+        pem_der(&read("certs/vdsmcert.pem")),
+        pem_der(&read("keys/vdsmkey.pem")),
+        pem_der(&read("certs/cacert.pem")),
     );
     assert_eq!(sim.check_vdsm(UUID, Some(addr)), Ok(()));
     assert_eq!(vdsm.join().unwrap(), Ok(()));
@@ -613,60 +604,6 @@ fn pem_der(pem: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(b64)
         .unwrap()
-}
-
-/// Serves one TLS connection with the installed certificate and key, requiring a client
-/// certificate from the installed CA, as vdsm does; returns its address and its verdict.
-fn stand_in_vdsm(
-    cert: &str,
-    key: &str,
-    ca: &str,
-) -> (SocketAddr, thread::JoinHandle<Result<(), String>>) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from(pem_der(ca))).unwrap();
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .unwrap();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pem_der(key)));
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![CertificateDer::from(pem_der(cert))], key)
-        .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    (
-        addr,
-        thread::spawn(move || serve_one(&listener, Arc::new(cfg))),
-    )
-}
-
-fn serve_one(listener: &TcpListener, cfg: Arc<rustls::ServerConfig>) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut tcp = loop {
-        match listener.accept() {
-            Ok((s, _)) => break s,
-            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(e.to_string()),
-        }
-    };
-    tcp.set_nonblocking(false).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    let mut conn = rustls::ServerConnection::new(cfg).map_err(|e| e.to_string())?;
-    let mut stream = rustls::Stream::new(&mut conn, &mut tcp);
-    let mut buf = [0u8; 64];
-    // Reading drives the handshake; Ok(0) is the engine's close_notify.
-    let read = stream.read(&mut buf).map_err(|e| e.to_string());
-    conn.send_close_notify();
-    let _ = conn.complete_io(&mut tcp);
-    read.map(|_| ())
 }
 
 #[test]

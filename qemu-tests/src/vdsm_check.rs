@@ -93,3 +93,60 @@ fn past(deadline: Instant) -> Result<()> {
     }
     Ok(())
 }
+
+/// The host side of [`check_vdsm`] for tests: a one-connection TLS listener on loopback that
+/// presents `cert_der` with `key_pkcs8_der` and requires a client certificate issued by
+/// `client_ca_der`, as vdsm does. The thread ends with the outcome of that one connection
+/// (bounded: 10 s to be reached, 5 s to read).
+pub fn stand_in_vdsm(
+    cert_der: Vec<u8>,
+    key_pkcs8_der: Vec<u8>,
+    client_ca_der: Vec<u8>,
+) -> (SocketAddr, std::thread::JoinHandle<Result<(), String>>) {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from(client_ca_der)).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
+    )
+    .build()
+    .unwrap();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key_pkcs8_der));
+    let cfg = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(vec![CertificateDer::from(cert_der)], key)
+        .unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let serve = std::thread::spawn(move || serve_one(&listener, Arc::new(cfg)));
+    (addr, serve)
+}
+
+fn serve_one(
+    listener: &std::net::TcpListener,
+    cfg: Arc<rustls::ServerConfig>,
+) -> std::result::Result<(), String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut tcp = loop {
+        match listener.accept() {
+            Ok((s, _)) => break s,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) => return Err(e.to_string()),
+        }
+    };
+    tcp.set_nonblocking(false).map_err(|e| e.to_string())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(5)))
+        .map_err(|e| e.to_string())?;
+    let mut conn = rustls::ServerConnection::new(cfg).map_err(|e| e.to_string())?;
+    let mut stream = rustls::Stream::new(&mut conn, &mut tcp);
+    let mut buf = [0u8; 64];
+    // Reading drives the handshake; Ok(0) is the engine's close_notify.
+    let read = stream.read(&mut buf).map_err(|e| e.to_string());
+    conn.send_close_notify();
+    let _ = conn.complete_io(&mut tcp);
+    read.map(|_| ())
+}

@@ -2,16 +2,13 @@
 //! submit / poll over verified TLS, approval by admin or token, rejection, renewal, and the
 //! mTLS check against a tiny stand-in vdsm. Loopback only; every wait is bounded.
 
-use std::io::Read as _;
-use std::net::{SocketAddr, TcpListener};
-use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use qemu_tests::client::{Client, Reply};
+use qemu_tests::vdsm_check::stand_in_vdsm;
 use qemu_tests::{Handle, HostStatus, SimConfig, Simulator};
 use rcgen::{CertificateParams, DnType, KeyPair, PublicKeyData as _};
-use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use rustls::pki_types::{pem::PemObject, CertificateDer};
 use serde_json::Value;
 use x509_parser::prelude::*;
 
@@ -392,58 +389,6 @@ fn check_key(cert_der: &[u8], key: &KeyPair) {
     );
 }
 
-/// A stand-in vdsm: serves one TLS connection with `cert`/`key`, requiring a client
-/// certificate from `client_ca`; returns its address and the join handle with its verdict.
-fn stand_in_vdsm(
-    cert: Vec<u8>,
-    key: &KeyPair,
-    client_ca: Vec<u8>,
-) -> (SocketAddr, thread::JoinHandle<Result<(), String>>) {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(CertificateDer::from(client_ca)).unwrap();
-    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-        Arc::new(roots),
-        provider.clone(),
-    )
-    .build()
-    .unwrap();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(vec![CertificateDer::from(cert)], key)
-        .unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let t = thread::spawn(move || serve_one(&listener, Arc::new(cfg)));
-    (addr, t)
-}
-
-fn serve_one(listener: &TcpListener, cfg: Arc<rustls::ServerConfig>) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut tcp = loop {
-        match listener.accept() {
-            Ok((s, _)) => break s,
-            Err(_) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-            Err(e) => return Err(e.to_string()),
-        }
-    };
-    tcp.set_nonblocking(false).map_err(|e| e.to_string())?;
-    tcp.set_read_timeout(Some(Duration::from_secs(5)))
-        .map_err(|e| e.to_string())?;
-    let mut conn = rustls::ServerConnection::new(cfg).map_err(|e| e.to_string())?;
-    let mut stream = rustls::Stream::new(&mut conn, &mut tcp);
-    let mut buf = [0u8; 64];
-    // Reading drives the handshake; Ok(0) is the engine's close_notify.
-    let read = stream.read(&mut buf).map_err(|e| e.to_string());
-    conn.send_close_notify();
-    let _ = conn.complete_io(&mut tcp);
-    read.map(|_| ())
-}
-
 #[test]
 fn engine_reaches_the_enrolled_host_over_mtls() {
     let (sim, c) = start(SimConfig::default());
@@ -454,12 +399,12 @@ fn engine_reaches_the_enrolled_host_over_mtls() {
     let cert = der(&v["vdsm_cert"]);
     let ca = der(&v["ca"]);
 
-    let (addr, vdsm) = stand_in_vdsm(cert.clone(), &host.vdsm_key, ca.clone());
+    let (addr, vdsm) = stand_in_vdsm(cert.clone(), host.vdsm_key.serialize_der(), ca.clone());
     assert_eq!(sim.check_vdsm(ID, Some(addr)), Ok(()));
     assert_eq!(vdsm.join().unwrap(), Ok(()));
 
     // Same, through the admin API.
-    let (addr, vdsm) = stand_in_vdsm(cert.clone(), &host.vdsm_key, ca.clone());
+    let (addr, vdsm) = stand_in_vdsm(cert.clone(), host.vdsm_key.serialize_der(), ca.clone());
     let body = format!(r#"{{"connect":"{addr}"}}"#);
     let r = c
         .post(&format!("/admin/hosts/{ID}/check-vdsm"), &body)
@@ -472,14 +417,18 @@ fn engine_reaches_the_enrolled_host_over_mtls() {
         .unwrap()
         .self_signed(&host.vdsm_key)
         .unwrap();
-    let (addr, vdsm) = stand_in_vdsm(stranger.der().to_vec(), &host.vdsm_key, ca.clone());
+    let (addr, vdsm) = stand_in_vdsm(
+        stranger.der().to_vec(),
+        host.vdsm_key.serialize_der(),
+        ca.clone(),
+    );
     let err = sim.check_vdsm(ID, Some(addr)).unwrap_err();
     assert!(err.contains("TLS handshake"), "{err}");
     let _ = vdsm.join();
 
     // A host that does not trust the engine's CA refuses the engine's client certificate.
     let other = der(&serde_json::Value::String(sim.other_ca_pem()));
-    let (addr, vdsm) = stand_in_vdsm(cert, &host.vdsm_key, other);
+    let (addr, vdsm) = stand_in_vdsm(cert, host.vdsm_key.serialize_der(), other);
     assert!(sim.check_vdsm(ID, Some(addr)).is_err());
     assert!(vdsm.join().unwrap().is_err());
     let log: Vec<String> = sim.events().into_iter().filter_map(|e| e.detail).collect();
