@@ -417,7 +417,7 @@ fn run_step(ctx: &StepContext, state: &mut State, step: Step) -> Result<StepResu
     match step {
         Step::Configured => configured(ctx, state),
         Step::NetworkUp => network_up(ctx),
-        Step::ClockOk => clock_ok(ctx),
+        Step::ClockOk => clock_ok(ctx, state),
         Step::EngineTrusted => engine_trusted(ctx, state),
         Step::Registered => registered(ctx, state),
         Step::CsrSubmitted => csr_submitted(ctx, state),
@@ -615,25 +615,16 @@ fn host_info(ctx: &StepContext, state: &State) -> Result<HostInfo> {
 /// `clock_ok`: every boot, before any certificate is checked. The worker measures the
 /// offset (SNTP to `ntp=`, else the engine's `Date`); the parent sets the clock, never below
 /// the build time. Under `--root` the machine's clock is left alone (dry run).
-fn clock_ok(ctx: &StepContext) -> Result<StepResult> {
+fn clock_ok(ctx: &StepContext, state: &State) -> Result<StepResult> {
     let net = &ctx.loaded.config.net;
     let ntp = if net.ntp_off {
         Vec::new()
     } else {
         net.ntp.iter().map(|h| h.to_string()).collect()
     };
-    let engine = ctx
-        .loaded
-        .config
-        .reg
-        .engine
-        .as_ref()
-        .context("no engine configured")?;
+    // `configured` has recorded the engine in the state (state.engine) for every later step.
     let job = Job::Clock {
-        net: Net {
-            engine: format!("{}:{}", engine.host, ctx.loaded.config.engine_port()),
-            ..net_settings(ctx, &State::default())
-        },
+        net: net_settings(ctx, state),
         ntp,
     };
     let Reply::Clock { observation, error } = worker::run(&job, ctx.debug)? else {
