@@ -21,8 +21,11 @@ ROUTE_B_PKGS=(libunwind-14-dev)
 MUSL_TARGET=x86_64-unknown-linux-musl
 # QEMU boot tests (qemu-tests/src/qemu.rs, shared/docs/qemu-harness.md §1): TCG qemu, the guest
 # kernel (INITRD=No: no /boot/initrd.img is built), busybox for the guest's /init, socat for
-# guestfwd, xz to unpack the kernel's vmlinux.
-QEMU_PKGS=(qemu-system-x86 linux-image-amd64 busybox-static socat xz-utils)
+# guestfwd, xz to unpack the kernel's vmlinux; dracut (+ network) for the dracut initramfs of the
+# module (it replaces initramfs-tools, harmless on a build machine), cpio and kmod (depmod,
+# modprobe --show-depends) for image/mkinitrd-min.sh, e2tools to read the guest's config disk.
+QEMU_PKGS=(dracut dracut-network qemu-system-x86 linux-image-amd64 busybox-static socat xz-utils
+    cpio kmod e2tools)
 
 missing() { # print those of "$@" that dpkg does not report as installed
     local p
