@@ -1,37 +1,42 @@
 //! The minimal direct-kernel QEMU harness (shared/docs/qemu-harness.md, Recipe A).
 //!
-//! One boot: the static `target/static/ovirt-node-reg` (built by
-//! `build-support/build-static.sh`) and busybox-static in a hand-made cpio initramfs, the host's
-//! Debian kernel as an uncompressed `vmlinux` booted through its PVH note, TCG (never KVM unless
-//! `QH_ACCEL=kvm`), user-mode networking with `restrict=on` and a `guestfwd` per NIC from
-//! `10.0.2.100:PORT` to the simulator on `127.0.0.1:PORT` (the guest reaches nothing else), the
-//! serial console in a file, a hard timeout. QEMU exits 0 even after a kernel panic, so callers
-//! judge a boot by the markers the guest's `/init` prints ([`Boot`]) and by the simulator's
-//! events, never by QEMU's exit code.
+//! One boot: an initramfs made by `image/mkinitrd-min.sh` (the only builder; cached by the hash
+//! of its inputs in `target/qemu-cache`) from the static `target/static/ovirt-node-reg` (built by
+//! `build-support/build-static.sh`, or `QH_BIN`), busybox-static and the Debian kernel's
+//! modules; that kernel as an uncompressed `vmlinux` booted through its PVH note; TCG (never KVM
+//! unless `QH_ACCEL=kvm`); user-mode networking with `restrict=on` and a `guestfwd` per NIC from
+//! `10.0.2.100:PORT` to the simulator on `127.0.0.1:PORT` (the guest reaches nothing else); an
+//! optional config disk ([`Disk`], ext4 labelled `CONFIG`); the serial console in a file; a hard
+//! timeout after which the harness kills QEMU itself. At most [`MAX_VMS`] boots run at once.
+//! QEMU exits 0 even after a kernel panic, so callers judge a boot by what the guest printed
+//! ([`Boot`]), the disk and the simulator's events, never by QEMU's exit code.
 //!
-//! The guest's `/init` (busybox sh, [`INIT`]) mounts proc/sys/dev/run, a tmpfs on `/config`
-//! (the store), loads the modules, runs `ovirt-node-reg --kmsg boot` (which reads the kernel
-//! command line), prints `QH-EXIT rc=N`, `ovirt-node-reg status --json`, the links it sees and
-//! the clock, then powers off.
+//! Two images ([`Image`]):
+//! * [`Image::Pid1`]: the binary itself is `/init` (its PID-1 mode); the harness adds
+//!   `ovirt.reg.poweroff` so it powers off when done; the store is the config disk.
+//! * [`Image::ScriptInit`]: busybox sh is `/init` ([`INIT`]): it mounts proc/sys/dev/run, a tmpfs
+//!   on `/config` (the store), runs the image's pre-init (the modules), runs
+//!   `ovirt-node-reg --kmsg boot`, prints `QH-EXIT rc=N`, `ovirt-node-reg status --json`, the
+//!   links it sees and the clock, then powers off. The VLAN and bond tests read those links.
 //!
 //! Missing host tools are errors that name the Debian package (`build-support/setup.sh`
 //! installs them all): a boot test never skips.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 
 pub use crate::config::GUEST_ENGINE_ADDR;
 
-/// Modules the guest loads, with everything they depend on (resolved from the kernel's
-/// `modules.dep`). ext4 and crc32c for the config disk of later scenarios (doc §2).
+/// Modules the guest loads (`mkinitrd-min.sh --modules`, which adds their `modules.dep`
+/// closure): virtio, the bridge, VLANs and bonds, ext4 and crc32c for the config disk (doc §2).
 pub const MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_net",
@@ -47,7 +52,10 @@ pub const MODULES: &[&str] = &[
 pub const EXIT_MARKER: &str = "QH-EXIT rc=";
 pub const DONE_MARKER: &str = "QH-DONE";
 
-/// The guest's PID 1 (busybox sh). The binary's PID-1 mode is a later issue.
+/// QEMU boots at once, at most (the machine has 2 cores; doc §4: one VM per core).
+pub const MAX_VMS: usize = 2;
+
+/// The busybox sh `/init` of [`Image::ScriptInit`].
 pub const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox mkdir -p /bin /sbin /usr/bin /usr/sbin /proc /sys /dev /run /tmp /config
 /bin/busybox --install -s
@@ -59,9 +67,7 @@ mount -t tmpfs -o mode=0755 tmpfs /config
 echo "QH-INIT uptime=$(cut -d' ' -f1 /proc/uptime)"
 # bonding is loaded plainly, so the kernel makes an empty balance-rr bond0 as on a real
 # node: the binary must give it the mode bond= asks for.
-while read -r m; do
-    insmod "/lib/modules/$m" || echo "QH-MODULE-FAILED $m"
-done < /etc/qh-modules
+/etc/ovirt-node-reg/pre-init || echo "QH-MODULE-FAILED"
 echo "QH-MODULES uptime=$(cut -d' ' -f1 /proc/uptime)"
 ip link set lo up
 echo "QH-CLOCK-BEFORE $(date -u +%s)"
@@ -171,6 +177,12 @@ pub fn host() -> Result<Host> {
             );
             let socat = need("socat", "socat")?;
             need("xz", "xz-utils")?;
+            need("cpio", "cpio")?;
+            need("depmod", "kmod")?;
+            need("mkfs.ext4", "e2fsprogs")?;
+            need("debugfs", "e2fsprogs")?;
+            need("e2fsck", "e2fsprogs")?;
+            need("e2ls", "e2tools")?;
             Ok(Host {
                 qemu,
                 kver,
@@ -350,165 +362,40 @@ pub fn vmlinux(kver: &str) -> Result<PathBuf> {
     Ok(out)
 }
 
-/// `modules.dep` closure of `wanted`, dependencies first (paths relative to /lib/modules/K).
-pub fn module_load_order(kver: &str, wanted: &[&str]) -> Result<Vec<String>> {
-    let base = PathBuf::from(format!("/lib/modules/{kver}"));
-    let dep = fs::read_to_string(base.join("modules.dep"))
-        .with_context(|| format!("reading {}/modules.dep", base.display()))?;
-    let name_of = |path: &str| -> String {
-        let file = path.rsplit('/').next().unwrap_or(path);
-        file.split(".ko").next().unwrap_or(file).replace('-', "_")
-    };
-    let mut deps: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
-    for line in dep.lines() {
-        let Some((m, rest)) = line.split_once(':') else {
-            continue;
-        };
-        deps.insert(
-            name_of(m),
-            (
-                m.to_string(),
-                rest.split_whitespace().map(name_of).collect(),
-            ),
-        );
-    }
-    fn visit(
-        n: &str,
-        deps: &BTreeMap<String, (String, Vec<String>)>,
-        seen: &mut BTreeSet<String>,
-        order: &mut Vec<String>,
-    ) -> Result<()> {
-        if !seen.insert(n.to_string()) {
-            return Ok(());
-        }
-        let (path, ds) = deps
-            .get(n)
-            .with_context(|| format!("module {n} is not in modules.dep (built in?)"))?;
-        for d in ds {
-            visit(d, deps, seen, order)?;
-        }
-        order.push(path.clone());
-        Ok(())
-    }
-    let (mut seen, mut order) = (BTreeSet::new(), Vec::new());
-    for w in wanted {
-        visit(&w.replace('-', "_"), &deps, &mut seen, &mut order)?;
-    }
-    for p in &order {
-        ensure!(
-            p.ends_with(".ko"),
-            "{p}: compressed modules are not supported (busybox insmod needs plain .ko)"
-        );
-    }
-    Ok(order)
-}
-
-/// A newc cpio archive, written by hand (no cpio tool needed).
-#[derive(Default)]
-pub struct Cpio {
-    buf: Vec<u8>,
-    ino: u32,
-    dirs: BTreeSet<String>,
-}
-
-impl Cpio {
-    fn entry(&mut self, name: &str, mode: u32, data: &[u8]) {
-        self.ino += 1;
-        // ino mode uid gid nlink mtime filesize devmajor devminor rdevmajor rdevminor namesize
-        // check: owned by root, mtime 0 (reproducible).
-        let fields = [
-            self.ino,
-            mode,
-            0,
-            0,
-            1,
-            0,
-            u32::try_from(data.len()).expect("cpio member under 4 GiB"),
-            0,
-            0,
-            0,
-            0,
-            u32::try_from(name.len() + 1).expect("short name"),
-            0,
-        ];
-        let mut header = String::from("070701");
-        for f in fields {
-            header.push_str(&format!("{f:08x}"));
-        }
-        self.buf.extend_from_slice(header.as_bytes());
-        self.buf.extend_from_slice(name.as_bytes());
-        self.buf.push(0);
-        self.pad();
-        self.buf.extend_from_slice(data);
-        self.pad();
-    }
-
-    fn pad(&mut self) {
-        while !self.buf.len().is_multiple_of(4) {
-            self.buf.push(0);
-        }
-    }
-
-    /// A directory and its parents (names without a leading slash).
-    pub fn dir(&mut self, name: &str) {
-        let mut path = String::new();
-        for part in name.split('/').filter(|p| !p.is_empty()) {
-            if !path.is_empty() {
-                path.push('/');
-            }
-            path.push_str(part);
-            if self.dirs.insert(path.clone()) {
-                let p = path.clone();
-                self.entry(&p, 0o040755, &[]);
-            }
-        }
-    }
-
-    pub fn file(&mut self, name: &str, mode: u32, data: &[u8]) {
-        if let Some((parent, _)) = name.rsplit_once('/') {
-            self.dir(parent);
-        }
-        self.entry(name, 0o100000 | mode, data);
-    }
-
-    pub fn finish(mut self) -> Vec<u8> {
-        self.entry("TRAILER!!!", 0, &[]);
-        self.buf
-    }
-}
-
-/// The initramfs for `kver` with `bin` as `/usr/sbin/ovirt-node-reg` (uncompressed: the
-/// kernel unpacks it faster than a gzip one under TCG).
-pub fn initramfs(host: &Host, bin: &Path) -> Result<Vec<u8>> {
-    let kver = &host.kver;
-    let mut c = Cpio::default();
-    for d in [
-        "bin", "sbin", "usr/bin", "usr/sbin", "etc", "proc", "sys", "dev", "run", "tmp",
-    ] {
-        c.dir(d);
-    }
-    c.file("init", 0o755, INIT.as_bytes());
-    c.file("bin/busybox", 0o755, &fs::read(&host.busybox)?);
-    c.file(
-        "usr/sbin/ovirt-node-reg",
-        0o755,
-        &fs::read(bin).with_context(|| format!("reading {}", bin.display()))?,
-    );
-    let order = module_load_order(kver, MODULES)?;
-    let base = PathBuf::from(format!("/lib/modules/{kver}"));
-    for m in &order {
-        let data = fs::read(base.join(m)).with_context(|| format!("reading module {m}"))?;
-        c.file(&format!("lib/modules/{m}"), 0o644, &data);
-    }
-    let list: String = order.iter().map(|m| format!("{m}\n")).collect();
-    c.file("etc/qh-modules", 0o644, list.as_bytes());
-    Ok(c.finish())
-}
-
 /// The guest's NIC on the user-mode network `n<index>`.
 #[derive(Debug, Clone)]
 pub struct Nic {
     pub mac: String,
+}
+
+/// Which initramfs a boot uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Image {
+    /// The binary is `/init` (PID-1 mode); powers off by itself (`ovirt.reg.poweroff`).
+    Pid1,
+    /// busybox sh is `/init` ([`INIT`]); prints links, addresses, status and clock markers.
+    ScriptInit,
+}
+
+/// A file added to the initramfs (`mkinitrd-min.sh --extra`), e.g. a token file.
+#[derive(Clone)]
+pub struct Extra {
+    pub dst: String,
+    pub data: Vec<u8>,
+    pub mode: u32,
+}
+
+impl std::fmt::Debug for Extra {
+    // The data may be a token: never printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Extra({} {:o}, {} bytes)",
+            self.dst,
+            self.mode,
+            self.data.len()
+        )
+    }
 }
 
 /// One boot to run.
@@ -526,9 +413,16 @@ pub struct Vm {
     /// SMBIOS system UUID: the host id the binary registers with.
     pub uuid: String,
     pub timeout: Duration,
+    pub image: Image,
+    /// Files added to the initramfs.
+    pub extras: Vec<Extra>,
+    /// The config disk (`/dev/vda` in the guest), written in place: boot the same [`Disk`]
+    /// again for the same machine's next boot.
+    pub disk: Option<PathBuf>,
 }
 
 impl Vm {
+    /// A boot of the busybox-`/init` image ([`Image::ScriptInit`]).
     pub fn new(name: &str, engine_port: u16) -> Vm {
         Vm {
             name: name.into(),
@@ -540,7 +434,142 @@ impl Vm {
             rtc_base: None,
             uuid: "4c4c4544-0042-3510-8052-b4c04f4e5131".into(),
             timeout: Duration::from_secs(90),
+            image: Image::ScriptInit,
+            extras: Vec::new(),
+            disk: None,
         }
+    }
+
+    /// A boot of the PID-1 image with `disk` as its config store.
+    pub fn pid1(name: &str, engine_port: u16, disk: &Disk) -> Vm {
+        Vm {
+            image: Image::Pid1,
+            disk: Some(disk.path.clone()),
+            ..Vm::new(name, engine_port)
+        }
+    }
+
+    /// Adds a file to the initramfs.
+    pub fn extra(&mut self, dst: &str, data: &[u8], mode: u32) -> &mut Vm {
+        self.extras.push(Extra {
+            dst: dst.into(),
+            data: data.to_vec(),
+            mode,
+        });
+        self
+    }
+}
+
+/// A config disk: a 64 MB sparse ext4 image labelled `CONFIG`, one per machine (QEMU
+/// write-locks images). Read it only after QEMU has exited.
+#[derive(Debug, Clone)]
+pub struct Disk {
+    pub path: PathBuf,
+}
+
+fn run_tool(cmd: &mut Command) -> Result<std::process::Output> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("running {cmd:?}"))?;
+    Ok(out)
+}
+
+impl Disk {
+    /// An empty store for machine `name` (`target/qemu-disks/<name>.img`, made anew).
+    pub fn new(name: &str) -> Result<Disk> {
+        Disk::make(name, None)
+    }
+
+    /// A store holding the tree `seed` (`mke2fs -d`).
+    pub fn seeded(name: &str, seed: &Path) -> Result<Disk> {
+        Disk::make(name, Some(seed))
+    }
+
+    fn make(name: &str, seed: Option<&Path>) -> Result<Disk> {
+        host()?;
+        let dir = target_dir().join("qemu-disks");
+        fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{name}.img"));
+        let _ = fs::remove_file(&path);
+        fs::File::create(&path)?.set_len(64 << 20)?;
+        let mut cmd = Command::new("mkfs.ext4");
+        cmd.args(["-q", "-F", "-L", "CONFIG"]);
+        if let Some(seed) = seed {
+            cmd.arg("-d").arg(seed);
+        }
+        let out = run_tool(cmd.arg(&path))?;
+        ensure!(
+            out.status.success(),
+            "mkfs.ext4 {}: {}{}",
+            path.display(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(Disk { path })
+    }
+
+    /// A file of the store (`debugfs -R 'cat PATH'`); `None` when it does not exist.
+    pub fn cat(&self, path: &str) -> Result<Option<Vec<u8>>> {
+        let path = format!("/{}", path.trim_start_matches('/'));
+        let out = run_tool(
+            Command::new("debugfs")
+                .arg("-R")
+                .arg(format!("cat \"{path}\""))
+                .arg(&self.path),
+        )?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("not found by ext2_lookup") {
+            return Ok(None);
+        }
+        ensure!(
+            out.status.success() && !err.contains(&format!("{path}:")),
+            "debugfs cat {path} on {}: {err}",
+            self.path.display()
+        );
+        Ok(Some(out.stdout))
+    }
+
+    /// [`Disk::cat`] as text.
+    pub fn read(&self, path: &str) -> Option<String> {
+        self.cat(path)
+            .unwrap_or_else(|e| panic!("{e:#}"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+    }
+
+    /// Names in a directory of the store (`e2ls -a`), sorted, without `.`/`..`.
+    pub fn ls(&self, dir: &str) -> Result<Vec<String>> {
+        let out = run_tool(Command::new("e2ls").arg("-a").arg(format!(
+            "{}:/{}",
+            self.path.display(),
+            dir.trim_start_matches('/')
+        )))?;
+        ensure!(
+            out.status.success(),
+            "e2ls {dir}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter(|n| *n != "." && *n != "..")
+            .map(String::from)
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// `e2fsck -fn`: the guest unmounted the store cleanly and nothing is damaged.
+    pub fn fsck(&self) -> Result<()> {
+        let out = run_tool(Command::new("e2fsck").arg("-fn").arg(&self.path))?;
+        ensure!(
+            out.status.success(),
+            "e2fsck -fn {} ({}):\n{}{}",
+            self.path.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
     }
 }
 
@@ -556,6 +585,7 @@ pub struct Boot {
     pub timed_out: bool,
     /// QEMU's own stderr (not the guest's).
     pub qemu_stderr: String,
+    pub image: Image,
 }
 
 impl Boot {
@@ -570,7 +600,38 @@ impl Boot {
         self.lines(prefix).next()
     }
 
-    /// `ovirt-node-reg`'s exit code, from `QH-EXIT rc=N`.
+    /// Console lines that contain `needle` (the binary prefixes its lines with the uptime).
+    pub fn containing<'a>(&'a self, needle: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.log
+            .lines()
+            .map(|l| l.trim_end_matches('\r'))
+            .filter(move |l| l.contains(needle))
+    }
+
+    /// The binary's final line (`ovirt-node-reg: ok, step done…`, `ovirt-node-reg: FAILED at
+    /// step …`), from `ovirt-node-reg: ` on; the last one if there are several.
+    pub fn banner(&self) -> Option<&str> {
+        self.log
+            .lines()
+            .rev()
+            .filter_map(|l| {
+                let at = l.find("ovirt-node-reg: ")?;
+                let b = l[at..].trim_end_matches('\r');
+                let rest = &b["ovirt-node-reg: ".len()..];
+                [
+                    "ok, step ",
+                    "waiting, step ",
+                    "disabled, step ",
+                    "FAILED at step ",
+                ]
+                .iter()
+                .any(|p| rest.starts_with(p))
+                .then_some(b)
+            })
+            .next()
+    }
+
+    /// `ovirt-node-reg`'s exit code, from `QH-EXIT rc=N` ([`Image::ScriptInit`]).
     pub fn exit_code(&self) -> Option<i32> {
         self.line(EXIT_MARKER)?
             .split_whitespace()
@@ -579,7 +640,7 @@ impl Boot {
             .ok()
     }
 
-    /// `ovirt-node-reg status --json` as printed by the guest.
+    /// `ovirt-node-reg status --json` as printed by the guest ([`Image::ScriptInit`]).
     pub fn status(&self) -> Option<serde_json::Value> {
         let start = self.log.find("QH-STATUS-BEGIN")? + "QH-STATUS-BEGIN".len();
         let end = self.log[start..].find("QH-STATUS-END")? + start;
@@ -598,9 +659,19 @@ impl Boot {
         fields(self.line(prefix)?).get("uptime")?.parse().ok()
     }
 
-    /// A boot that reached the end of `/init` (whatever the binary answered).
+    /// The kernel powered the machine off (`reboot: Power down`), as PID 1 asked.
+    pub fn powered_off(&self) -> bool {
+        self.log.contains("reboot: Power down")
+    }
+
+    /// A boot that ran to its end: [`INIT`] reached `QH-DONE`, or the PID-1 binary printed its
+    /// banner and powered off (whatever the binary answered).
     pub fn completed(&self) -> bool {
-        !self.timed_out && self.line(DONE_MARKER).is_some()
+        !self.timed_out
+            && match self.image {
+                Image::ScriptInit => self.line(DONE_MARKER).is_some(),
+                Image::Pid1 => self.banner().is_some() && self.powered_off(),
+            }
     }
 
     /// The log, for assertion messages (the tail: the whole file stays on disk).
@@ -633,42 +704,141 @@ pub fn fields(line: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-/// The initramfs of this process (built once), in `target/qemu-cache`.
-fn initramfs_file(host: &Host) -> Result<PathBuf> {
-    static FILE: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    FILE.get_or_init(|| {
-        let make = || -> Result<PathBuf> {
-            let bin = static_binary()?;
-            let img = initramfs(host, &bin)?;
-            let dir = target_dir().join("qemu-cache");
-            fs::create_dir_all(&dir)?;
-            // Named by content: concurrent test processes never boot each other's image.
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            std::hash::Hash::hash(&img, &mut h);
-            let out = dir.join(format!(
-                "initramfs-{:016x}.cpio",
-                std::hash::Hasher::finish(&h)
-            ));
-            // Images of earlier builds (an hour old) go.
-            for e in fs::read_dir(&dir)?.flatten() {
-                let name = e.file_name().to_string_lossy().into_owned();
-                let old = e
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(3600));
-                if name.starts_with("initramfs-") && old && e.path() != out {
-                    let _ = fs::remove_file(e.path());
-                }
-            }
-            if !out.is_file() {
-                write_atomic(&out, &img)?;
-            }
-            Ok(out)
-        };
-        make().map_err(|e| format!("{e:#}"))
-    })
-    .clone()
-    .map_err(anyhow::Error::msg)
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The initramfs of `image` with `extras`, built by `image/mkinitrd-min.sh` and kept in
+/// `target/qemu-cache` under the SHA-256 of everything that goes into it (script, binary,
+/// busybox, kernel version, modules, `/init`, extras), so concurrent tests and test processes
+/// never boot each other's image and an unchanged image is not built again.
+pub fn initramfs_file(host: &Host, image: Image, extras: &[Extra]) -> Result<PathBuf> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let bin = static_binary()?;
+    let script = workspace().join("image/mkinitrd-min.sh");
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+    let mut feed = |label: &str, data: &[u8]| {
+        h.update(label.as_bytes());
+        h.update(&(data.len() as u64).to_le_bytes());
+        h.update(data);
+    };
+    feed(
+        "script",
+        &fs::read(&script).with_context(|| format!("reading {}", script.display()))?,
+    );
+    feed(
+        "bin",
+        &fs::read(&bin).with_context(|| format!("reading {}", bin.display()))?,
+    );
+    feed("busybox", &fs::read(&host.busybox)?);
+    feed("kver", host.kver.as_bytes());
+    feed("modules", MODULES.join(" ").as_bytes());
+    if image == Image::ScriptInit {
+        feed("init", INIT.as_bytes());
+    }
+    for e in extras {
+        feed("extra", format!("{} {:o}", e.dst, e.mode).as_bytes());
+        feed("data", &e.data);
+    }
+    let key = hex(h.finish().as_ref());
+    let dir = target_dir().join("qemu-cache");
+    fs::create_dir_all(&dir)?;
+    let out = dir.join(format!("initramfs-{}.img", &key[..24]));
+    // Images of earlier builds (an hour old) go.
+    for e in fs::read_dir(&dir)?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(3600));
+        if name.starts_with("initramfs-") && old && e.path() != out {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+    if out.is_file() {
+        return Ok(out);
+    }
+    let work = tempfile_dir(&dir, &key[..12])?;
+    let result = (|| -> Result<()> {
+        let mut cmd = Command::new("bash");
+        cmd.arg(&script).arg(&bin).arg(&out).args([
+            "--kver",
+            &host.kver,
+            "--modules",
+            &MODULES.join(" "),
+        ]);
+        if image == Image::ScriptInit {
+            let init = work.join("init");
+            fs::write(&init, INIT)?;
+            cmd.arg("--init").arg(&init);
+        }
+        for (i, e) in extras.iter().enumerate() {
+            let src = work.join(format!("extra{i}"));
+            fs::write(&src, &e.data)?;
+            fs::set_permissions(&src, fs::Permissions::from_mode(0o600))?;
+            cmd.arg("--extra")
+                .arg(format!("{}:{}:{:o}", src.display(), e.dst, e.mode));
+        }
+        let started = Instant::now();
+        let o = run_tool(cmd.env("SOURCE_DATE_EPOCH", "0"))?;
+        ensure!(
+            o.status.success(),
+            "image/mkinitrd-min.sh failed ({}):\n{}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        eprintln!(
+            "[qemu] {} in {:.1} s",
+            String::from_utf8_lossy(&o.stdout).trim(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    })();
+    let _ = fs::remove_dir_all(&work);
+    result?;
+    Ok(out)
+}
+
+/// A private scratch directory (0700) under `dir`.
+fn tempfile_dir(dir: &Path, tag: &str) -> Result<PathBuf> {
+    let work = dir.join(format!("work-{tag}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir(&work).with_context(|| format!("creating {}", work.display()))?;
+    fs::set_permissions(&work, fs::Permissions::from_mode(0o700))?;
+    Ok(work)
+}
+
+/// At most [`MAX_VMS`] QEMUs at once in this process.
+struct Slot;
+
+static SLOTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+static TOTAL_MS: Mutex<u128> = Mutex::new(0);
+
+impl Slot {
+    fn take() -> Slot {
+        let (m, cv) = &SLOTS;
+        let mut n = m.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= MAX_VMS {
+            n = cv.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        Slot
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let (m, cv) = &SLOTS;
+        *m.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        cv.notify_one();
+    }
+}
+
+/// QEMU wall time of every boot of this test process so far.
+pub fn total_qemu_time() -> Duration {
+    Duration::from_millis(*TOTAL_MS.lock().unwrap_or_else(|e| e.into_inner()) as u64)
 }
 
 /// Boots `vm` and waits for QEMU to exit, killing it at `vm.timeout`. The console log goes to
@@ -676,13 +846,17 @@ fn initramfs_file(host: &Host) -> Result<PathBuf> {
 pub fn boot(vm: &Vm) -> Result<Boot> {
     let host = host()?;
     let kernel = vmlinux(&host.kver)?;
-    let initrd = initramfs_file(&host)?;
+    let initrd = initramfs_file(&host, vm.image, &vm.extras)?;
     let arts = artifacts_dir();
     fs::create_dir_all(&arts)?;
     let log_path = arts.join(format!("{}.serial.log", vm.name));
     let _ = fs::remove_file(&log_path);
     let err_path = arts.join(format!("{}.qemu-stderr.log", vm.name));
     let accel = std::env::var("QH_ACCEL").unwrap_or_else(|_| "tcg".into());
+    let mut append = format!("console=ttyS0 panic=-1 quiet {}", vm.append.trim());
+    if vm.image == Image::Pid1 {
+        append.push_str(" ovirt.reg.poweroff");
+    }
     let mut cmd = Command::new(&host.qemu);
     cmd.args(["-accel", &accel, "-m", "512", "-smp", "1", "-nodefaults"])
         .args(["-display", "none", "-no-reboot", "-monitor", "none"])
@@ -693,10 +867,14 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
         .arg("-initrd")
         .arg(&initrd)
         .arg("-append")
-        .arg(format!("console=ttyS0 panic=-1 quiet {}", vm.append.trim()))
+        .arg(&append)
         .args(["-uuid", &vm.uuid]);
     if let Some(base) = &vm.rtc_base {
         cmd.arg("-rtc").arg(format!("base={base}"));
+    }
+    if let Some(disk) = &vm.disk {
+        cmd.arg("-drive")
+            .arg(format!("file={},if=virtio,format=raw", disk.display()));
     }
     for (i, nic) in vm.nics.iter().enumerate() {
         // One argument, spaces and all (doc §8.5); restrict=on: only the guestfwd port.
@@ -712,6 +890,7 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);
+    let slot = Slot::take();
     let start = Instant::now();
     let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
     let mut timed_out = false;
@@ -729,6 +908,8 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
         std::thread::sleep(Duration::from_millis(50));
     }
     let elapsed = start.elapsed();
+    drop(slot);
+    *TOTAL_MS.lock().unwrap_or_else(|e| e.into_inner()) += elapsed.as_millis();
     let log = String::from_utf8_lossy(&fs::read(&log_path).unwrap_or_default()).into_owned();
     let qemu_stderr = fs::read_to_string(&err_path).unwrap_or_default();
     let _ = fs::remove_file(&err_path);
@@ -739,6 +920,16 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
             .open(&log_path)
             .and_then(|mut f| write!(f, "\n--- qemu stderr ---\n{qemu_stderr}"));
     }
+    eprintln!(
+        "[qemu] boot {}: {:.2} s QEMU wall time{}",
+        vm.name,
+        elapsed.as_secs_f64(),
+        if timed_out {
+            " (killed at the timeout)"
+        } else {
+            ""
+        }
+    );
     let boot = Boot {
         name: vm.name.clone(),
         log,
@@ -746,6 +937,7 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
         elapsed,
         timed_out,
         qemu_stderr,
+        image: vm.image,
     };
     if timed_out {
         bail!(
@@ -770,20 +962,23 @@ mod tests {
     }
 
     #[test]
-    fn cpio_is_newc() {
-        let mut c = Cpio::default();
-        c.file("a/b", 0o644, b"xyz");
-        let img = c.finish();
-        assert!(img.starts_with(b"070701"));
-        assert_eq!(img.len() % 4, 0);
-        let s = String::from_utf8_lossy(&img);
-        assert!(s.contains("a\0") && s.contains("a/b\0") && s.contains("xyz"));
-        assert!(s.contains("TRAILER!!!\0"));
-    }
-
-    #[test]
     fn marker_fields() {
         let f = fields("name=eth0 kind=nic master=ovirtmgmt");
         assert_eq!(f["master"], "ovirtmgmt");
+    }
+
+    #[test]
+    fn banner_is_found_after_an_uptime_prefix() {
+        let b = Boot {
+            name: "x".into(),
+            log: "[    3.100] ovirt-node-reg: step network_up\r\n[    4.200] ovirt-node-reg: ok, step done\r\nreboot: Power down\n".into(),
+            log_path: PathBuf::new(),
+            elapsed: Duration::ZERO,
+            timed_out: false,
+            qemu_stderr: String::new(),
+            image: Image::Pid1,
+        };
+        assert_eq!(b.banner(), Some("ovirt-node-reg: ok, step done"));
+        assert!(b.completed());
     }
 }
