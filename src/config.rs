@@ -114,6 +114,9 @@ pub struct RegConfig {
     pub key: KeyType,
     pub store: Option<String>,
     pub debug: bool,
+    /// PID-1 mode with nothing to hand over to (no `root=`, no `init=`): power off at the end
+    /// instead of keeping the machine up. For tests, demos and one-shot appliances.
+    pub poweroff: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -145,6 +148,7 @@ impl Default for Config {
                 key: KeyType::Ecdsa,
                 store: None,
                 debug: false,
+                poweroff: false,
             },
             net: NetworkConfig {
                 bootif: None,
@@ -401,6 +405,7 @@ pub static SETTINGS: &[Setting] = &[
         |c| c.reg.store.iter().cloned().collect()
     ),
     flag!("ovirt.reg.debug", reg.debug),
+    flag!("ovirt.reg.poweroff", reg.poweroff),
     opt!("ovirt.reg.nic", [], net.nic),
     val!("ovirt.reg.bridge", net.bridge),
     val!("ovirt.reg.link_timeout", net.link_timeout),
@@ -563,6 +568,15 @@ impl Loaded {
 /// Read every source under `root`: vdsm-reg.conf, /etc/default/ovirt, then the kernel
 /// command line from `cmdline` (a host path; `/proc/cmdline` by default). A missing
 /// configuration file is simply empty; an unreadable command line is an error.
+/// [`load`], with every warning logged.
+pub fn load_warned(root: &crate::paths::Root, cmdline: &std::path::Path) -> anyhow::Result<Loaded> {
+    let loaded = load(root, cmdline)?;
+    for w in &loaded.warnings {
+        log::warn!("{w}");
+    }
+    Ok(loaded)
+}
+
 pub fn load(root: &crate::paths::Root, cmdline: &std::path::Path) -> anyhow::Result<Loaded> {
     use crate::fsutil::read_optional;
     use crate::paths::{DEFAULT_OVIRT, VDSM_REG_CONF};

@@ -205,13 +205,56 @@ pub fn boot(root: &Root, loaded: &Loaded, store: &Store, debug: bool, stage: Sta
     let ctx = StepContext::new(root, loaded, store, debug);
     let mut state = State::load(store);
     let mut st = run_steps(&ctx, &mut state, stage.steps());
-    if stage == Stage::Initramfs && st.result == Outcome::Ok {
+    if stage == Stage::Initramfs && matches!(st.result, Outcome::Ok | Outcome::Running) {
         st.set(
             &st.step.clone(),
             Outcome::Waiting,
             Some("initramfs stage done; `boot --stage system` resumes in the real root".into()),
         );
         publish(root, store, &st);
+    }
+    st
+}
+
+/// Which flow `boot` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    Boot(Stage),
+    Reenroll,
+}
+
+/// `boot` and `reenroll` from the command line: load the settings, open the store and put the
+/// persisted files back, run the flow. Never an error: every failure becomes a status. The
+/// initramfs stage ends by releasing the store so the hand-over to the real root is clean.
+pub fn start(root: &Root, cmdline: &Path, debug: bool, run: Run) -> Status {
+    let opened = crate::config::load_warned(root, cmdline).and_then(|l| {
+        let store =
+            Store::open(root, l.config.reg.store.as_deref()).context("opening the config store")?;
+        Ok((l, store))
+    });
+    let (loaded, store) = match opened {
+        Ok(x) => x,
+        Err(e) => {
+            let mut st = Status::start();
+            st.set("configured", Outcome::Failed, Some(format!("{e:#}")));
+            if let Err(w) = status::write(root, &st) {
+                warn!("cannot write the status file: {w:#}");
+            }
+            return st;
+        }
+    };
+    if let Err(e) = store.restore() {
+        warn!("restoring persisted files: {e:#}");
+    }
+    let debug = debug || loaded.config.reg.debug;
+    let st = match run {
+        Run::Boot(stage) => boot(root, &loaded, &store, debug, stage),
+        Run::Reenroll => reenroll(root, &loaded, &store, debug),
+    };
+    if run == Run::Boot(Stage::Initramfs) {
+        if let Err(e) = store.release() {
+            warn!("releasing the config store for the real root: {e:#}");
+        }
     }
     st
 }

@@ -11,6 +11,7 @@ pub mod flow;
 pub mod fsutil;
 pub mod http;
 pub mod identity;
+pub mod init;
 pub mod install;
 pub mod legacy;
 pub mod logging;

@@ -9,6 +9,8 @@ use std::sync::Mutex;
 
 struct Logger {
     level: LevelFilter,
+    /// Early boot (`--kmsg`, process 1): console lines carry the seconds since boot.
+    early: bool,
     kmsg: Option<Mutex<File>>,
 }
 
@@ -21,10 +23,16 @@ impl Log for Logger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        // No timestamps: the kernel log and the journal add their own, and the local time
-        // offset is unknown in early boot. One write per line keeps lines whole.
+        // No wall-clock time: the kernel log and the journal add their own, and the clock may
+        // be wrong in early boot. On the console (early boot) the seconds since the kernel
+        // started, as the kernel prints them. One write per line keeps lines whole.
         let line = format!("[{}] {}\n", record.level(), record.args());
-        let _ = std::io::stderr().write_all(line.as_bytes());
+        let console = if self.early {
+            format!("[{:9.3}] {line}", crate::init::uptime())
+        } else {
+            line.clone()
+        };
+        let _ = std::io::stderr().write_all(console.as_bytes());
         if let Some(kmsg) = &self.kmsg {
             if let Ok(mut f) = kmsg.lock() {
                 let _ = f.write_all(format!("ovirt-node-reg: {line}").as_bytes());
@@ -35,6 +43,13 @@ impl Log for Logger {
     fn flush(&self) {}
 }
 
+static EARLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether this process logs for early boot (the worker is started the same way).
+pub fn early() -> bool {
+    EARLY.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Start logging. `debug` lowers the level; `kmsg` adds `/dev/kmsg` when it can be opened.
 pub fn init(debug: bool, kmsg: bool) {
     let level = if debug {
@@ -42,6 +57,7 @@ pub fn init(debug: bool, kmsg: bool) {
     } else {
         LevelFilter::Info
     };
+    let kmsg_wanted = kmsg;
     let kmsg = kmsg
         .then(|| {
             OpenOptions::new()
@@ -51,7 +67,12 @@ pub fn init(debug: bool, kmsg: bool) {
         })
         .flatten()
         .map(Mutex::new);
-    let logger = Box::leak(Box::new(Logger { level, kmsg }));
+    EARLY.store(kmsg_wanted, std::sync::atomic::Ordering::Relaxed);
+    let logger = Box::leak(Box::new(Logger {
+        level,
+        early: kmsg_wanted,
+        kmsg,
+    }));
     // A second init (tests) keeps the first logger; that is fine.
     if log::set_logger(logger).is_ok() {
         log::set_max_level(level);

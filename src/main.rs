@@ -43,6 +43,7 @@ enum Command {
     Register(RegisterCmd),
     Reenroll(ReenrollCmd),
     Worker(WorkerCmd),
+    Init(InitCmd),
 }
 
 #[derive(FromArgs)]
@@ -130,13 +131,23 @@ struct ReenrollCmd {}
 struct WorkerCmd {}
 
 #[derive(FromArgs)]
+#[argh(subcommand, name = "init")]
+/// run as process 1 of an initramfs (what the kernel starts as /init): mount the API
+/// filesystems, register, then hand over to the real root (see docs/ARCHITECTURE.md)
+struct InitCmd {}
+
+#[derive(FromArgs)]
 #[argh(subcommand, name = "version")]
 /// print the version
 struct VersionCmd {}
 
 fn main() -> ExitCode {
+    // As process 1 the kernel passes unknown kernel arguments as argv: no command line here.
+    if rustix::process::getpid().is_init() {
+        ovirt_node_reg::init::run();
+    }
     let cli: Cli = argh::from_env();
-    let kmsg = cli.kmsg || rustix::process::getpid().is_init();
+    let kmsg = cli.kmsg;
     logging::init(cli.debug, kmsg);
     match run(&cli) {
         Ok(code) => code,
@@ -162,9 +173,10 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             command: ConfigSub::Show(c),
         }) => config_show(&root, &cmdline, c.json),
         Command::Status(c) => show_status(&root, c.json),
-        Command::Boot(c) => Ok(boot(&root, &cmdline, cli.debug, Run::Boot(c.stage))),
-        Command::Reenroll(_) => Ok(boot(&root, &cmdline, cli.debug, Run::Reenroll)),
+        Command::Boot(c) => Ok(boot(&root, &cmdline, cli.debug, flow::Run::Boot(c.stage))),
+        Command::Reenroll(_) => Ok(boot(&root, &cmdline, cli.debug, flow::Run::Reenroll)),
         Command::Register(c) => Ok(register(&root, &cmdline, c.engine.as_deref(), cli.debug)),
+        Command::Init(_) => anyhow::bail!("init runs only as process 1 (rdinit=/init or init=)"),
         Command::Worker(_) => ovirt_node_reg::worker::serve().map(|()| ExitCode::SUCCESS),
         Command::Persist(c) => store_paths(&root, &cmdline, &c.paths, true),
         Command::Unpersist(c) => store_paths(&root, &cmdline, &c.paths, false),
@@ -173,11 +185,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
 }
 
 fn load(root: &Root, cmdline: &Path) -> Result<Loaded> {
-    let loaded = config::load(root, cmdline)?;
-    for w in &loaded.warnings {
-        log::warn!("{w}");
-    }
-    Ok(loaded)
+    config::load_warned(root, cmdline)
 }
 
 fn config_show(root: &Root, cmdline: &Path, json: bool) -> Result<ExitCode> {
@@ -262,35 +270,8 @@ fn show_status(root: &Root, json: bool) -> Result<ExitCode> {
     })
 }
 
-/// The boot flow. Never returns an error: every failure becomes a status and a banner.
-/// Which flow `boot` runs.
-enum Run {
-    Boot(flow::Stage),
-    Reenroll,
-}
-
-fn boot(root: &Root, cmdline: &Path, debug: bool, run: Run) -> ExitCode {
-    let st = match load(root, cmdline).and_then(|l| open_store(root, &l).map(|s| (l, s))) {
-        Ok((loaded, store)) => {
-            if let Err(e) = store.restore() {
-                log::warn!("restoring persisted files: {e:#}");
-            }
-            let debug = debug || loaded.config.reg.debug;
-            match run {
-                Run::Boot(stage) => flow::boot(root, &loaded, &store, debug, stage),
-                Run::Reenroll => flow::reenroll(root, &loaded, &store, debug),
-            }
-        }
-        Err(e) => {
-            let mut st = Status::start();
-            st.set("configured", Outcome::Failed, Some(format!("{e:#}")));
-            if let Err(w) = status::write(root, &st) {
-                log::warn!("cannot write the status file: {w:#}");
-            }
-            st
-        }
-    };
-    finish(&st)
+fn boot(root: &Root, cmdline: &Path, debug: bool, run: flow::Run) -> ExitCode {
+    finish(&flow::start(root, cmdline, debug, run))
 }
 
 /// The console banner and the exit code of a flow run.

@@ -231,6 +231,26 @@ impl Store {
         self.take_back(&t)
     }
 
+    /// Before the initramfs hands over to the real root: take our bind mounts off the live
+    /// paths (the copies stay live in the initramfs) and unmount the store if it is a mount of
+    /// its own, so `switch_root` leaves no filesystem of ours behind and the real root's run
+    /// mounts the store afresh.
+    pub fn release(&self) -> Result<()> {
+        for path in self.list()? {
+            match self.target(&path).and_then(|t| self.unmount_ours(&t)) {
+                Ok(_) => {}
+                Err(e) => warn!("releasing {}: {e:#}", path.display()),
+            }
+        }
+        if is_mount_point(&self.dir)? {
+            rustix::fs::sync();
+            rustix::mount::unmount(&self.dir, rustix::mount::UnmountFlags::empty())
+                .with_context(|| format!("unmounting the config store {}", self.dir.display()))?;
+            info!("unmounted the config store {}", self.dir.display());
+        }
+        Ok(())
+    }
+
     /// Restore at boot: put every listed path in place. A bad entry is skipped with a
     /// warning; the others still get restored. Returns the paths now in place.
     pub fn restore(&self) -> Result<Vec<PathBuf>> {
@@ -601,7 +621,7 @@ fn mount_device(root: &Root, dev: &Path) -> Result<()> {
 }
 
 /// The first block device (in name order) holding an ext2/3/4 filesystem labelled `label`.
-fn find_labelled(root: &Root, label: &str) -> Result<Option<PathBuf>> {
+pub(crate) fn find_labelled(root: &Root, label: &str) -> Result<Option<PathBuf>> {
     let sys = root.join(SYS_CLASS_BLOCK);
     let mut names: Vec<OsString> = match fs::read_dir(&sys) {
         Ok(dir) => dir.filter_map(|e| e.ok()).map(|e| e.file_name()).collect(),

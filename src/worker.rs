@@ -161,7 +161,7 @@ pub fn run(job: &Job, debug: bool) -> Result<Reply> {
     // A child that died early closes its stdin; its exit status then tells why.
     let _ = stdin.write_all(&input);
     drop(stdin);
-    let watchdog = kill_after(child.id(), job_deadline(job) + GRACE);
+    let watchdog = kill_after(child.id(), job_deadline(job) + GRACE, "the network worker");
     let mut out = Vec::new();
     let stdout = child.stdout.take().context("worker stdout")?;
     stdout
@@ -187,6 +187,9 @@ fn spawn(debug: bool) -> Result<std::process::Child> {
         .map_or_else(std::env::current_exe, Ok)
         .context("finding our own binary")?;
     let mut cmd = Command::new(exe);
+    if crate::logging::early() {
+        cmd.arg("--kmsg");
+    }
     if debug {
         cmd.arg("--debug");
     }
@@ -225,15 +228,15 @@ fn job_deadline(job: &Job) -> Duration {
 }
 
 /// Kill the child if it is still running after `after`; dropping the guard disarms it.
-struct Watchdog {
+pub(crate) struct Watchdog {
     _disarm: std::sync::mpsc::Sender<()>,
 }
 
-fn kill_after(pid: u32, after: Duration) -> Watchdog {
+pub(crate) fn kill_after(pid: u32, after: Duration, what: &'static str) -> Watchdog {
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
         if rx.recv_timeout(after) == Err(std::sync::mpsc::RecvTimeoutError::Timeout) {
-            log::warn!("the network worker overran its deadline; stopping it");
+            log::warn!("{what} overran its deadline; stopping it");
             if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
                 let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
             }
