@@ -321,7 +321,8 @@ fn engine_down_for_good_fails_within_the_deadline() {
     let started = Instant::now();
     let e = trust::establish(&ep, &Pins::default(), timeouts(), &mut retrier(2)).unwrap_err();
     assert_eq!(e.reason, Reason::Deadline);
-    assert!(started.elapsed() < Duration::from_secs(4));
+    // The deadline is 2 s; generous, as QEMU boots may share the cores.
+    assert!(started.elapsed() < Duration::from_secs(8));
     assert!(e.to_string().contains("cannot connect"), "{e}");
 }
 
