@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# A dracut initramfs with the 95ovirt-node-reg module, for the Debian kernel installed from apt.
+#
+#   image/mkinitrd-dracut.sh BIN OUT [--flavour shell|systemd] [--without-module] [--kver K]
+#
+#   BIN               the static ovirt-node-reg (build-support/build-static.sh)
+#   --flavour shell   (default) shell init, no systemd, network-legacy (dhclient)
+#   --flavour systemd systemd init, systemd-networkd
+#   --without-module  the same image without 95ovirt-node-reg (to measure what it adds)
+#   --kver K          kernel version (default: the newest /lib/modules/K with /boot/vmlinuz-K)
+#
+# Never touches the machine's /boot, /etc/dracut.conf.d or /usr/lib/dracut: dracut runs from
+# a temporary copy of /usr/lib/dracut with dracut/95ovirt-node-reg added, with an empty
+# --confdir, --no-hostonly and an explicit module list (the network handler named, so the
+# build host's packages do not choose it). Reproducible: --reproducible, every file newer
+# than SOURCE_DATE_EPOCH (default: the last commit's time) gets that time.
+# The virtio disk/NIC drivers are added explicitly and the qemu/qemu-net modules omitted,
+# so the image does not depend on whether the build host is itself a QEMU guest.
+set -euo pipefail
+
+die() {
+    echo "mkinitrd-dracut: $*" >&2
+    exit 1
+}
+usage() {
+    sed -n '4p' "$0" | sed 's/^# \{0,3\}//' >&2
+    exit 2
+}
+
+[[ $# -ge 2 ]] || usage
+BIN=$1
+OUT=$2
+shift 2
+FLAVOUR=shell
+WITH_MODULE=1
+KVER=
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --flavour)
+            [[ $# -ge 2 ]] || usage
+            FLAVOUR=$2
+            shift 2
+            ;;
+        --flavour=*)
+            FLAVOUR=${1#--flavour=}
+            shift
+            ;;
+        --without-module)
+            WITH_MODULE=0
+            shift
+            ;;
+        --kver)
+            [[ $# -ge 2 ]] || usage
+            KVER=$2
+            shift 2
+            ;;
+        *) usage ;;
+    esac
+done
+
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+moddir=$top/dracut/95ovirt-node-reg
+sysbase=/usr/lib/dracut
+
+if ! command -v dracut > /dev/null || [[ ! -d $sysbase/modules.d/40network ]]; then
+    die "dracut not found: apt-get install dracut dracut-network (or run build-support/setup.sh)"
+fi
+[[ -d $sysbase/modules.d/35network-legacy ]] \
+    || die "dracut's network-legacy module is missing: apt-get install dracut-network"
+command -v cpio > /dev/null || die "cpio not found: apt-get install cpio"
+[[ -x $BIN ]] || die "$BIN: not an executable (build it: build-support/build-static.sh)"
+[[ -f $moddir/module-setup.sh ]] || die "$moddir: the dracut module is missing"
+
+if [[ -z $KVER ]]; then
+    for d in $(find /lib/modules -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -rV); do
+        if [[ -r /boot/vmlinuz-$d ]]; then
+            KVER=$d
+            break
+        fi
+    done
+    [[ -n $KVER ]] || die "no kernel: no /lib/modules/K with /boot/vmlinuz-K (apt-get install linux-image-amd64)"
+fi
+[[ -d /lib/modules/$KVER ]] || die "/lib/modules/$KVER missing"
+
+case $FLAVOUR in
+    shell)
+        modules="bash base udev-rules rootfs-block network-legacy network"
+        omit="systemd qemu qemu-net"
+        ;;
+    systemd)
+        modules="systemd systemd-initrd dracut-systemd systemd-networkd network udev-rules rootfs-block base"
+        omit="qemu qemu-net"
+        ;;
+    *) die "--flavour: shell or systemd, not $FLAVOUR" ;;
+esac
+[[ $WITH_MODULE -eq 1 ]] && modules="$modules ovirt-node-reg"
+
+if [[ -z ${SOURCE_DATE_EPOCH:-} ]]; then
+    SOURCE_DATE_EPOCH=$(git -C "$top" log -1 --format=%ct 2> /dev/null || echo 0)
+fi
+export SOURCE_DATE_EPOCH
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+base=$tmp/dracutbase
+cp -a "$sysbase" "$base"
+cp -r "$moddir" "$base/modules.d/95ovirt-node-reg"
+chmod 755 "$base"/modules.d/95ovirt-node-reg/*.sh
+# dracut --reproducible gives every file newer than dracut-functions.sh that file's mtime
+touch -h -d "@$SOURCE_DATE_EPOCH" "$base/dracut-functions.sh"
+mkdir "$tmp/conf"
+
+start=$(date +%s.%N)
+# word splitting of $modules/$omit is wanted (dracut takes a space-separated list either way)
+dracutbasedir=$base OVIRT_NODE_REG_BIN=$(realpath "$BIN") \
+    dracut --quiet --force --confdir "$tmp/conf" --no-hostonly --no-hostonly-cmdline \
+    --no-early-microcode --reproducible \
+    -m "$modules" --omit "$omit" \
+    --add-drivers "virtio_pci virtio_blk virtio_net" \
+    --kver "$KVER" "$tmp/out.img"
+end=$(date +%s.%N)
+mv "$tmp/out.img" "$OUT"
+
+size=$(stat -c %s "$OUT")
+what="with ovirt-node-reg"
+[[ $WITH_MODULE -eq 1 ]] || what="without ovirt-node-reg"
+awk -v out="$OUT" -v fl="$FLAVOUR" -v what="$what" -v k="$KVER" -v size="$size" \
+    -v s="$start" -v e="$end" 'BEGIN {
+        printf "mkinitrd-dracut: %s (%s, %s, kver %s): %d bytes (%.1f MiB), built in %.1f s\n",
+            out, fl, what, k, size, size / 1048576, e - s }'
