@@ -878,8 +878,10 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
     }
     for (i, nic) in vm.nics.iter().enumerate() {
         // One argument, spaces and all (doc §8.5); restrict=on: only the guestfwd port.
+        // socat's stderr is the guest's connection too: its "Connection refused" while the
+        // engine is down would reach the guest as data, so it logs to /dev/null.
         cmd.arg("-netdev").arg(format!(
-            "user,id=n{i},restrict=on,guestfwd=tcp:{GUEST_ENGINE_ADDR}:{p}-cmd:{socat} - TCP:127.0.0.1:{p}",
+            "user,id=n{i},restrict=on,guestfwd=tcp:{GUEST_ENGINE_ADDR}:{p}-cmd:{socat} -lf /dev/null - TCP:127.0.0.1:{p}",
             p = vm.engine_port,
             socat = host.socat.display()
         ));
