@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# README's first command: set the machine up, build the static binary and the engine
-# simulator, then boot a node tree (a temporary root with a directory config store) against
-# the simulator on loopback: clock → trust → register → submit CSRs → wait for approval;
-# an administrator approves; the second boot installs the certificates and vdsm settings;
-# a third boot sends nothing but the clock check. (The QEMU boot comes with a later issue.)
+# README's first command: set the machine up, build the static binary, the minimal PID-1
+# initramfs and the engine simulator, then boot a node in QEMU (TCG, user-mode networking with
+# restrict=on: the guest reaches only the simulator, forwarded from 10.0.2.100) with a blank
+# config disk (ext4 labelled CONFIG). The node trusts the pinned engine CA, registers, submits
+# its certificate requests and waits; an administrator approves it; the node installs its
+# certificates and powers off. A second boot of the same disk registers nothing again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+START=$(date +%s)
 
 say "setup (apt packages, toolchain route)"
 build-support/setup.sh
@@ -19,63 +21,92 @@ cargo build -q -p qemu-tests --bin engine-sim
 SIM=$PWD/target/debug/engine-sim
 
 WORK=$(mktemp -d /tmp/ovirt-node-reg-demo.XXXXXX)
-ROOT=$WORK/node
 SIM_PID=
+QEMU_PID=
 cleanup() {
-    [ -n "$SIM_PID" ] && kill "$SIM_PID" 2>/dev/null
+    [ -z "$QEMU_PID" ] || kill "$QEMU_PID" 2>/dev/null || true
+    [ -z "$SIM_PID" ] || kill "$SIM_PID" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 
+say "minimal initramfs: the binary is /init (image/mkinitrd-min.sh)"
+image/mkinitrd-min.sh "$BIN" "$WORK/initrd.img"
+KVER=$(find /lib/modules -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | while read -r k; do
+    [ -r "/boot/vmlinuz-$k" ] && echo "$k"; done | tail -1)
+[ -n "$KVER" ] || { echo "no guest kernel: apt-get install linux-image-amd64" >&2; exit 1; }
+
 say "engine simulator on loopback"
 "$SIM" --listen 127.0.0.1:0 --state-dir "$WORK/engine" --event-log "$WORK/events.jsonl" \
-    --ready-file "$WORK/ready.json" >"$WORK/sim.out" 2>&1 &
+    --ready-file "$WORK/ready.json" --retry-after 2 >"$WORK/sim.out" 2>&1 &
 SIM_PID=$!
 for _ in $(seq 50); do [ -s "$WORK/ready.json" ] && break; sleep 0.1; done
 [ -s "$WORK/ready.json" ] || { cat "$WORK/sim.out"; echo "the simulator did not start" >&2; exit 1; }
 sleep 0.2
 cat "$WORK/sim.out"
 ENGINE=$(grep -o 'https://127.0.0.1:[0-9]*' "$WORK/sim.out" | head -1)
+PORT=${ENGINE##*:}
 PIN=$(grep -o 'ovirt.reg.ca_pin=sha256:[0-9a-f]*' "$WORK/sim.out")
 CA=$WORK/engine/ca.pem
+admin() { curl -s --max-time 5 --cacert "$CA" "$@"; }
 
-mkdir -p "$ROOT/config" "$ROOT/proc" "$ROOT/sys/class/dmi/id"
-echo "4C4C4544-0042-3510-8052-B4C04F4E3232" >"$ROOT/sys/class/dmi/id/product_uuid"
-echo "BOOT_IMAGE=vmlinuz ro console=ttyS0 BOOTIF=01-52-54-00-12-34-56 ip=dhcp hostname=node1.example.com management_server=${ENGINE#https://} $PIN ovirt.reg.store=/config ovirt.reg.timeout=60 ovirt.reg.approval_timeout=5" >"$ROOT/proc/cmdline"
+UUID=4c4c4544-0042-3510-8052-b4c04f4e3232
+MAC=52:54:00:12:34:56
+CMDLINE="console=ttyS0 panic=-1 quiet BOOTIF=01-${MAC//:/-} ip=dhcp hostname=node1.demo \
+management_server=10.0.2.100:$PORT $PIN ovirt.reg.approval_timeout=60 ovirt.reg.poweroff"
+truncate -s 64M "$WORK/config.img"
+mkfs.ext4 -q -F -L CONFIG "$WORK/config.img"
 
-say "kernel command line of the demo node"
-cat "$ROOT/proc/cmdline"
-say "ovirt-node-reg config show (the settings given)"
-"$BIN" --root "$ROOT" config show | grep -v ' (default)$'
-say "boot #1 (private mount namespace: the store bind-mounts persisted files)"
-unshare --mount --propagation private "$BIN" --root "$ROOT" boot || true
-say "ovirt-node-reg status"
-"$BIN" --root "$ROOT" status || true
-say "the engine's view: the register request it got, and the pending enrolment"
-grep '"command","register"' "$WORK/events.jsonl" | head -1
-curl -s --cacert "$CA" "$ENGINE/admin/enrollments"
+boot() { # serial-log: one boot of the node, console lines of ovirt-node-reg shown live
+    timeout 110 qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot -uuid "$UUID" \
+        -kernel "/boot/vmlinuz-$KVER" -initrd "$WORK/initrd.img" -append "$CMDLINE" \
+        -netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:$PORT-cmd:socat - TCP:127.0.0.1:$PORT" \
+        -device "virtio-net-pci,netdev=n0,mac=$MAC" \
+        -drive "file=$WORK/config.img,if=virtio,format=raw" >"$1" 2>&1 &
+    QEMU_PID=$!
+    timeout 115 tail -n +1 -f --pid="$QEMU_PID" "$1" | grep --line-buffered -aE '\] \[(INFO|WARN|ERROR)\]|^ovirt-node-reg: ' |
+        sed -u -E 's/^.*(\[ *[0-9]+\.[0-9]+\] \[)/\1/' || true
+    wait "$QEMU_PID" || true
+    QEMU_PID=
+}
+
+approve_when_asked() { # the administrator: waits for the certificate requests, approves
+    for _ in $(seq 120); do
+        if admin "$ENGINE/admin/enrollments" | grep -q "$UUID"; then
+            printf '\n\033[1m>> administrator: the engine shows the enrolment; approving host %s\033[0m\n' "$UUID"
+            admin -X POST "$ENGINE/admin/hosts/$UUID/approve" >/dev/null
+            return
+        fi
+        sleep 0.5
+    done
+}
+
+say "kernel command line of the node"
+echo "$CMDLINE"
+say "boot #1: blank config disk (TCG, restrict=on; the guest reaches only 10.0.2.100:$PORT)"
+B1=$(date +%s%N)
+approve_when_asked &
+boot "$WORK/boot1.log"
+B1=$((($(date +%s%N) - B1) / 1000000))
+
+say "timeline of boot #1 (seconds since the kernel started)"
+grep -aE 'init: process 1|network up: bridge|clock (kept|stepped)|step [a-z_]+: done|init: finished' "$WORK/boot1.log" |
+    sed -E 's/^.*(\[ *[0-9]+\.[0-9]+\] )\[INFO\] /  \1/'
+printf '  boot #1 took %d.%03d s in QEMU (TCG), approval included\n' $((B1 / 1000)) $((B1 % 1000))
+
+say "the config disk after boot #1 (e2ls / debugfs; e2fsck -fn)"
+e2fsck -fn "$WORK/config.img" | tail -1
+debugfs -R 'cat /files' "$WORK/config.img" 2>/dev/null
+e2ls -l "$WORK/config.img:/etc/pki/vdsm/certs"
+e2ls -l "$WORK/config.img:/etc/pki/vdsm/keys"
+debugfs -R 'cat /etc/vdsm/vdsm.conf' "$WORK/config.img" 2>/dev/null
+
+say "the engine's view of the host"
+admin "$ENGINE/admin/hosts/$UUID"
 echo
-say "an administrator compares the fingerprint and approves the host"
-curl -s --cacert "$CA" -X POST "$ENGINE/admin/hosts/4c4c4544-0042-3510-8052-b4c04f4e3232/approve"
-echo
-say "boot #2 (reboot: restores the store, resumes at the approval, installs the certificates)"
-rm -rf "$ROOT/run"
-unshare --mount --propagation private "$BIN" --root "$ROOT" boot || true
-"$BIN" --root "$ROOT" status || true
-say "config store: /config/files and some persisted copies"
-cat "$ROOT/config/files"
-for f in etc/default/ovirt etc/vdsm-reg/vdsm-reg.conf etc/vdsm/vdsm.id etc/vdsm/vdsm.conf root/.ssh/authorized_keys; do
-    printf -- '--- /config/%s\n' "$f"
-    cat "$ROOT/config/$f"
-    echo
-done
-ls -lR "$ROOT/config/etc/pki/vdsm"
-say "boot #3 (nothing to do: only the clock check reaches the engine)"
-rm -rf "$ROOT/run"
-before=$(wc -l <"$WORK/events.jsonl")
-unshare --mount --propagation private "$BIN" --root "$ROOT" boot || true
-printf 'engine requests during boot #3: %s\n' "$(tail -n +"$((before + 1))" "$WORK/events.jsonl" | grep -c '"kind":"request"')"
-printf 'register requests the engine received in all: %s\n' "$(grep -c '"command","register"' "$WORK/events.jsonl")"
-say "binary"
-ls -l "$BIN"
-file "$BIN"
+
+say "boot #2: the same disk (nothing to do: no second registration)"
+boot "$WORK/boot2.log"
+printf 'register requests the engine received in all: %s\n' \
+    "$(grep -c '"command","register"' "$WORK/events.jsonl")"
+printf 'demo finished in %s s (setup and builds included)\n' "$(($(date +%s) - START))"

@@ -414,6 +414,8 @@ fn record(
                 return false;
             }
             crate::fault::point(&format!("flow.{name}.checkpointed"));
+            // One line per checkpoint: the console's timeline (demo, boot benchmark).
+            info!("step {name}: done");
             st.completed = state.completed.iter().map(Step::name).collect();
             st.set(&name, Outcome::Ok, Some(reason).filter(|r| !r.is_empty()));
             true
