@@ -8,7 +8,8 @@
 #
 # Contents: busybox-static as /bin/busybox with its applet links, the binary as
 # /usr/sbin/ovirt-node-reg, proc/sys/dev/run/config/tmp, a dummy lib64/ld-linux-x86-64.so.2
-# (dracut's usable_root check wants one) and /sbin/init, a busybox sh script that does what
+# (dracut's usable_root check wants one), etc/os-release (systemd's switch-root wants one)
+# and /sbin/init, a busybox sh script that does what
 # ovirt-node-reg.service does on a real node (`boot --stage system`), prints markers for the
 # test on the console and powers off:
 #   QH-ROOT stage=system            the real root's init started (after switch_root)
@@ -80,6 +81,8 @@ install -m 0755 "$BIN" "$r/usr/sbin/ovirt-node-reg"
 echo "root:x:0:0:root:/root:/bin/sh" > "$r/etc/passwd"
 echo "root:x:0:" > "$r/etc/group"
 echo "ovirt-node-test-root" > "$r/etc/hostname"
+# systemd's switch-root refuses a root without os-release ("does not seem to be an OS tree")
+printf 'NAME="ovirt-node-reg test root"\nID=ovirt-node-reg-test\n' > "$r/etc/os-release"
 
 cat > "$r/sbin/init" <<'INIT'
 #!/bin/busybox sh
