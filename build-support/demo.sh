@@ -19,6 +19,8 @@ BIN=$PWD/target/static/ovirt-node-reg
 say "engine simulator build"
 cargo build -q -p qemu-tests --bin engine-sim
 SIM=$PWD/target/debug/engine-sim
+# shellcheck source=build-support/qemu-lib.sh
+. build-support/qemu-lib.sh
 
 WORK=$(mktemp -d /tmp/ovirt-node-reg-demo.XXXXXX)
 SIM_PID=
@@ -32,38 +34,21 @@ trap cleanup EXIT
 
 say "minimal initramfs: the binary is /init (image/mkinitrd-min.sh)"
 image/mkinitrd-min.sh "$BIN" "$WORK/initrd.img"
-KVER=$(find /lib/modules -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | while read -r k; do
-    [ -r "/boot/vmlinuz-$k" ] && echo "$k"; done | tail -1)
-[ -n "$KVER" ] || { echo "no guest kernel: apt-get install linux-image-amd64" >&2; exit 1; }
+KVER=$(guest_kver)
 
 say "engine simulator on loopback"
-"$SIM" --listen 127.0.0.1:0 --state-dir "$WORK/engine" --event-log "$WORK/events.jsonl" \
-    --ready-file "$WORK/ready.json" --retry-after 2 >"$WORK/sim.out" 2>&1 &
-SIM_PID=$!
-for _ in $(seq 50); do [ -s "$WORK/ready.json" ] && break; sleep 0.1; done
-[ -s "$WORK/ready.json" ] || { cat "$WORK/sim.out"; echo "the simulator did not start" >&2; exit 1; }
-sleep 0.2
+start_sim "$WORK" --retry-after 2
 cat "$WORK/sim.out"
-ENGINE=$(grep -o 'https://127.0.0.1:[0-9]*' "$WORK/sim.out" | head -1)
-PORT=${ENGINE##*:}
-PIN=$(grep -o 'ovirt.reg.ca_pin=sha256:[0-9a-f]*' "$WORK/sim.out")
-CA=$WORK/engine/ca.pem
-admin() { curl -s --max-time 5 --cacert "$CA" "$@"; }
 
 UUID=4c4c4544-0042-3510-8052-b4c04f4e3232
 MAC=52:54:00:12:34:56
 CMDLINE="console=ttyS0 panic=-1 quiet BOOTIF=01-${MAC//:/-} ip=dhcp hostname=node1.demo \
 management_server=10.0.2.100:$PORT $PIN ovirt.reg.approval_timeout=60 ovirt.reg.poweroff"
-truncate -s 64M "$WORK/config.img"
-mkfs.ext4 -q -F -L CONFIG "$WORK/config.img"
+DISK=$WORK/config.img
+new_config_disk "$DISK"
 
 boot() { # serial-log: one boot of the node, console lines of ovirt-node-reg shown live
-    timeout 110 qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot -uuid "$UUID" \
-        -kernel "/boot/vmlinuz-$KVER" -initrd "$WORK/initrd.img" -append "$CMDLINE" \
-        -netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:$PORT-cmd:socat - TCP:127.0.0.1:$PORT" \
-        -device "virtio-net-pci,netdev=n0,mac=$MAC" \
-        -drive "file=$WORK/config.img,if=virtio,format=raw" >"$1" 2>&1 &
-    QEMU_PID=$!
+    qemu_boot "$1" "/boot/vmlinuz-$KVER" "$WORK/initrd.img" "$CMDLINE" -uuid "$UUID"
     timeout 115 tail -n +1 -f --pid="$QEMU_PID" "$1" | grep --line-buffered -aE '\] \[(INFO|WARN|ERROR)\]|^ovirt-node-reg: ' |
         sed -u -E 's/^.*(\[ *[0-9]+\.[0-9]+\] \[)/\1/' || true
     wait "$QEMU_PID" || true
@@ -95,11 +80,11 @@ grep -aE 'init: process 1|network up: bridge|clock (kept|stepped)|step [a-z_]+: 
 printf '  boot #1 took %d.%03d s in QEMU (TCG), approval included\n' $((B1 / 1000)) $((B1 % 1000))
 
 say "the config disk after boot #1 (e2ls / debugfs; e2fsck -fn)"
-e2fsck -fn "$WORK/config.img" | tail -1
-debugfs -R 'cat /files' "$WORK/config.img" 2>/dev/null
-e2ls -l "$WORK/config.img:/etc/pki/vdsm/certs"
-e2ls -l "$WORK/config.img:/etc/pki/vdsm/keys"
-debugfs -R 'cat /etc/vdsm/vdsm.conf' "$WORK/config.img" 2>/dev/null
+e2fsck -fn "$DISK" | tail -1
+debugfs -R 'cat /files' "$DISK" 2>/dev/null
+e2ls -l "$DISK:/etc/pki/vdsm/certs"
+e2ls -l "$DISK:/etc/pki/vdsm/keys"
+debugfs -R 'cat /etc/vdsm/vdsm.conf' "$DISK" 2>/dev/null
 
 say "the engine's view of the host"
 admin "$ENGINE/admin/hosts/$UUID"

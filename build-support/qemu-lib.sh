@@ -1,0 +1,59 @@
+# shellcheck shell=bash
+# Shared by demo.sh and bench.sh (sourced): the guest kernel, the engine simulator on loopback
+# and one QEMU boot (TCG, user-mode networking with restrict=on: the guest reaches only the
+# simulator, forwarded from 10.0.2.100). The Rust tests have the same in qemu-tests/src/qemu.rs.
+
+# The newest kernel that has both /lib/modules/K and a readable /boot/vmlinuz-K.
+guest_kver() {
+    local k found=
+    for k in $(find /lib/modules -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V); do
+        [ -r "/boot/vmlinuz-$k" ] && found=$k
+    done
+    [ -n "$found" ] || { echo "no guest kernel: apt-get install linux-image-amd64 (build-support/setup.sh)" >&2; return 1; }
+    echo "$found"
+}
+
+# start_sim DIR [engine-sim options...]: sets SIM_PID, ENGINE, PORT, PIN, CA.
+start_sim() {
+    local dir=$1
+    shift
+    mkdir -p "$dir"
+    "$SIM" --listen 127.0.0.1:0 --state-dir "$dir/engine" --event-log "$dir/events.jsonl" \
+        --ready-file "$dir/ready.json" "$@" >"$dir/sim.out" 2>&1 &
+    SIM_PID=$!
+    for _ in $(seq 50); do [ -s "$dir/ready.json" ] && break; sleep 0.1; done
+    [ -s "$dir/ready.json" ] || { cat "$dir/sim.out"; echo "the simulator did not start" >&2; return 1; }
+    sleep 0.2
+    ENGINE=$(grep -o 'https://127.0.0.1:[0-9]*' "$dir/sim.out" | head -1)
+    PORT=${ENGINE##*:}
+    PIN=$(grep -o 'ovirt.reg.ca_pin=sha256:[0-9a-f]*' "$dir/sim.out")
+    CA=$dir/engine/ca.pem
+}
+
+# admin ARGS...: the simulator's admin API.
+admin() { curl -s --max-time 5 --cacert "$CA" "$@"; }
+
+# new_config_disk FILE: a blank 64 MB ext4 labelled CONFIG, as a node's config disk.
+new_config_disk() {
+    rm -f "$1"
+    truncate -s 64M "$1"
+    mkfs.ext4 -q -F -L CONFIG "$1"
+}
+
+# qemu_boot LOG KERNEL INITRD CMDLINE [extra qemu args...]: one boot in the background;
+# sets QEMU_PID. One NIC (MAC $MAC), the config disk $DISK, hard timeout 110 s.
+qemu_boot() {
+    local log=$1 kernel=$2 initrd=$3 cmdline=$4
+    shift 4
+    timeout 110 qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot \
+        -kernel "$kernel" -initrd "$initrd" -append "$cmdline" \
+        -netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:$PORT-cmd:socat - TCP:127.0.0.1:$PORT" \
+        -device "virtio-net-pci,netdev=n0,mac=$MAC" \
+        -drive "file=$DISK,if=virtio,format=raw" "$@" >"$log" 2>&1 &
+    QEMU_PID=$!
+}
+
+# uptime_of LOG PATTERN: the console's seconds-since-boot on the first line matching PATTERN.
+uptime_of() {
+    grep -aE "$2" "$1" | head -1 | sed -nE 's/^.*\[ *([0-9]+\.[0-9]+)\] .*$/\1/p'
+}
