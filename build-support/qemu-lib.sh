@@ -1,4 +1,6 @@
 # shellcheck shell=bash
+# Variables set here (SIM_PID, PIN, QEMU_PID, …) are read by the scripts that source this.
+# shellcheck disable=SC2034
 # Shared by demo.sh and bench.sh (sourced): the guest kernel, the engine simulator on loopback
 # and one QEMU boot (TCG, user-mode networking with restrict=on: the guest reaches only the
 # simulator, forwarded from 10.0.2.100). The Rust tests have the same in qemu-tests/src/qemu.rs.

@@ -23,9 +23,10 @@ MUSL_TARGET=x86_64-unknown-linux-musl
 # kernel (INITRD=No: no /boot/initrd.img is built), busybox for the guest's /init, socat for
 # guestfwd, xz to unpack the kernel's vmlinux; dracut (+ network) for the dracut initramfs of the
 # module (it replaces initramfs-tools, harmless on a build machine), cpio and kmod (depmod,
-# modprobe --show-depends) for image/mkinitrd-min.sh, e2tools to read the guest's config disk.
+# modprobe --show-depends) for image/mkinitrd-min.sh, e2tools to read the guest's config disk,
+# systemd for the systemd-flavoured dracut initramfs and `systemd-analyze verify` of our unit.
 QEMU_PKGS=(dracut dracut-network qemu-system-x86 linux-image-amd64 busybox-static socat xz-utils
-    cpio kmod e2tools)
+    cpio kmod e2tools systemd)
 
 missing() { # print those of "$@" that dpkg does not report as installed
     local p

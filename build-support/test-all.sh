@@ -14,8 +14,10 @@ trap on_exit EXIT
 
 stage "setup"
 build-support/setup.sh
-stage "shellcheck (build tooling)"
-shellcheck build-support/*.sh .ci/run
+stage "shellcheck (build tooling, image scripts)"
+shellcheck -x build-support/*.sh image/*.sh .ci/run
+stage "dracut module checks (shellcheck, systemd-analyze verify)"
+dracut/check.sh
 stage "cargo fmt --check"
 cargo fmt --all --check
 stage "cargo clippy -D warnings"
