@@ -375,6 +375,27 @@ pub enum Image {
     Pid1,
     /// busybox sh is `/init` ([`INIT`]); prints links, addresses, status and clock markers.
     ScriptInit,
+    /// `image/mkinitrd-dracut.sh --flavour shell|systemd`: the 95ovirt-node-reg module runs
+    /// `boot --stage initramfs` in pre-pivot, then switch_root to [`Vm::root_disk`] (made by
+    /// [`root_disk`]), whose `/sbin/init` runs `boot --stage system`, prints `QH-` markers
+    /// and powers off.
+    Dracut(Flavour),
+}
+
+/// The dracut image's init.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    Shell,
+    Systemd,
+}
+
+impl Flavour {
+    pub fn name(self) -> &'static str {
+        match self {
+            Flavour::Shell => "shell",
+            Flavour::Systemd => "systemd",
+        }
+    }
 }
 
 /// A file added to the initramfs (`mkinitrd-min.sh --extra`), e.g. a token file.
@@ -419,6 +440,8 @@ pub struct Vm {
     /// The config disk (`/dev/vda` in the guest), written in place: boot the same [`Disk`]
     /// again for the same machine's next boot.
     pub disk: Option<PathBuf>,
+    /// The real root for [`Image::Dracut`] (the next virtio disk), one copy per machine.
+    pub root_disk: Option<PathBuf>,
 }
 
 impl Vm {
@@ -437,7 +460,20 @@ impl Vm {
             image: Image::ScriptInit,
             extras: Vec::new(),
             disk: None,
+            root_disk: None,
         }
+    }
+
+    /// A dracut boot with `disk` as the config store and a fresh copy of the test root
+    /// (`root=LABEL=ROOT`, see [`root_disk`]).
+    pub fn dracut(name: &str, engine_port: u16, disk: &Disk, flavour: Flavour) -> Result<Vm> {
+        Ok(Vm {
+            image: Image::Dracut(flavour),
+            disk: Some(disk.path.clone()),
+            root_disk: Some(root_disk(name)?),
+            timeout: Duration::from_secs(150),
+            ..Vm::new(name, engine_port)
+        })
     }
 
     /// A boot of the PID-1 image with `disk` as its config store.
@@ -669,7 +705,7 @@ impl Boot {
     pub fn completed(&self) -> bool {
         !self.timed_out
             && match self.image {
-                Image::ScriptInit => self.line(DONE_MARKER).is_some(),
+                Image::ScriptInit | Image::Dracut(_) => self.line(DONE_MARKER).is_some(),
                 Image::Pid1 => self.banner().is_some() && self.powered_off(),
             }
     }
@@ -715,6 +751,10 @@ fn hex(bytes: &[u8]) -> String {
 pub fn initramfs_file(host: &Host, image: Image, extras: &[Extra]) -> Result<PathBuf> {
     static LOCK: Mutex<()> = Mutex::new(());
     let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    if let Image::Dracut(flavour) = image {
+        ensure!(extras.is_empty(), "the dracut image takes no extra files");
+        return dracut_initramfs(host, flavour);
+    }
     let bin = static_binary()?;
     let script = workspace().join("image/mkinitrd-min.sh");
     let mut h = ring::digest::Context::new(&ring::digest::SHA256);
@@ -801,6 +841,106 @@ pub fn initramfs_file(host: &Host, image: Image, extras: &[Extra]) -> Result<Pat
     Ok(out)
 }
 
+/// Every regular file under `dir`, sorted (for cache keys).
+fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let p = e?.path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.is_file() {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// Runs an image script into `out` unless `out` exists (cache hit); prints its summary line.
+fn build_cached(out: &Path, cmd: &mut Command, what: &str) -> Result<()> {
+    if out.is_file() {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let o = run_tool(cmd.env("SOURCE_DATE_EPOCH", "0"))?;
+    ensure!(
+        o.status.success(),
+        "{what} failed ({}):\n{}{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    ensure!(out.is_file(), "{what} wrote no {}", out.display());
+    eprintln!(
+        "[qemu] {} ({:.1} s)",
+        String::from_utf8_lossy(&o.stdout).trim(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The SHA-256 (hex) of the files and strings that make an image.
+fn inputs_key(files: &[PathBuf], strings: &[&str]) -> Result<String> {
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+    for f in files {
+        let data = fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+        h.update(f.to_string_lossy().as_bytes());
+        h.update(&(data.len() as u64).to_le_bytes());
+        h.update(&data);
+    }
+    for s in strings {
+        h.update(&(s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    }
+    Ok(hex(h.finish().as_ref()))
+}
+
+/// `image/mkinitrd-dracut.sh` for `flavour`, cached by the hash of the script, the dracut
+/// module, the binary and the kernel version (a build takes 15-25 s).
+fn dracut_initramfs(host: &Host, flavour: Flavour) -> Result<PathBuf> {
+    need("dracut", "dracut")?;
+    let bin = static_binary()?;
+    let ws = workspace();
+    let script = ws.join("image/mkinitrd-dracut.sh");
+    let mut files = vec![script.clone(), bin.clone()];
+    files.extend(files_under(&ws.join("dracut"))?);
+    let key = inputs_key(&files, &[&host.kver, flavour.name()])?;
+    let dir = target_dir().join("qemu-cache");
+    fs::create_dir_all(&dir)?;
+    let out = dir.join(format!("dracut-{}-{}.img", flavour.name(), &key[..24]));
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script)
+        .arg(&bin)
+        .arg(&out)
+        .args(["--flavour", flavour.name(), "--kver", &host.kver]);
+    build_cached(&out, &mut cmd, "image/mkinitrd-dracut.sh")?;
+    Ok(out)
+}
+
+/// A fresh copy of the test root (`image/mkroot-min.sh`, ext4 labelled `ROOT`, cached by
+/// the hash of the script and the binary) for machine `name`: QEMU write-locks images.
+pub fn root_disk(name: &str) -> Result<PathBuf> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let bin = static_binary()?;
+    let script = workspace().join("image/mkroot-min.sh");
+    let key = inputs_key(&[script.clone(), bin.clone()], &[])?;
+    let dir = target_dir().join("qemu-cache");
+    fs::create_dir_all(&dir)?;
+    let cached = dir.join(format!("root-{}.img", &key[..24]));
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script).arg(&cached).arg(&bin);
+    build_cached(&cached, &mut cmd, "image/mkroot-min.sh")?;
+    let disks = target_dir().join("qemu-disks");
+    fs::create_dir_all(&disks)?;
+    let copy = disks.join(format!("{name}.root.img"));
+    fs::copy(&cached, &copy).with_context(|| format!("copying to {}", copy.display()))?;
+    Ok(copy)
+}
+
 /// A private scratch directory (0700) under `dir`.
 fn tempfile_dir(dir: &Path, tag: &str) -> Result<PathBuf> {
     let work = dir.join(format!("work-{tag}-{}", std::process::id()));
@@ -854,8 +994,17 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
     let err_path = arts.join(format!("{}.qemu-stderr.log", vm.name));
     let accel = std::env::var("QH_ACCEL").unwrap_or_else(|_| "tcg".into());
     let mut append = format!("console=ttyS0 panic=-1 quiet {}", vm.append.trim());
-    if vm.image == Image::Pid1 {
-        append.push_str(" ovirt.reg.poweroff");
+    match vm.image {
+        Image::Pid1 => append.push_str(" ovirt.reg.poweroff"),
+        // The root's /sbin/init powers off; a boot that never gets there powers off too.
+        Image::Dracut(flavour) => {
+            append.push_str(" root=LABEL=ROOT rootfstype=ext4 rw rd.shell=0 rd.timeout=30");
+            append.push_str(" rd.emergency=poweroff");
+            if flavour == Flavour::Systemd {
+                append.push_str(" systemd.journald.forward_to_console=1");
+            }
+        }
+        Image::ScriptInit => {}
     }
     let mut cmd = Command::new(&host.qemu);
     cmd.args(["-accel", &accel, "-m", "512", "-smp", "1", "-nodefaults"])
@@ -872,7 +1021,7 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
     if let Some(base) = &vm.rtc_base {
         cmd.arg("-rtc").arg(format!("base={base}"));
     }
-    if let Some(disk) = &vm.disk {
+    for disk in vm.disk.iter().chain(&vm.root_disk) {
         cmd.arg("-drive")
             .arg(format!("file={},if=virtio,format=raw", disk.display()));
     }
