@@ -9,10 +9,10 @@
 #   --without-module  the same image without 95ovirt-node-reg (to measure what it adds)
 #   --kver K          kernel version (default: the newest /lib/modules/K with /boot/vmlinuz-K)
 #
-# Never touches the machine's /boot, /etc/dracut.conf.d or /usr/lib/dracut: dracut runs from
+# Never touches the machine's /boot, /etc/dracut.conf* or /usr/lib/dracut: dracut runs from
 # a temporary copy of /usr/lib/dracut with dracut/95ovirt-node-reg added, with an empty
-# --confdir, --no-hostonly and an explicit module list (the network handler named, so the
-# build host's packages do not choose it). Reproducible: --reproducible, every file newer
+# --conf and --confdir, --no-hostonly and an explicit module list (the network handler
+# named, so the build host's packages do not choose it). Reproducible: --reproducible, every file newer
 # than SOURCE_DATE_EPOCH (default: the last commit's time) gets that time.
 # The virtio disk/NIC drivers are added explicitly and the qemu/qemu-net modules omitted,
 # so the image does not depend on whether the build host is itself a QEMU guest.
@@ -109,16 +109,22 @@ cp -r "$moddir" "$base/modules.d/95ovirt-node-reg"
 chmod 755 "$base"/modules.d/95ovirt-node-reg/*.sh
 # dracut --reproducible gives every file newer than dracut-functions.sh that file's mtime
 touch -h -d "@$SOURCE_DATE_EPOCH" "$base/dracut-functions.sh"
-mkdir "$tmp/conf"
+# an empty configuration instead of /etc/dracut.conf and /etc/dracut.conf.d; relative paths
+# (dracut runs in $tmp) because dracut records its arguments in the image
+: > "$tmp/dracut.conf"
+mkdir "$tmp/dracut.conf.d"
+bin=$(realpath "$BIN")
 
 start=$(date +%s.%N)
-# word splitting of $modules/$omit is wanted (dracut takes a space-separated list either way)
-dracutbasedir=$base OVIRT_NODE_REG_BIN=$(realpath "$BIN") \
-    dracut --quiet --force --confdir "$tmp/conf" --no-hostonly --no-hostonly-cmdline \
-    --no-early-microcode --reproducible \
-    -m "$modules" --omit "$omit" \
-    --add-drivers "virtio_pci virtio_blk virtio_net" \
-    --kver "$KVER" "$tmp/out.img"
+(
+    cd "$tmp"
+    dracutbasedir=$base OVIRT_NODE_REG_BIN=$bin \
+        dracut --quiet --force --conf dracut.conf --confdir dracut.conf.d \
+        --no-hostonly --no-hostonly-cmdline --no-early-microcode --reproducible \
+        -m "$modules" --omit "$omit" \
+        --add-drivers "virtio_pci virtio_blk virtio_net" \
+        --kver "$KVER" out.img
+)
 end=$(date +%s.%N)
 mv "$tmp/out.img" "$OUT"
 
