@@ -380,8 +380,19 @@ fn static_ip_with_ifcfg_files_and_dns_override() {
     cfg.dns = vec!["10.77.0.2".parse().unwrap(), "10.77.0.3".parse().unwrap()];
     cfg.hostname = Some("static1.example.test".parse().unwrap());
     cfg.netconf = NetConf::Ifcfg;
+    // What an earlier DHCP client (dracut's network-legacy) leaves behind on the NIC.
+    lab.node
+        .ip(&["addr", "add", "10.77.0.77/24", "dev", "nic0"]);
+    lab.node.ip(&["link", "set", "nic0", "up"]);
+    lab.node
+        .ip(&["route", "add", "default", "via", "10.77.0.1", "dev", "nic0"]);
 
     let r = lab.run(&cfg, Duration::from_secs(20)).expect("bring_up");
+    let on_nic = lab.node.out(&["-o", "-4", "addr", "show", "dev", "nic0"]);
+    assert!(
+        on_nic.trim().is_empty(),
+        "the port keeps no address: {on_nic}"
+    );
     assert_eq!(r.method, "static");
     assert_eq!(r.address.as_deref(), Some("10.77.0.9/24"));
     assert!(r.lease.is_none());

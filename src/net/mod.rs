@@ -264,9 +264,14 @@ struct Run<'a> {
 impl Run<'_> {
     fn set(&mut self, link: &Link, change: LinkChange, what: String) -> Result<()> {
         self.nl.set_link(link.index, &change)?;
+        self.note(what);
+        Ok(())
+    }
+
+    /// A change made: logged and listed in the result.
+    fn note(&mut self, what: String) {
         info!("{what}");
         self.changes.push(what);
-        Ok(())
     }
 
     fn up(&mut self, link: &Link) -> Result<()> {
@@ -407,9 +412,7 @@ impl Run<'_> {
         self.nl.set_link(link.index, &down)?;
         std::fs::write(&mode_file, want.to_string())
             .with_context(|| format!("setting mode {want} in {}", mode_file.display()))?;
-        let what = format!("set {} to mode {want}", bond.name);
-        info!("{what}");
-        self.changes.push(what);
+        self.note(format!("set {} to mode {want}", bond.name));
         Ok(())
     }
 
@@ -465,6 +468,16 @@ impl Run<'_> {
                 change,
                 format!("added {} to {}", port.name, bridge.name),
             )?;
+        }
+        // A bridge port must not keep addresses of its own: an address (and the routes the
+        // kernel keeps with it) that an earlier DHCP client left on the NIC would shadow the
+        // bridge's and make the engine unreachable. Removing the last one flushes its routes.
+        for (addr, prefix) in self.nl.addrs(port.index)? {
+            self.nl.del_addr(port.index, addr, prefix)?;
+            self.note(format!(
+                "removed {addr}/{prefix} from {} (now a port of {})",
+                port.name, bridge.name
+            ));
         }
         let port = self.must_link(&port.name)?;
         self.up(&port)?;

@@ -30,6 +30,7 @@ const RTM_NEWLINK: u16 = 16;
 const RTM_GETLINK: u16 = 18;
 const RTM_SETLINK: u16 = 19;
 const RTM_NEWADDR: u16 = 20;
+const RTM_DELADDR: u16 = 21;
 const RTM_GETADDR: u16 = 22;
 const RTM_NEWROUTE: u16 = 24;
 const RTM_GETROUTE: u16 = 26;
@@ -432,6 +433,13 @@ pub fn new_addr_request(index: u32, addr: Ipv4Addr, prefix: u8) -> Request {
     r
 }
 
+pub fn del_addr_request(index: u32, addr: Ipv4Addr, prefix: u8) -> Request {
+    let mut r = Request::new(RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK);
+    r.bytes(&ifaddrmsg(prefix, index));
+    r.attr(IFA_LOCAL, &addr.octets());
+    r
+}
+
 /// The directed broadcast address of `addr/prefix`.
 pub fn broadcast(addr: Ipv4Addr, prefix: u8) -> Ipv4Addr {
     let host_bits = u32::MAX.checked_shr(u32::from(prefix)).unwrap_or(0);
@@ -711,6 +719,13 @@ impl Netlink {
         self.change(
             new_addr_request(index, addr, prefix),
             &format!("adding {addr}/{prefix}"),
+        )
+    }
+
+    pub fn del_addr(&mut self, index: u32, addr: Ipv4Addr, prefix: u8) -> Result<()> {
+        self.change(
+            del_addr_request(index, addr, prefix),
+            &format!("removing {addr}/{prefix}"),
         )
     }
 
