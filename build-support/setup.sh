@@ -24,9 +24,11 @@ MUSL_TARGET=x86_64-unknown-linux-musl
 # guestfwd, xz to unpack the kernel's vmlinux; dracut (+ network) for the dracut initramfs of the
 # module (it replaces initramfs-tools, harmless on a build machine), cpio and kmod (depmod,
 # modprobe --show-depends) for image/mkinitrd-min.sh, e2tools to read the guest's config disk,
-# systemd for the systemd-flavoured dracut initramfs and `systemd-analyze verify` of our unit.
+# systemd for the systemd-flavoured dracut initramfs and `systemd-analyze verify` of our unit,
+# pxelinux/syslinux for the PXE tree, isolinux/xorriso/grub/mtools/squashfs for the node ISO.
 QEMU_PKGS=(dracut dracut-network qemu-system-x86 linux-image-amd64 busybox-static socat xz-utils
-    cpio kmod e2tools systemd)
+    cpio kmod e2tools systemd
+    pxelinux syslinux-common isolinux xorriso grub-pc-bin mtools squashfs-tools)
 
 missing() { # print those of "$@" that dpkg does not report as installed
     local p
