@@ -22,8 +22,12 @@ stage "cargo fmt --check"
 cargo fmt --all --check
 stage "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
-stage "cargo test"
+stage "cargo test (unit, integration, simulator, QEMU boots)"
+BOOT_TIMES=target/qemu-artifacts/boot-times.tsv
+rm -f "$BOOT_TIMES"
 cargo test --workspace
+[ -s "$BOOT_TIMES" ] || { echo "no QEMU boot ran: the boot tests are missing" >&2; exit 1; }
+awk -F'\t' '{n++; t+=$2} END {printf "QEMU boots: %d, total QEMU time %.1f s\n", n, t}' "$BOOT_TIMES"
 stage "static musl build (min-z)"
 build-support/build-static.sh
 stage "static binary gate"

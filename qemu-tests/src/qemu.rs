@@ -976,6 +976,9 @@ impl Drop for Slot {
     }
 }
 
+/// In the artefacts directory: `name<TAB>seconds` per boot, appended by every test process.
+pub const BOOT_TIMES: &str = "boot-times.tsv";
+
 /// QEMU wall time of every boot of this test process so far.
 pub fn total_qemu_time() -> Duration {
     Duration::from_millis(*TOTAL_MS.lock().unwrap_or_else(|e| e.into_inner()) as u64)
@@ -1071,6 +1074,12 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
             .open(&log_path)
             .and_then(|mut f| write!(f, "\n--- qemu stderr ---\n{qemu_stderr}"));
     }
+    // One line per boot for the test command's total (build-support/test-all.sh).
+    let _ = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(arts.join(BOOT_TIMES))
+        .and_then(|mut f| writeln!(f, "{}\t{:.2}", vm.name, elapsed.as_secs_f64()));
     eprintln!(
         "[qemu] boot {}: {:.2} s QEMU wall time{}",
         vm.name,
