@@ -91,7 +91,7 @@ fn wait_named(nl: &mut Netlink, want: &Wanted, bridge: &str, until: Instant) -> 
                 }
         });
         if let Some(link) = found {
-            info!("management NIC {}: {}", link.name, describe(&want));
+            info!("management NIC {}: {}", link.name, describe(want));
             return Ok(link);
         }
         if Instant::now() >= until {
