@@ -63,7 +63,8 @@ pub fn handle(shared: &Shared, req: &Request) -> Response {
             None => Response::error(404, &format!("no enrollment for {id}")),
         },
         ("POST", ["tokens"]) => create_token_endpoint(shared, req),
-        ("GET", ["settings"]) => Response::json(200, &*lock(&shared.settings)),
+        ("GET", ["settings"]) => settings(shared),
+        ("GET", ["stats"]) => Response::json(200, &shared.limiter.stats()),
         ("POST", ["settings"]) => settings_endpoint(shared, req),
         ("GET", ["events"]) => events(shared, req),
         ("GET", ["faults"]) => Response::json(200, &shared.faults.list()),
@@ -174,6 +175,20 @@ pub fn create_token(
 struct SettingsBody {
     cert_lifetime_secs: Option<u64>,
     retry_after_secs: Option<u64>,
+    /// Engine requests per second; 0 = no limit.
+    rate_limit: Option<u32>,
+    /// `Retry-After` of the rate limit's 503s; 0 = derived from the backlog.
+    rate_limit_retry_after_secs: Option<u64>,
+}
+
+/// The enrolment settings and the rate limit, as one object.
+fn settings(shared: &Shared) -> Response {
+    let mut v = serde_json::to_value(&*lock(&shared.settings)).unwrap_or_default();
+    let limit = serde_json::to_value(shared.limiter.limit()).unwrap_or_default();
+    if let (Some(obj), Some(limit)) = (v.as_object_mut(), limit.as_object()) {
+        obj.extend(limit.clone());
+    }
+    Response::json(200, &v)
 }
 
 fn settings_endpoint(shared: &Shared, req: &Request) -> Response {
@@ -181,14 +196,36 @@ fn settings_endpoint(shared: &Shared, req: &Request) -> Response {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let mut s = lock(&shared.settings);
-    if let Some(v) = body.cert_lifetime_secs.filter(|v| *v > 0) {
-        s.cert_lifetime_secs = v;
+    {
+        let mut s = lock(&shared.settings);
+        if let Some(v) = body.cert_lifetime_secs.filter(|v| *v > 0) {
+            s.cert_lifetime_secs = v;
+        }
+        if let Some(v) = body.retry_after_secs {
+            s.retry_after_secs = v;
+        }
     }
-    if let Some(v) = body.retry_after_secs {
-        s.retry_after_secs = v;
+    if body.rate_limit.is_some() || body.rate_limit_retry_after_secs.is_some() {
+        let mut limit = shared.limiter.limit();
+        if let Some(v) = body.rate_limit {
+            limit.rate_limit = v;
+        }
+        if let Some(v) = body.rate_limit_retry_after_secs {
+            limit.rate_limit_retry_after_secs = (v > 0).then_some(v);
+        }
+        shared.limiter.set_limit(limit);
+        let detail = format!(
+            "rate limit {}/s, Retry-After {}",
+            limit.rate_limit,
+            limit
+                .rate_limit_retry_after_secs
+                .map_or("derived".to_string(), |s| format!("{s}s"))
+        );
+        shared
+            .events
+            .push(Event::new(EventKind::Rate).detail(detail));
     }
-    Response::json(200, &*s)
+    settings(shared)
 }
 
 #[derive(Deserialize, Default)]

@@ -43,6 +43,11 @@ pub struct SimConfig {
     pub cert_lifetime: Duration,
     /// `Retry-After` of a pending (202) enrolment answer.
     pub retry_after_secs: u64,
+    /// Engine requests served per second (fixed 1-s windows); more get 503 + `Retry-After`.
+    /// 0: no limit (the rates are measured anyway).
+    pub rate_limit: u32,
+    /// `Retry-After` of those 503s; `None`: derived from the backlog (rate_limit.rs).
+    pub rate_limit_retry_after: Option<u64>,
 }
 
 /// `VdsCertificateValidityInDays` default (ovirt-protocol.md §4.2).
@@ -65,6 +70,8 @@ impl Default for SimConfig {
             organization: "engine-sim".into(),
             cert_lifetime: Duration::from_secs(DEFAULT_CERT_DAYS * 86_400),
             retry_after_secs: 5,
+            rate_limit: 0,
+            rate_limit_retry_after: None,
         }
     }
 }

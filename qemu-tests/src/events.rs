@@ -30,6 +30,9 @@ pub enum EventKind {
     Fault,
     /// A host was added, approved, rejected or removed.
     Host,
+    /// Request rates: one per second that saw engine requests (`rate second N: accepted A,
+    /// refused R, …`), and a `rate summary: …` when the simulator stops.
+    Rate,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

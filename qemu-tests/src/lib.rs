@@ -21,6 +21,7 @@ pub mod faults;
 pub mod hosts;
 pub mod http;
 pub mod qemu;
+pub mod rate_limit;
 mod router;
 pub mod server;
 pub mod servlet;
@@ -179,6 +180,20 @@ impl Handle {
     /// against `connect` when given (a stand-in vdsm on an ephemeral port).
     pub fn check_vdsm(&self, unique_id: &str, connect: Option<SocketAddr>) -> Result<(), String> {
         admin::check_vdsm(&self.shared, unique_id, connect)
+    }
+
+    /// Engine requests per second (0: none) and the `Retry-After` of the 503s over it
+    /// (`None`: derived from the backlog), from now on.
+    pub fn set_rate_limit(&self, per_sec: u32, retry_after: Option<u64>) {
+        self.shared.limiter.set_limit(rate_limit::Limit {
+            rate_limit: per_sec,
+            rate_limit_retry_after_secs: retry_after,
+        });
+    }
+
+    /// What the simulator saw: requests per second accepted and refused, peaks, means.
+    pub fn stats(&self) -> rate_limit::Stats {
+        self.shared.limiter.stats()
     }
 
     pub fn set_fault(&self, fault: FaultSpec) {

@@ -8,12 +8,25 @@ use crate::admin;
 use crate::events::{Event, EventKind};
 use crate::faults::FaultKind;
 use crate::http::{reason, Body, Request, Response};
+use crate::rate_limit::{self, Decision};
 use crate::server::Shared;
 
 /// The answer, and the label of the fault that shaped it.
 pub fn route(shared: &Shared, req: &Request, peer: SocketAddr) -> (Response, Option<String>) {
     if req.path == "/admin" || req.path.starts_with("/admin/") {
         return (admin::handle(shared, req), None);
+    }
+    // Every engine request is counted; over the rate limit nothing else is looked at.
+    let (decision, closed) = shared.limiter.check();
+    let limit = shared.limiter.limit().rate_limit;
+    for b in &closed {
+        let ev = Event::new(EventKind::Rate).detail(rate_limit::describe(b, limit));
+        shared.events.push(ev);
+    }
+    if let Decision::Refuse { retry_after } = decision {
+        let resp =
+            Response::error(503, reason(503)).with_header("Retry-After", retry_after.to_string());
+        return (resp, Some(rate_limit::FAULT_LABEL.to_string()));
     }
     match shared
         .faults

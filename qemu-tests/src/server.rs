@@ -17,6 +17,7 @@ use crate::events::{lock, Event, EventKind, EventLog};
 use crate::faults::Faults;
 use crate::hosts::Hosts;
 use crate::http::{self, Response};
+use crate::rate_limit::{self, Limit, RateLimiter};
 use crate::router;
 use crate::servlet::Engine;
 use crate::tls::Pki;
@@ -50,6 +51,8 @@ pub struct Shared {
     pub enrollments: Enrollments,
     pub tokens: Tokens,
     pub settings: Mutex<Settings>,
+    /// The rate limit and the per-second measurement of engine requests.
+    pub limiter: RateLimiter,
     pub https_addr: SocketAddr,
     pub http_addr: Option<SocketAddr>,
     stop: AtomicBool,
@@ -120,6 +123,10 @@ pub fn start(config: SimConfig) -> Result<(Arc<Shared>, Vec<JoinHandle<()>>)> {
             cert_lifetime_secs: config.cert_lifetime.as_secs(),
             retry_after_secs: config.retry_after_secs,
         }),
+        limiter: RateLimiter::new(Limit {
+            rate_limit: config.rate_limit,
+            rate_limit_retry_after_secs: config.rate_limit_retry_after,
+        }),
         https_addr: https.local_addr()?,
         http_addr: http.as_ref().map(TcpListener::local_addr).transpose()?,
         config,
@@ -134,7 +141,13 @@ pub fn start(config: SimConfig) -> Result<(Arc<Shared>, Vec<JoinHandle<()>>)> {
 }
 
 pub fn stop(shared: &Shared, threads: &mut Vec<JoinHandle<()>>) {
-    shared.stop.store(true, Ordering::Relaxed);
+    if !shared.stop.swap(true, Ordering::Relaxed) {
+        // The run's figures, once, for whoever reads the event log afterwards.
+        let summary = rate_limit::summary(&shared.limiter.stats());
+        shared
+            .events
+            .push(Event::new(EventKind::Rate).detail(summary));
+    }
     for t in threads.drain(..) {
         let _ = t.join();
     }

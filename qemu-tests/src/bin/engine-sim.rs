@@ -48,6 +48,13 @@ struct Args {
     /// seconds of Retry-After in pending enrolment answers (default 5)
     #[argh(option, default = "5")]
     retry_after: u64,
+    /// serve at most N engine requests per second (fixed 1-s windows; admin API excluded);
+    /// more get 503 with Retry-After (default 0: no limit)
+    #[argh(option, default = "0")]
+    rate_limit: u32,
+    /// seconds of Retry-After in the rate limit's 503s (default: derived from the backlog)
+    #[argh(option)]
+    rate_limit_retry_after: Option<u64>,
     /// organization name (O=) of issued host certificates (default engine-sim)
     #[argh(option, default = "String::from(\"engine-sim\")")]
     organization: String,
@@ -69,6 +76,8 @@ fn main() -> Result<()> {
         protocol_version: if args.v1_only { 1 } else { 2 },
         retry_after_secs: args.retry_after,
         organization: args.organization,
+        rate_limit: args.rate_limit,
+        rate_limit_retry_after: args.rate_limit_retry_after.filter(|s| *s > 0),
         ..SimConfig::default()
     };
     if let Some(secs) = args.cert_lifetime_secs.filter(|s| *s > 0) {
@@ -99,6 +108,10 @@ fn announce(sim: &qemu_tests::Handle, ready_file: Option<PathBuf>) -> Result<()>
     writeln!(out, "engine-sim listening on {}", info.https_url)?;
     if let Some(url) = &info.http_url {
         writeln!(out, "engine-sim plain http on {url}")?;
+    }
+    let limit = sim.stats();
+    if limit.rate_limit > 0 {
+        writeln!(out, "engine-sim rate limit {}/s", limit.rate_limit)?;
     }
     writeln!(out, "engine-sim CA sha256 {}", info.ca_sha256)?;
     writeln!(out, "engine-sim CA sha1 {}", info.ca_sha1)?;
