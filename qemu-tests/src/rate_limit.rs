@@ -75,8 +75,13 @@ pub struct Stats {
     /// 503s sent by the limit.
     pub refused: u64,
     pub offered: u64,
+    /// Peaks of the per-second buckets (the limiter's windows).
     pub peak_accepted_per_sec: u32,
     pub peak_offered_per_sec: u32,
+    /// Peaks over any 1-second span, not aligned to the windows: what a client crowd
+    /// really saw. Fixed windows bound the accepted one by twice the limit.
+    pub peak_accepted_any_sec: u32,
+    pub peak_offered_any_sec: u32,
     /// Over the seconds from the first request to the last (both included).
     pub mean_accepted_per_sec: f64,
     pub mean_offered_per_sec: f64,
@@ -98,6 +103,11 @@ struct Inner {
     peak_accepted: u32,
     peak_offered: u32,
     max_retry_after: u64,
+    /// Times of the requests of the last second, accepted and all.
+    recent_accepted: VecDeque<Instant>,
+    recent_offered: VecDeque<Instant>,
+    peak_accepted_any: u32,
+    peak_offered_any: u32,
     /// The virtual queue's tail: the window promised last and how many it was promised to.
     promised_window: u64,
     promised_count: u32,
@@ -123,6 +133,10 @@ impl RateLimiter {
                 peak_accepted: 0,
                 peak_offered: 0,
                 max_retry_after: 0,
+                recent_accepted: VecDeque::new(),
+                recent_offered: VecDeque::new(),
+                peak_accepted_any: 0,
+                peak_offered_any: 0,
                 promised_window: 0,
                 promised_count: 0,
             }),
@@ -140,13 +154,23 @@ impl RateLimiter {
     /// Counts one engine request and decides it. Also returns the buckets of the seconds
     /// that ended since the last request (for the event log), at most a few.
     pub fn check(&self) -> (Decision, Vec<Bucket>) {
-        self.check_at(self.start.elapsed().as_secs())
+        let mut inner = lock(&self.inner);
+        // Read under the lock, so the times of the decisions only go forward.
+        let now = Instant::now();
+        let second = now.duration_since(self.start).as_secs();
+        self.decide(&mut inner, second, now)
     }
 
-    /// [`check`] in window `second` (seconds since start); the tests drive time with it.
+    /// [`check`] in window `second` (seconds since start); the tests drive time with it
+    /// (the 1-second spans then use `start + second`).
     pub fn check_at(&self, second: u64) -> (Decision, Vec<Bucket>) {
         let mut inner = lock(&self.inner);
-        let closed = self.advance(&mut inner, second);
+        let now = self.start + std::time::Duration::from_secs(second);
+        self.decide(&mut inner, second, now)
+    }
+
+    fn decide(&self, inner: &mut Inner, second: u64, now: Instant) -> (Decision, Vec<Bucket>) {
+        let closed = self.advance(inner, second);
         let bucket = inner.buckets.back().copied().unwrap_or_default();
         let limit = inner.limit.rate_limit;
         let decision = if limit == 0 || bucket.accepted < limit {
@@ -154,7 +178,7 @@ impl RateLimiter {
         } else {
             let retry_after = match inner.limit.rate_limit_retry_after_secs {
                 Some(s) => s,
-                None => promise(&mut inner, second, limit),
+                None => promise(inner, second, limit),
             };
             Decision::Refuse { retry_after }
         };
@@ -175,6 +199,12 @@ impl RateLimiter {
         }
         inner.peak_accepted = inner.peak_accepted.max(accepted);
         inner.peak_offered = inner.peak_offered.max(offered);
+        let n = in_last_second(&mut inner.recent_offered, now);
+        inner.peak_offered_any = inner.peak_offered_any.max(n);
+        if decision == Decision::Accept {
+            let n = in_last_second(&mut inner.recent_accepted, now);
+            inner.peak_accepted_any = inner.peak_accepted_any.max(n);
+        }
         (decision, closed)
     }
 
@@ -251,6 +281,8 @@ impl RateLimiter {
             offered: inner.accepted + inner.refused,
             peak_accepted_per_sec: inner.peak_accepted,
             peak_offered_per_sec: inner.peak_offered,
+            peak_accepted_any_sec: inner.peak_accepted_any,
+            peak_offered_any_sec: inner.peak_offered_any,
             mean_accepted_per_sec: mean(inner.accepted),
             mean_offered_per_sec: mean(inner.accepted + inner.refused),
             active_secs,
@@ -258,6 +290,19 @@ impl RateLimiter {
             buckets: inner.buckets.iter().copied().collect(),
         }
     }
+}
+
+/// Adds `now` and drops what is a second or more older; the count of the span `(now - 1 s,
+/// now]`.
+fn in_last_second(times: &mut VecDeque<Instant>, now: Instant) -> u32 {
+    times.push_back(now);
+    while times
+        .front()
+        .is_some_and(|t| now.duration_since(*t).as_secs_f64() >= 1.0)
+    {
+        times.pop_front();
+    }
+    times.len() as u32
 }
 
 /// The virtual queue: the first window after `now` promised to fewer than `limit` clients
@@ -316,6 +361,7 @@ pub fn summary(s: &Stats) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn limited(n: u32) -> RateLimiter {
         RateLimiter::new(Limit {
@@ -375,6 +421,24 @@ mod tests {
         l.check_at(10);
         l.check_at(10);
         assert_eq!(l.check_at(10).0, Decision::Refuse { retry_after: 1 });
+    }
+
+    #[test]
+    fn spans_across_two_windows_see_at_most_twice_the_limit() {
+        let l = limited(4);
+        let start = l.start;
+        let mut inner = lock(&l.inner);
+        // Four at the end of window 0, then a burst at the start of window 1.
+        for _ in 0..6 {
+            l.decide(&mut inner, 0, start + Duration::from_millis(900));
+        }
+        for _ in 0..6 {
+            l.decide(&mut inner, 1, start + Duration::from_millis(1100));
+        }
+        drop(inner);
+        let s = l.stats_at(1);
+        assert_eq!((s.peak_accepted_per_sec, s.peak_accepted_any_sec), (4, 8));
+        assert_eq!(s.peak_offered_any_sec, 12);
     }
 
     #[test]

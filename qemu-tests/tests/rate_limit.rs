@@ -60,6 +60,8 @@ fn check_buckets(s: &Stats, limit: u32) {
         s.refused
     );
     assert!(s.peak_accepted_per_sec <= limit);
+    assert!(s.peak_accepted_any_sec <= 2 * limit, "{s:?}");
+    assert!(s.peak_offered_any_sec >= s.peak_accepted_any_sec);
 }
 
 #[test]

@@ -19,7 +19,15 @@ pub struct Node {
 impl Node {
     /// A root tree with a directory store at /config and a DMI UUID.
     pub fn new() -> Node {
-        let dir = tempfile::tempdir().unwrap();
+        Node::with_dir(tempfile::tempdir().unwrap())
+    }
+
+    /// The same, under `parent` (e.g. a tmpfs for a crowd of nodes).
+    pub fn new_in(parent: &std::path::Path) -> Node {
+        Node::with_dir(tempfile::tempdir_in(parent).unwrap())
+    }
+
+    fn with_dir(dir: tempfile::TempDir) -> Node {
         let root = dir.path().to_path_buf();
         let node = Node { _dir: dir, root };
         fs::create_dir_all(node.path("/config")).unwrap();
