@@ -25,11 +25,11 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Condvar, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, ensure, Context, Result};
 
@@ -368,6 +368,19 @@ pub struct Nic {
     pub mac: String,
 }
 
+/// A network boot (doc §6): no `-kernel`/`-initrd`/`-append`; the NIC's iPXE option ROM does
+/// DHCP and fetches `bootfile` from QEMU's own TFTP server rooted at `tree` (a tree made by
+/// [`pxe_tree`], whose pxelinux config or iPXE script carries the kernel command line).
+#[derive(Debug, Clone)]
+pub struct Pxe {
+    pub tree: PathBuf,
+    /// `pxelinux.0` or `boot.ipxe`.
+    pub bootfile: String,
+    /// Index in [`Vm::nics`] of the NIC that boots: `bootindex=1` and the only netdev with
+    /// the TFTP server, so the NIC the firmware booted from is known (BOOTIF must name it).
+    pub nic: usize,
+}
+
 /// Which initramfs a boot uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Image {
@@ -442,6 +455,9 @@ pub struct Vm {
     pub disk: Option<PathBuf>,
     /// The real root for [`Image::Dracut`] (the next virtio disk), one copy per machine.
     pub root_disk: Option<PathBuf>,
+    /// Boot from the network instead of `-kernel`/`-initrd` ([`Vm::pxe`]); `append`,
+    /// `image` and `extras` are then the tree's business, not the harness's.
+    pub pxe: Option<Pxe>,
 }
 
 impl Vm {
@@ -461,6 +477,7 @@ impl Vm {
             extras: Vec::new(),
             disk: None,
             root_disk: None,
+            pxe: None,
         }
     }
 
@@ -481,6 +498,25 @@ impl Vm {
         Vm {
             image: Image::Pid1,
             disk: Some(disk.path.clone()),
+            ..Vm::new(name, engine_port)
+        }
+    }
+
+    /// A PXE boot of `tree` ([`pxe_tree`]) with `disk` as the config store: the firmware
+    /// loads `bootfile` (`pxelinux.0` or `boot.ipxe`) over TFTP from the first NIC; the tree's
+    /// initramfs is the PID-1 image, which powers off when done. Push more [`Vm::nics`] and
+    /// set [`Pxe::nic`] to boot from another one.
+    pub fn pxe(name: &str, engine_port: u16, disk: &Disk, tree: &Path, bootfile: &str) -> Vm {
+        Vm {
+            image: Image::Pid1,
+            disk: Some(disk.path.clone()),
+            // iPXE's DHCP and link wait cost about 8 s more than a direct kernel boot.
+            timeout: Duration::from_secs(150),
+            pxe: Some(Pxe {
+                tree: tree.to_path_buf(),
+                bootfile: bootfile.into(),
+                nic: 0,
+            }),
             ..Vm::new(name, engine_port)
         }
     }
@@ -616,6 +652,8 @@ pub struct Boot {
     /// The serial console.
     pub log: String,
     pub log_path: PathBuf,
+    /// When QEMU started (wall clock: the simulator's events carry `unix_ms`).
+    pub started: SystemTime,
     /// QEMU start to QEMU exit (or to the kill).
     pub elapsed: Duration,
     pub timed_out: bool,
@@ -693,6 +731,15 @@ impl Boot {
     /// Seconds since QEMU started at which the guest printed a marker, from its `uptime=`.
     pub fn uptime_at(&self, prefix: &str) -> Option<f64> {
         fields(self.line(prefix)?).get("uptime")?.parse().ok()
+    }
+
+    /// Guest uptime (seconds since the kernel started) at which the binary logged
+    /// `step NAME: done` (its console lines start with `[   12.345]`).
+    pub fn step_done_at(&self, step: &str) -> Option<f64> {
+        let needle = format!("step {step}: done");
+        let line = self.containing(&needle).next()?;
+        let (_, rest) = line.split_once('[')?;
+        rest.split_once(']')?.0.trim().parse().ok()
     }
 
     /// The kernel powered the machine off (`reboot: Power down`), as PID 1 asked.
@@ -941,6 +988,86 @@ pub fn root_disk(name: &str) -> Result<PathBuf> {
     Ok(copy)
 }
 
+/// The PXE tree of machine `name` (`image/mkpxe.sh`, in `target/qemu-pxe/<name>`, made anew):
+/// the kernel the harness boots, the PID-1 initramfs ([`Image::Pid1`], no extras), the engine
+/// at `10.0.2.100:engine_port` with CA pin `sha256:<pin_hex>`, an optional enrolment token
+/// (its own 0600 initramfs overlay, never on the command line), and the kernel arguments
+/// `console=ttyS0 panic=-1 quiet ovirt.reg.poweroff <append>` (pxelinux adds BOOTIF with
+/// IPAPPEND 2, the iPXE script from `${netX/mac}`).
+pub fn pxe_tree(
+    name: &str,
+    engine_port: u16,
+    pin_hex: &str,
+    token: Option<&str>,
+    append: &str,
+) -> Result<PathBuf> {
+    let host = host()?;
+    let initrd = initramfs_file(&host, Image::Pid1, &[])?;
+    let root = target_dir().join("qemu-pxe");
+    fs::create_dir_all(&root)?;
+    let out = root.join(name);
+    let _ = fs::remove_dir_all(&out);
+    let work = tempfile_dir(&root, name)?;
+    let result = (|| -> Result<()> {
+        let mut cmd = Command::new("bash");
+        cmd.arg(workspace().join("image/mkpxe.sh"))
+            .arg(&out)
+            .arg("--initrd")
+            .arg(&initrd)
+            .arg("--kernel")
+            .arg(format!("/boot/vmlinuz-{}", host.kver))
+            .arg("--engine")
+            .arg(format!("{GUEST_ENGINE_ADDR}:{engine_port}"))
+            .arg("--pin")
+            .arg(format!("sha256:{pin_hex}"))
+            .arg("--append")
+            .arg(format!(
+                "console=ttyS0 panic=-1 quiet ovirt.reg.poweroff {}",
+                append.trim()
+            ));
+        if let Some(token) = token {
+            let f = work.join("token");
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&f)?;
+            writeln!(file, "{token}")?;
+            cmd.arg("--token-file").arg(&f);
+        }
+        let o = run_tool(&mut cmd)?;
+        ensure!(
+            o.status.success(),
+            "image/mkpxe.sh failed ({}):\n{}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        eprintln!("[qemu] {}", String::from_utf8_lossy(&o.stdout).trim());
+        Ok(())
+    })();
+    let _ = fs::remove_dir_all(&work);
+    result?;
+    Ok(out)
+}
+
+/// The virtio NIC's option ROM, which does the network boot (doc §6).
+fn need_pxe_rom() -> Result<()> {
+    let roms = [
+        "/usr/share/qemu/pxe-virtio.rom",
+        "/usr/share/qemu/efi-virtio.rom",
+        "/usr/lib/ipxe/qemu/pxe-virtio.rom",
+        "/usr/lib/ipxe/qemu/efi-virtio.rom",
+    ];
+    ensure!(
+        roms.iter().any(|r| Path::new(r).is_file()),
+        "no virtio iPXE ROM ({}): the PXE boot tests need the Debian package ipxe-qemu \
+         (it comes with qemu-system-x86; build-support/setup.sh installs it)",
+        roms.join(", ")
+    );
+    Ok(())
+}
+
 /// A private scratch directory (0700) under `dir`.
 fn tempfile_dir(dir: &Path, tag: &str) -> Result<PathBuf> {
     let work = dir.join(format!("work-{tag}-{}", std::process::id()));
@@ -988,8 +1115,34 @@ pub fn total_qemu_time() -> Duration {
 /// `target/qemu-artifacts/<name>.serial.log` and stays there unless [`Boot::pass`] is called.
 pub fn boot(vm: &Vm) -> Result<Boot> {
     let host = host()?;
-    let kernel = vmlinux(&host.kver)?;
-    let initrd = initramfs_file(&host, vm.image, &vm.extras)?;
+    let direct = match &vm.pxe {
+        None => Some((
+            vmlinux(&host.kver)?,
+            initramfs_file(&host, vm.image, &vm.extras)?,
+        )),
+        Some(pxe) => {
+            ensure!(
+                vm.image == Image::Pid1 && vm.extras.is_empty() && vm.append.trim().is_empty(),
+                "{}: a PXE boot takes its image and kernel arguments from the tree",
+                vm.name
+            );
+            ensure!(
+                pxe.nic < vm.nics.len(),
+                "{}: no NIC {} to boot from",
+                vm.name,
+                pxe.nic
+            );
+            ensure!(
+                pxe.tree.join(&pxe.bootfile).is_file(),
+                "{}: no {} in {}",
+                vm.name,
+                pxe.bootfile,
+                pxe.tree.display()
+            );
+            need_pxe_rom()?;
+            None
+        }
+    };
     let arts = artifacts_dir();
     fs::create_dir_all(&arts)?;
     let log_path = arts.join(format!("{}.serial.log", vm.name));
@@ -1014,13 +1167,20 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
         .args(["-display", "none", "-no-reboot", "-monitor", "none"])
         .arg("-serial")
         .arg(format!("file:{}", log_path.display()))
-        .arg("-kernel")
-        .arg(&kernel)
-        .arg("-initrd")
-        .arg(&initrd)
-        .arg("-append")
-        .arg(&append)
         .args(["-uuid", &vm.uuid]);
+    match &direct {
+        Some((kernel, initrd)) => {
+            cmd.arg("-kernel")
+                .arg(kernel)
+                .arg("-initrd")
+                .arg(initrd)
+                .arg("-append")
+                .arg(&append);
+        }
+        None => {
+            cmd.args(["-boot", "n"]);
+        }
+    }
     if let Some(base) = &vm.rtc_base {
         cmd.arg("-rtc").arg(format!("base={base}"));
     }
@@ -1029,16 +1189,34 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
             .arg(format!("file={},if=virtio,format=raw", disk.display()));
     }
     for (i, nic) in vm.nics.iter().enumerate() {
+        let boots = vm.pxe.as_ref().filter(|p| p.nic == i);
+        // QEMU's TFTP server and DHCP boot file (they work with restrict=on) on the boot NIC
+        // only. The tree path goes inside a comma-separated option: QEMU would split on ','.
+        let tftp = match boots {
+            Some(p) => {
+                let tree = p.tree.display().to_string();
+                ensure!(
+                    !tree.contains(',') && !p.bootfile.contains(','),
+                    "{tree}: no ',' in a TFTP path"
+                );
+                format!(",tftp={tree},bootfile={}", p.bootfile)
+            }
+            None => String::new(),
+        };
         // One argument, spaces and all (doc §8.5); restrict=on: only the guestfwd port.
         // socat's stderr is the guest's connection too: its "Connection refused" while the
         // engine is down would reach the guest as data, so it logs to /dev/null.
         cmd.arg("-netdev").arg(format!(
-            "user,id=n{i},restrict=on,guestfwd=tcp:{GUEST_ENGINE_ADDR}:{p}-cmd:{socat} -lf /dev/null - TCP:127.0.0.1:{p}",
+            "user,id=n{i},restrict=on{tftp},guestfwd=tcp:{GUEST_ENGINE_ADDR}:{p}-cmd:{socat} -lf /dev/null - TCP:127.0.0.1:{p}",
             p = vm.engine_port,
             socat = host.socat.display()
         ));
-        cmd.arg("-device")
-            .arg(format!("virtio-net-pci,netdev=n{i},mac={}", nic.mac));
+        // The boot NIC comes first in the firmware's boot order, whatever its PCI slot.
+        let bootindex = if boots.is_some() { ",bootindex=1" } else { "" };
+        cmd.arg("-device").arg(format!(
+            "virtio-net-pci,netdev=n{i},mac={}{bootindex}",
+            nic.mac
+        ));
     }
     let stderr = fs::File::create(&err_path)?;
     cmd.stdin(Stdio::null())
@@ -1046,6 +1224,7 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
         .stderr(stderr);
     let slot = Slot::take();
     let start = Instant::now();
+    let started = SystemTime::now();
     let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
     let mut timed_out = false;
     loop {
@@ -1094,6 +1273,7 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
         name: vm.name.clone(),
         log,
         log_path,
+        started,
         elapsed,
         timed_out,
         qemu_stderr,
@@ -1133,6 +1313,7 @@ mod tests {
             name: "x".into(),
             log: "[    3.100] ovirt-node-reg: step network_up\r\n[    4.200] ovirt-node-reg: ok, step done\r\nreboot: Power down\n".into(),
             log_path: PathBuf::new(),
+            started: SystemTime::UNIX_EPOCH,
             elapsed: Duration::ZERO,
             timed_out: false,
             qemu_stderr: String::new(),
