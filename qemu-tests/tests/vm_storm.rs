@@ -1,0 +1,135 @@
+//! The VM side of the registration storm (issue 8): eight nodes, each its own config disk,
+//! SMBIOS UUID, MAC and enrolment token, boot the minimal PID-1 image (direct kernel boot,
+//! `ip=dhcp BOOTIF=…`, as a PXE node would get them) against one simulator, two QEMUs at a
+//! time (the harness's limit on 2 cores). All must end `done`, each registered exactly once.
+
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use qemu_tests::hosts::HostStatus;
+use qemu_tests::qemu::{self, Boot, Disk, Nic, Vm};
+use qemu_tests::{SimConfig, Simulator};
+
+const NODES: usize = 8;
+const TOKEN_FILE: &str = "/etc/ovirt-node-reg/token";
+
+#[test]
+fn eight_vms_one_engine() {
+    let sim = Simulator::start(SimConfig {
+        protocol_version: 2,
+        ..SimConfig::default()
+    })
+    .expect("simulator starts");
+    sim.set_retry_after(1);
+    let start = Instant::now();
+    let mut nodes = Vec::new();
+    for i in 0..NODES {
+        let name = format!("storm-{i}");
+        let uuid = format!("4c4c4544-0042-3510-8052-b4c04f4e54{i:02}");
+        let mac = format!("52:54:00:12:35:{i:02x}");
+        let disk = Disk::new(&name).expect("config disk");
+        let token = sim
+            .create_token(Duration::from_secs(900), Some(&uuid))
+            .expect("token")
+            .token;
+        let mut vm = Vm::pid1(&name, sim.port(), &disk);
+        vm.uuid = uuid;
+        vm.nics = vec![Nic { mac: mac.clone() }];
+        vm.timeout = Duration::from_secs(240);
+        vm.extra(TOKEN_FILE, format!("{token}\n").as_bytes(), 0o600);
+        // Deadlines long enough to wait out a busy engine: nobody may give up.
+        vm.append = format!(
+            "management_server={}:{} ovirt.reg.ca_pin=sha256:{} ovirt.reg.timeout=200 \
+             ovirt.reg.retry_base=1 ovirt.reg.retry_cap=8 ovirt.reg.approval_timeout=150 \
+             rd.shell=0 ip=dhcp BOOTIF=01-{} ovirt.reg.token_file={TOKEN_FILE}",
+            qemu::GUEST_ENGINE_ADDR,
+            sim.port(),
+            sim.ca_sha256(),
+            mac.replace(':', "-")
+        );
+        nodes.push((vm, disk, token));
+    }
+    // One thread per node; the harness lets two QEMUs run at once, the others wait.
+    let boots: Vec<Boot> = std::thread::scope(|s| {
+        let handles: Vec<_> = nodes
+            .iter()
+            .map(|(vm, _, _)| s.spawn(move || qemu::boot(vm)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .expect("boot thread")
+                    .unwrap_or_else(|e| panic!("{e:#}"))
+            })
+            .collect()
+    });
+    let total = start.elapsed();
+    let mut report = Vec::new();
+    for ((vm, disk, token), boot) in nodes.iter().zip(&boots) {
+        assert!(
+            boot.banner()
+                .is_some_and(|b| b.starts_with("ovirt-node-reg: ok, step done")),
+            "{}: not done\n{}",
+            vm.name,
+            boot.tail()
+        );
+        assert!(boot.powered_off(), "{}\n{}", vm.name, boot.tail());
+        assert!(
+            !boot.log.contains(token.as_str()),
+            "the token is never logged"
+        );
+        let host = sim
+            .host(&vm.uuid)
+            .unwrap_or_else(|| panic!("{}: not registered\n{}", vm.name, boot.tail()));
+        assert_eq!(
+            host.registrations, 1,
+            "{}: registered once: {host:?}",
+            vm.name
+        );
+        assert_eq!(host.status, HostStatus::Approved, "{host:?}");
+        let st = disk
+            .read("/ovirt-node-reg/status.json")
+            .unwrap_or_else(|| panic!("{}: no status.json\n{}", vm.name, boot.tail()));
+        assert!(st.contains("\"done\""), "{}: {st}", vm.name);
+        assert!(
+            disk.read("/etc/pki/vdsm/certs/vdsmcert.pem").is_some(),
+            "{}: no certificate",
+            vm.name
+        );
+        disk.fsck()
+            .unwrap_or_else(|e| panic!("{e:#}\n{}", boot.tail()));
+        let started = boot.started.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+        // Requests of this node: the simulator sees every guest as 10.0.2.100's forward, so
+        // they are told apart by the host id in the query (`register`) and by time otherwise.
+        let register_ms = sim
+            .requests()
+            .iter()
+            .filter(|e| e.command() == Some("register") && e.status == Some(200))
+            .find(|e| {
+                e.query
+                    .iter()
+                    .any(|(_, v)| v.eq_ignore_ascii_case(&vm.uuid))
+            })
+            .map(|e| e.unix_ms.saturating_sub(started) as f64 / 1000.0);
+        report.push(format!(
+            "{} {:.1} s (registered at {} s, done at {:.1} s uptime)",
+            vm.name,
+            boot.elapsed.as_secs_f64(),
+            register_ms.map_or("-".into(), |t| format!("{t:.1}")),
+            boot.step_done_at("done").unwrap_or(f64::NAN)
+        ));
+    }
+    let requests = sim.requests();
+    let by_status = |code: u16| requests.iter().filter(|e| e.status == Some(code)).count();
+    eprintln!(
+        "[qemu] storm: {NODES} VMs, 2 at a time, {:.1} s in all; {} requests ({} 503); per node: {}",
+        total.as_secs_f64(),
+        requests.len(),
+        by_status(503),
+        report.join("; ")
+    );
+    assert_eq!(sim.hosts().len(), NODES);
+    for b in boots {
+        b.pass();
+    }
+}
