@@ -2,6 +2,9 @@
 //! SMBIOS UUID, MAC and enrolment token, boot the minimal PID-1 image (direct kernel boot,
 //! `ip=dhcp BOOTIF=…`, as a PXE node would get them) against one simulator, two QEMUs at a
 //! time (the harness's limit on 2 cores). All must end `done`, each registered exactly once.
+//! The simulator serves [`RATE_LIMIT`] engine requests a second and answers the rest 503 with
+//! `Retry-After` (rate_limit.rs): 503s must happen, nobody may give up, and the peak rate
+//! the simulator accepted stays within twice its limit.
 
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
@@ -10,12 +13,15 @@ use qemu_tests::qemu::{self, Boot, Disk, Nic, Vm};
 use qemu_tests::{SimConfig, Simulator};
 
 const NODES: usize = 8;
+/// Low enough that two booting nodes exceed it (a registration is about 6 requests in 2 s).
+const RATE_LIMIT: u32 = 2;
 const TOKEN_FILE: &str = "/etc/ovirt-node-reg/token";
 
 #[test]
 fn eight_vms_one_engine() {
     let sim = Simulator::start(SimConfig {
         protocol_version: 2,
+        rate_limit: RATE_LIMIT,
         ..SimConfig::default()
     })
     .expect("simulator starts");
@@ -129,16 +135,35 @@ fn eight_vms_one_engine() {
     }
     let requests = sim.requests();
     let by_status = |code: u16| requests.iter().filter(|e| e.status == Some(code)).count();
+    let stats = sim.stats();
     eprintln!(
         "[qemu] storm: {NODES} VMs, 2 at a time, {:.1} s first QEMU start to last exit ({:.1} s \
-         with the images); {} requests ({} 503); per node: {}",
+         with the images); limit {RATE_LIMIT}/s: {} requests ({} 503), accepted {} refused {}, \
+         peak accepted {}/s, peak offered {}/s, mean accepted {:.2}/s over {} s, longest \
+         Retry-After {} s; per node: {}",
         span.as_secs_f64(),
         total.as_secs_f64(),
         requests.len(),
         by_status(503),
+        stats.accepted,
+        stats.refused,
+        stats.peak_accepted_per_sec,
+        stats.peak_offered_per_sec,
+        stats.mean_accepted_per_sec,
+        stats.active_secs,
+        stats.max_retry_after_secs,
         report.join("; ")
     );
     assert_eq!(sim.hosts().len(), NODES);
+    assert!(
+        stats.refused > 0 && by_status(503) > 0,
+        "the limit was never reached: no 503 ({stats:?})"
+    );
+    assert!(
+        stats.peak_accepted_per_sec <= 2 * RATE_LIMIT,
+        "peak accepted {}/s over twice the limit {RATE_LIMIT}/s",
+        stats.peak_accepted_per_sec
+    );
     for b in boots {
         b.pass();
     }
