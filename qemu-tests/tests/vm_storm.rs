@@ -1,11 +1,19 @@
 //! The VM side of the registration storm (issue 8): eight nodes, each its own config disk,
-//! SMBIOS UUID, MAC and enrolment token, boot the minimal PID-1 image (direct kernel boot,
-//! `ip=dhcp BOOTIF=…`, as a PXE node would get them) against one simulator, two QEMUs at a
+//! SMBIOS UUID and MAC, boot the minimal PID-1 image against one simulator, two QEMUs at a
 //! time (the harness's limit on 2 cores). All must end `done`, each registered exactly once.
+//! Two storms, one after the other:
+//! * `eight_vms_one_engine`: direct kernel boot with `ip=dhcp BOOTIF=…` (what a PXE node
+//!   gets), a token per node in its initramfs;
+//! * `eight_pxe_vms_one_tree`: real PXE boots (pxelinux) of one shared `image/mkpxe.sh` tree
+//!   without a token, as an operator serves a rack; an approver approves every pending host
+//!   over the admin API.
+//!
 //! The simulator serves [`RATE_LIMIT`] engine requests a second and answers the rest 503 with
 //! `Retry-After` (rate_limit.rs): 503s must happen, nobody may give up, and the peak rate
 //! the simulator accepted stays within twice its limit.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use qemu_tests::hosts::HostStatus;
@@ -17,8 +25,38 @@ const NODES: usize = 8;
 const RATE_LIMIT: u32 = 2;
 const TOKEN_FILE: &str = "/etc/ovirt-node-reg/token";
 
+/// The storms run one after the other, so each has the two QEMU slots to itself.
+static ONE_STORM: Mutex<()> = Mutex::new(());
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// `-kernel`/`-initrd`, a token per node.
+    Direct,
+    /// PXE from one tree, approval over the admin API.
+    Pxe,
+}
+
+/// Deadlines long enough to wait out a busy engine: nobody may give up.
+const PATIENT: &str = "ovirt.reg.timeout=200 ovirt.reg.retry_base=1 ovirt.reg.retry_cap=8 \
+                       ovirt.reg.approval_timeout=150 rd.shell=0";
+
 #[test]
 fn eight_vms_one_engine() {
+    storm(Kind::Direct);
+}
+
+#[test]
+fn eight_pxe_vms_one_tree() {
+    storm(Kind::Pxe);
+}
+
+fn storm(kind: Kind) {
+    let _one = ONE_STORM.lock().unwrap_or_else(|e| e.into_inner());
+    let label = if kind == Kind::Pxe {
+        "pxe-storm"
+    } else {
+        "storm"
+    };
     let sim = Simulator::start(SimConfig {
         protocol_version: 2,
         rate_limit: RATE_LIMIT,
@@ -27,46 +65,76 @@ fn eight_vms_one_engine() {
     .expect("simulator starts");
     sim.set_retry_after(1);
     let start = Instant::now();
+    // One tree for the whole rack: no token, BOOTIF from pxelinux, no ip= needed.
+    let tree = (kind == Kind::Pxe).then(|| {
+        qemu::pxe_tree(label, sim.port(), &sim.ca_sha256(), None, PATIENT)
+            .unwrap_or_else(|e| panic!("{e:#}"))
+    });
     let mut nodes = Vec::new();
     for i in 0..NODES {
-        let name = format!("storm-{i}");
-        let uuid = format!("4c4c4544-0042-3510-8052-b4c04f4e54{i:02}");
+        let name = format!("{label}-{i}");
+        let uuid = match kind {
+            Kind::Direct => format!("4c4c4544-0042-3510-8052-b4c04f4e54{i:02}"),
+            Kind::Pxe => format!("4c4c4544-0042-3510-8052-b4c04f4e55{i:02}"),
+        };
         let mac = format!("52:54:00:12:35:{i:02x}");
         let disk = Disk::new(&name).expect("config disk");
-        let token = sim
-            .create_token(Duration::from_secs(900), Some(&uuid))
-            .expect("token")
-            .token;
-        let mut vm = Vm::pid1(&name, sim.port(), &disk);
+        let (mut vm, token) = match &tree {
+            None => {
+                let token = sim
+                    .create_token(Duration::from_secs(900), Some(&uuid))
+                    .expect("token")
+                    .token;
+                let mut vm = Vm::pid1(&name, sim.port(), &disk);
+                vm.extra(TOKEN_FILE, format!("{token}\n").as_bytes(), 0o600);
+                vm.append = format!(
+                    "management_server={}:{} ovirt.reg.ca_pin=sha256:{} {PATIENT} ip=dhcp \
+                     BOOTIF=01-{} ovirt.reg.token_file={TOKEN_FILE}",
+                    qemu::GUEST_ENGINE_ADDR,
+                    sim.port(),
+                    sim.ca_sha256(),
+                    mac.replace(':', "-")
+                );
+                (vm, Some(token))
+            }
+            Some(tree) => (Vm::pxe(&name, sim.port(), &disk, tree, "pxelinux.0"), None),
+        };
         vm.uuid = uuid;
-        vm.nics = vec![Nic { mac: mac.clone() }];
+        vm.nics = vec![Nic { mac }];
         vm.timeout = Duration::from_secs(240);
-        vm.extra(TOKEN_FILE, format!("{token}\n").as_bytes(), 0o600);
-        // Deadlines long enough to wait out a busy engine: nobody may give up.
-        vm.append = format!(
-            "management_server={}:{} ovirt.reg.ca_pin=sha256:{} ovirt.reg.timeout=200 \
-             ovirt.reg.retry_base=1 ovirt.reg.retry_cap=8 ovirt.reg.approval_timeout=150 \
-             rd.shell=0 ip=dhcp BOOTIF=01-{} ovirt.reg.token_file={TOKEN_FILE}",
-            qemu::GUEST_ENGINE_ADDR,
-            sim.port(),
-            sim.ca_sha256(),
-            mac.replace(':', "-")
-        );
         nodes.push((vm, disk, token));
     }
+    // The engine's administrator: approves every host waiting for approval (PXE storm).
+    let stop = AtomicBool::new(false);
     // One thread per node; the harness lets two QEMUs run at once, the others wait.
     let boots: Vec<Boot> = std::thread::scope(|s| {
+        if kind == Kind::Pxe {
+            let (sim, stop) = (&sim, &stop);
+            s.spawn(move || {
+                // Bounded: the boots' own timeouts end the storm long before.
+                let until = Instant::now() + Duration::from_secs(1800);
+                while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+                    for h in sim.hosts() {
+                        if h.status == HostStatus::PendingApproval {
+                            sim.approve(&h.reg.unique_id);
+                        }
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            });
+        }
         let handles: Vec<_> = nodes
             .iter()
             .map(|(vm, _, _)| s.spawn(move || qemu::boot(vm)))
             .collect();
-        handles
+        let boots = handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .expect("boot thread")
-                    .unwrap_or_else(|e| panic!("{e:#}"))
-            })
+            .map(|h| h.join().expect("boot thread"))
+            .collect::<Vec<_>>();
+        stop.store(true, Ordering::Relaxed);
+        boots
+            .into_iter()
+            .map(|b| b.unwrap_or_else(|e| panic!("{e:#}")))
             .collect()
     });
     let total = start.elapsed();
@@ -88,10 +156,12 @@ fn eight_vms_one_engine() {
             boot.tail()
         );
         assert!(boot.powered_off(), "{}\n{}", vm.name, boot.tail());
-        assert!(
-            !boot.log.contains(token.as_str()),
-            "the token is never logged"
-        );
+        if let Some(token) = token {
+            assert!(
+                !boot.log.contains(token.as_str()),
+                "the token is never logged"
+            );
+        }
         let host = sim
             .host(&vm.uuid)
             .unwrap_or_else(|| panic!("{}: not registered\n{}", vm.name, boot.tail()));
@@ -137,7 +207,7 @@ fn eight_vms_one_engine() {
     let by_status = |code: u16| requests.iter().filter(|e| e.status == Some(code)).count();
     let stats = sim.stats();
     eprintln!(
-        "[qemu] storm: {NODES} VMs, 2 at a time, {:.1} s first QEMU start to last exit ({:.1} s \
+        "[qemu] {label}: {NODES} VMs, 2 at a time, {:.1} s first QEMU start to last exit ({:.1} s \
          with the images); limit {RATE_LIMIT}/s: {} requests ({} 503), accepted {} refused {}, \
          peak accepted {}/s, peak offered {}/s, mean accepted {:.2}/s over {} s, longest \
          Retry-After {} s; per node: {}",
@@ -153,6 +223,15 @@ fn eight_vms_one_engine() {
         stats.active_secs,
         stats.max_retry_after_secs,
         report.join("; ")
+    );
+    let seconds: Vec<String> = stats
+        .buckets
+        .iter()
+        .map(|b| format!("{}/{}", b.accepted, b.refused))
+        .collect();
+    eprintln!(
+        "[qemu] {label}: accepted/refused per second: {}",
+        seconds.join(" ")
     );
     assert_eq!(sim.hosts().len(), NODES);
     assert!(
