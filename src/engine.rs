@@ -86,13 +86,13 @@ pub fn percent_encode(text: &str) -> String {
     out
 }
 
-/// A rejected or failed registration.
+/// A failed host-register request (register, get-version, the v2 enrolment).
 #[derive(Debug)]
 pub struct Error(pub http::Error);
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "registration refused or failed: {}", self.0)?;
+        write!(f, "host-register request failed: {}", self.0)?;
         if let http::Error::Status { code: 400, .. } = self.0 {
             // The engine answers 400 for every client error (§6.3).
             f.write_str(" (the engine rejected the request: check the unique id and parameters)")?;

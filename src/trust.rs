@@ -278,10 +278,16 @@ impl Classify for Error {
     fn class(&self) -> Class {
         match self {
             Error::Trust(_) => Class::Fatal,
+            // Transient if any source was; then the longest hint any of them gave, so a
+            // busy engine is not asked again sooner than it said.
             Error::Fetch { tried, .. } => tried
                 .iter()
                 .map(|(_, e)| e.class())
-                .find(|c| *c != Class::Fatal)
+                .filter(|c| *c != Class::Fatal)
+                .max_by_key(|c| match c {
+                    Class::Transient { retry_after } => *retry_after,
+                    Class::Fatal => None,
+                })
                 .unwrap_or(Class::Fatal),
         }
     }
@@ -293,7 +299,8 @@ fn short_source(source: &str) -> &str {
 }
 
 /// Try `sources` in order until one answers something `parse` accepts. Stops early on a
-/// network failure: the next source is on the same server.
+/// network failure or a busy answer (408/429/5xx): the next source is on the same server,
+/// and asking it at once would only add load to an engine that asked us to wait.
 fn fetch_first<T>(
     client: &Client,
     what: &'static str,
@@ -307,16 +314,20 @@ fn fetch_first<T>(
         match result {
             Ok(v) => return Ok(v),
             Err(e) => {
-                let network = matches!(
+                let stop = matches!(
                     e,
                     http::Error::Connect(_)
                         | http::Error::Timeout(_)
                         | http::Error::Tls(_)
                         | http::Error::TlsIncompatible(_)
                         | http::Error::Certificate(_)
+                        | http::Error::Status {
+                            code: 408 | 429 | 500..=599,
+                            ..
+                        }
                 );
                 tried.push((*source, e));
-                if network {
+                if stop {
                     break;
                 }
             }

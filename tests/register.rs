@@ -270,6 +270,24 @@ fn retry_after_of_a_503_is_respected() {
 }
 
 #[test]
+fn a_busy_engine_is_not_asked_the_fallback_sources_at_once() {
+    let sim = start();
+    sim.set_fault(fault("status:status=503,retry_after=2,count=1"));
+    let started = Instant::now();
+    let t = trust::establish(
+        &endpoint(&sim),
+        &sha256_pins(&sim),
+        timeouts(),
+        &mut retrier(20),
+    );
+    assert!(t.is_ok(), "{:?}", t.err());
+    // The 503 ends the attempt (no pki-resource, no /ca.crt behind its back) and the next
+    // one waits the engine's Retry-After.
+    assert_eq!(commands(&sim), ["get-pki-trust", "get-pki-trust"]);
+    assert!(started.elapsed() >= Duration::from_secs(2));
+}
+
+#[test]
 fn plain_5xx_is_retried_with_backoff_and_4xx_is_not() {
     let sim = start();
     let mut r = retrier(30);
