@@ -3,7 +3,8 @@
 # and without the 95ovirt-node-reg module), time from the kernel's start to `registered` and
 # to `done` in the minimal initramfs (a first boot with an enrolment token: approved at once),
 # the same boot without the registration (busybox /init: modules, then power off) for the
-# overhead ratio, and the binary's peak RSS as process 1 reports it. Numbers, not assertions:
+# overhead ratio, the binary's peak RSS as process 1 reports it, and one PXE boot (pxelinux from
+# image/mkpxe.sh's tree) to `registered`. The storm figures: bench-storm.sh. Numbers, not assertions:
 # the report goes to stdout and target/bench/boot.txt. BENCH_RUNS (default 3) boots of each
 # kind, medians reported. Assumes build-support/setup.sh has run (test-all.sh and demo.sh do).
 set -euo pipefail
@@ -105,5 +106,19 @@ out "  runs: registered ${registered[*]}; done ${done_[*]}"
 out "whole QEMU boot to power-off, median: ${tot} ms with registration, ${bas} ms without (busybox /init: modules, power off)"
 out "  overhead ratio: $(awk -v a="$tot" -v b="$bas" 'BEGIN {printf "%.2f", a / b}') (runs with: ${total[*]} ms; without: ${base[*]} ms)"
 out "peak RSS: process 1 $(m "${rss[@]}") kB, largest worker $(m "${workers[@]}") kB"
+# --- PXE (issue 8): pxelinux from QEMU's TFTP, the token in the overlay ----------------------
+token=$(admin -X POST -d '{"ttl_secs":600}' "$ENGINE/admin/tokens" | sed -nE 's/.*"token": *"([^"]+)".*/\1/p')
+(umask 077 && printf '%s\n' "$token" >"$WORK/token")
+image/mkpxe.sh "$WORK/pxe" --initrd "$WORK/min.img" --engine "10.0.2.100:$PORT" --pin "${PIN#ovirt.reg.ca_pin=}" \
+    --token-file "$WORK/token" --append "console=ttyS0 panic=-1 quiet ovirt.reg.poweroff" >/dev/null
+new_config_disk "$DISK"
+t0=$(date +%s%N)
+PXE_TFTP="$WORK/pxe" qemu_boot "$WORK/pxe.log" "" "" "" -uuid "$(cat /proc/sys/kernel/random/uuid)"
+wait "$QEMU_PID" || true
+QEMU_PID=
+pxe_total=$((($(date +%s%N) - t0) / 1000000))
+pxe_reg=$(uptime_of "$WORK/pxe.log" 'step registered: done')
+[ -n "$pxe_reg" ] || { tail -30 "$WORK/pxe.log"; echo "bench: the PXE boot did not register" >&2; exit 1; }
+out "PXE (pxelinux via QEMU's TFTP, token overlay): registered at ${pxe_reg} s after the kernel started; ${pxe_total} ms from QEMU's start to power-off (firmware DHCP/TFTP included)"
 cp "$REPORT" "$OUTDIR/boot.txt"
 echo "report: $OUTDIR/boot.txt"

@@ -43,13 +43,18 @@ new_config_disk() {
 }
 
 # qemu_boot LOG KERNEL INITRD CMDLINE [extra qemu args...]: one boot in the background;
-# sets QEMU_PID. One NIC (MAC $MAC), the config disk $DISK, hard timeout 110 s.
+# sets QEMU_PID. One NIC (MAC $MAC), the config disk $DISK, hard timeout 110 s. With
+# PXE_TFTP=DIR set, KERNEL/INITRD/CMDLINE are ignored: the NIC boots pxelinux.0 from DIR over
+# QEMU's own TFTP (restrict=on still applies).
 qemu_boot() {
-    local log=$1 kernel=$2 initrd=$3 cmdline=$4
+    local log=$1 boot=(-kernel "$2" -initrd "$3" -append "$4") tftp=
     shift 4
-    timeout 110 qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot \
-        -kernel "$kernel" -initrd "$initrd" -append "$cmdline" \
-        -netdev "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:$PORT-cmd:socat - TCP:127.0.0.1:$PORT" \
+    if [ -n "${PXE_TFTP:-}" ]; then
+        boot=(-boot n)
+        tftp=",tftp=$PXE_TFTP,bootfile=pxelinux.0"
+    fi
+    timeout 110 qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot "${boot[@]}" \
+        -netdev "user,id=n0,restrict=on$tftp,guestfwd=tcp:10.0.2.100:$PORT-cmd:socat -lf /dev/null - TCP:127.0.0.1:$PORT" \
         -device "virtio-net-pci,netdev=n0,mac=$MAC" \
         -drive "file=$DISK,if=virtio,format=raw" "$@" >"$log" 2>&1 &
     QEMU_PID=$!
