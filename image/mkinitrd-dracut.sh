@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # A dracut initramfs with the 95ovirt-node-reg module, for the Debian kernel installed from apt.
 #
-#   image/mkinitrd-dracut.sh BIN OUT [--flavour shell|systemd] [--without-module] [--kver K]
+#   image/mkinitrd-dracut.sh BIN OUT [--flavour shell|systemd] [--live] [--without-module] [--kver K]
 #
 #   BIN               the static ovirt-node-reg (build-support/build-static.sh)
 #   --flavour shell   (default) shell init, no systemd, network-legacy (dhclient)
 #   --flavour systemd systemd init, systemd-networkd
+#   --live            add dmsquash-live (Debian package dracut-live) and the CD-ROM, iso9660,
+#                     squashfs, loop and overlay drivers: root=live:CDLABEL=L rd.live.image
+#                     mounts LiveOS/squashfs.img of the ISO as the root (image/mkiso.sh)
 #   --without-module  the same image without 95ovirt-node-reg (to measure what it adds)
 #   --kver K          kernel version (default: the newest /lib/modules/K with /boot/vmlinuz-K)
 #
@@ -33,6 +36,7 @@ OUT=$2
 shift 2
 FLAVOUR=shell
 WITH_MODULE=1
+LIVE=0
 KVER=
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -47,6 +51,10 @@ while [[ $# -gt 0 ]]; do
             ;;
         --without-module)
             WITH_MODULE=0
+            shift
+            ;;
+        --live)
+            LIVE=1
             shift
             ;;
         --kver)
@@ -94,6 +102,16 @@ case $FLAVOUR in
         ;;
     *) die "--flavour: shell or systemd, not $FLAVOUR" ;;
 esac
+drivers="virtio_pci virtio_blk virtio_net"
+if [[ $LIVE -eq 1 ]]; then
+    [[ -d $sysbase/modules.d/90dmsquash-live ]] \
+        || die "dracut's dmsquash-live module is missing: apt-get install dracut-live"
+    command -v dmsetup > /dev/null || die "dmsetup not found: apt-get install dmsetup"
+    modules="$modules dmsquash-live"
+    # the ISO on QEMU's (and most machines') IDE/SATA CD-ROM; the live root is an overlay of
+    # the squashfs (rd.live.overlay.overlayfs=1) on a tmpfs
+    drivers="$drivers ata_piix ahci sr_mod cdrom isofs squashfs loop overlay"
+fi
 [[ $WITH_MODULE -eq 1 ]] && modules="$modules ovirt-node-reg"
 
 if [[ -z ${SOURCE_DATE_EPOCH:-} ]]; then
@@ -122,7 +140,7 @@ start=$(date +%s.%N)
         dracut --quiet --force --conf dracut.conf --confdir dracut.conf.d \
         --no-hostonly --no-hostonly-cmdline --no-early-microcode --reproducible \
         -m "$modules" --omit "$omit" \
-        --add-drivers "virtio_pci virtio_blk virtio_net" \
+        --add-drivers "$drivers" \
         --kver "$KVER" out.img
 )
 end=$(date +%s.%N)
@@ -131,6 +149,7 @@ mv "$tmp/out.img" "$OUT"
 size=$(stat -c %s "$OUT")
 what="with ovirt-node-reg"
 [[ $WITH_MODULE -eq 1 ]] || what="without ovirt-node-reg"
+[[ $LIVE -eq 0 ]] || what="$what, live"
 awk -v out="$OUT" -v fl="$FLAVOUR" -v what="$what" -v k="$KVER" -v size="$size" \
     -v s="$start" -v e="$end" 'BEGIN {
         printf "mkinitrd-dracut: %s (%s, %s, kver %s): %d bytes (%.1f MiB), built in %.1f s\n",

@@ -393,6 +393,13 @@ pub enum Image {
     /// [`root_disk`]), whose `/sbin/init` runs `boot --stage system`, prints `QH-` markers
     /// and powers off.
     Dracut(Flavour),
+    /// A node ISO (`image/mkiso.sh`, made by [`iso_image`]) booted from the CD-ROM (`-cdrom
+    /// ISO -boot d`, no `-kernel`): SeaBIOS, isolinux, the kernel with the dracut initramfs
+    /// (95ovirt-node-reg + dmsquash-live), the live squashfs root whose busybox init runs
+    /// `boot --stage system`, then the stand-in vdsm on port 54321, prints `QH-` markers and
+    /// powers off (`ovirt.reg.poweroff` in the ISO's kernel args). The kernel arguments are the
+    /// ISO's: [`Vm::append`] is not used.
+    Iso,
 }
 
 /// The dracut image's init.
@@ -458,6 +465,11 @@ pub struct Vm {
     /// Boot from the network instead of `-kernel`/`-initrd` ([`Vm::pxe`]); `append`,
     /// `image` and `extras` are then the tree's business, not the harness's.
     pub pxe: Option<Pxe>,
+    /// The CD-ROM of [`Image::Iso`].
+    pub iso: Option<PathBuf>,
+    /// `hostfwd=tcp:127.0.0.1:<port>-:54321`: the engine reaches the guest's vdsm port at
+    /// `127.0.0.1:<port>` (loopback only).
+    pub vdsm_port: Option<u16>,
 }
 
 impl Vm {
@@ -478,7 +490,22 @@ impl Vm {
             disk: None,
             root_disk: None,
             pxe: None,
+            iso: None,
+            vdsm_port: None,
         }
+    }
+
+    /// A boot of the node ISO `iso` (see [`iso_image`]) with `disk` as the config store and
+    /// the guest's vdsm port forwarded from a free loopback port ([`Vm::vdsm_port`]).
+    pub fn iso(name: &str, engine_port: u16, disk: &Disk, iso: &Path) -> Result<Vm> {
+        Ok(Vm {
+            image: Image::Iso,
+            disk: Some(disk.path.clone()),
+            iso: Some(iso.to_path_buf()),
+            vdsm_port: Some(free_port()?),
+            timeout: Duration::from_secs(240),
+            ..Vm::new(name, engine_port)
+        })
     }
 
     /// A dracut boot with `disk` as the config store and a fresh copy of the test root
@@ -752,7 +779,9 @@ impl Boot {
     pub fn completed(&self) -> bool {
         !self.timed_out
             && match self.image {
-                Image::ScriptInit | Image::Dracut(_) => self.line(DONE_MARKER).is_some(),
+                Image::ScriptInit | Image::Dracut(_) | Image::Iso => {
+                    self.line(DONE_MARKER).is_some()
+                }
                 Image::Pid1 => self.banner().is_some() && self.powered_off(),
             }
     }
@@ -1051,6 +1080,131 @@ pub fn pxe_tree(
     Ok(out)
 }
 
+/// The vdsm port the ISO root's stand-in vdsm serves (vdsm's `management_port`).
+pub const VDSM_PORT: u16 = 54321;
+
+/// A loopback port that was free a moment ago (for `hostfwd`).
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// The ISO's two big parts, built once and cached by the hash of their inputs: the dracut
+/// initramfs with dmsquash-live (`image/mkinitrd-dracut.sh --live`, 30-60 s) and the live
+/// root (`image/mkroot-live.sh`, about 5 s).
+fn iso_parts(host: &Host) -> Result<(PathBuf, PathBuf)> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    need("dracut", "dracut")?;
+    ensure!(
+        Path::new("/usr/lib/dracut/modules.d/90dmsquash-live").is_dir(),
+        "dracut's dmsquash-live module is missing: the ISO tests need the Debian package \
+         dracut-live (build-support/setup.sh installs it)"
+    );
+    need("dmsetup", "dmsetup")?;
+    need("mksquashfs", "squashfs-tools")?;
+    need("openssl", "openssl")?;
+    let bin = static_binary()?;
+    let ws = workspace();
+    let dir = target_dir().join("qemu-cache");
+    fs::create_dir_all(&dir)?;
+
+    let script = ws.join("image/mkinitrd-dracut.sh");
+    let mut files = vec![script.clone(), bin.clone()];
+    files.extend(files_under(&ws.join("dracut"))?);
+    let key = inputs_key(&files, &[&host.kver, "live"])?;
+    let initrd = dir.join(format!("dracut-live-{}.img", &key[..24]));
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script)
+        .arg(&bin)
+        .arg(&initrd)
+        .args(["--live", "--kver", &host.kver]);
+    build_cached(&initrd, &mut cmd, "image/mkinitrd-dracut.sh --live")?;
+
+    let script = ws.join("image/mkroot-live.sh");
+    let openssl = which("openssl").context("openssl")?;
+    let mut files = vec![
+        script.clone(),
+        bin.clone(),
+        openssl,
+        ws.join("dracut/ovirt-node-reg.service"),
+    ];
+    files.extend(files_under(&ws.join("image/live"))?);
+    let key = inputs_key(&files, &[])?;
+    let rootfs = dir.join(format!("root-live-{}.squashfs", &key[..24]));
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script).arg(&rootfs).arg(&bin);
+    build_cached(&rootfs, &mut cmd, "image/mkroot-live.sh")?;
+    Ok((initrd, rootfs))
+}
+
+/// The node ISO for machine `name` (`target/qemu-disks/<name>.iso`, mode 0600: it may hold a
+/// token), made by `image/mkiso.sh` from the cached parts with `append` as the boot entry's
+/// kernel arguments (no boot prompt) and, with `token`, the token in an initramfs overlay
+/// (`ovirt.reg.token_file=/etc/ovirt-node-reg/token`). About 2 s once the parts exist.
+pub fn iso_image(name: &str, append: &str, token: Option<&str>) -> Result<PathBuf> {
+    let host = host()?;
+    need("xorriso", "xorriso")?;
+    ensure!(
+        Path::new("/usr/lib/ISOLINUX/isolinux.bin").is_file(),
+        "/usr/lib/ISOLINUX/isolinux.bin missing: the ISO tests need the Debian package isolinux"
+    );
+    ensure!(
+        Path::new("/usr/lib/syslinux/modules/bios/ldlinux.c32").is_file(),
+        "ldlinux.c32 missing: the ISO tests need the Debian package syslinux-common"
+    );
+    let (initrd, rootfs) = iso_parts(&host)?;
+    let bin = static_binary()?;
+    let disks = target_dir().join("qemu-disks");
+    fs::create_dir_all(&disks)?;
+    let out = disks.join(format!("{name}.iso"));
+    let _ = fs::remove_file(&out);
+    let work = tempfile_dir(&disks, name)?;
+    let result = (|| -> Result<()> {
+        let mut cmd = Command::new("bash");
+        cmd.arg(workspace().join("image/mkiso.sh"))
+            .arg(&bin)
+            .arg(&out)
+            .arg("--append")
+            .arg(append)
+            .args(["--timeout", "0", "--kernel"])
+            .arg(format!("/boot/vmlinuz-{}", host.kver))
+            .arg("--initrd")
+            .arg(&initrd)
+            .arg("--rootfs")
+            .arg(&rootfs);
+        if let Some(token) = token {
+            let f = work.join("token");
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&f)?;
+            writeln!(file, "{token}")?;
+            cmd.arg("--token-file").arg(&f);
+        }
+        let started = Instant::now();
+        let o = run_tool(cmd.env("SOURCE_DATE_EPOCH", "0"))?;
+        ensure!(
+            o.status.success(),
+            "image/mkiso.sh failed ({}):\n{}{}",
+            o.status,
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        fs::set_permissions(&out, fs::Permissions::from_mode(0o600))?;
+        eprintln!(
+            "[qemu] {} ({:.1} s)",
+            String::from_utf8_lossy(&o.stdout).trim(),
+            started.elapsed().as_secs_f64()
+        );
+        Ok(())
+    })();
+    let _ = fs::remove_dir_all(&work);
+    result?;
+    Ok(out)
+}
+
 /// The virtio NIC's option ROM, which does the network boot (doc §6).
 fn need_pxe_rom() -> Result<()> {
     let roms = [
@@ -1114,8 +1268,16 @@ pub fn total_qemu_time() -> Duration {
 /// Boots `vm` and waits for QEMU to exit, killing it at `vm.timeout`. The console log goes to
 /// `target/qemu-artifacts/<name>.serial.log` and stays there unless [`Boot::pass`] is called.
 pub fn boot(vm: &Vm) -> Result<Boot> {
+    boot_with(vm, None)
+}
+
+/// [`boot`], calling `on_marker.1` once, while the guest runs, as soon as a console line
+/// starts with `on_marker.0` (e.g. the ISO root's `QH-VDSM listening`: the engine checks the
+/// node's vdsm port while the guest waits for it).
+pub fn boot_with(vm: &Vm, mut on_marker: Option<(&str, &mut dyn FnMut())>) -> Result<Boot> {
     let host = host()?;
     let direct = match &vm.pxe {
+        None if vm.image == Image::Iso => None,
         None => Some((
             vmlinux(&host.kver)?,
             initramfs_file(&host, vm.image, &vm.extras)?,
@@ -1160,10 +1322,12 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
                 append.push_str(" systemd.journald.forward_to_console=1");
             }
         }
-        Image::ScriptInit => {}
+        Image::ScriptInit | Image::Iso => {}
     }
     let mut cmd = Command::new(&host.qemu);
-    cmd.args(["-accel", &accel, "-m", "512", "-smp", "1", "-nodefaults"])
+    // The ISO's live root is a tmpfs overlay and its initramfs is 30 MB: 768 MB.
+    let mem = if vm.image == Image::Iso { "768" } else { "512" };
+    cmd.args(["-accel", &accel, "-m", mem, "-smp", "1", "-nodefaults"])
         .args(["-display", "none", "-no-reboot", "-monitor", "none"])
         .arg("-serial")
         .arg(format!("file:{}", log_path.display()))
@@ -1176,6 +1340,10 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
                 .arg(initrd)
                 .arg("-append")
                 .arg(&append);
+        }
+        None if vm.image == Image::Iso => {
+            let iso = vm.iso.as_ref().context("an ISO boot without Vm::iso")?;
+            cmd.arg("-cdrom").arg(iso).args(["-boot", "d"]);
         }
         None => {
             cmd.args(["-boot", "n"]);
@@ -1206,8 +1374,13 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
         // One argument, spaces and all (doc §8.5); restrict=on: only the guestfwd port.
         // socat's stderr is the guest's connection too: its "Connection refused" while the
         // engine is down would reach the guest as data, so it logs to /dev/null.
+        // The engine's check of the vdsm port comes in from loopback only, to the first NIC.
+        let fwd = match vm.vdsm_port {
+            Some(p) if i == 0 => format!(",hostfwd=tcp:127.0.0.1:{p}-:{VDSM_PORT}"),
+            _ => String::new(),
+        };
         cmd.arg("-netdev").arg(format!(
-            "user,id=n{i},restrict=on{tftp},guestfwd=tcp:{GUEST_ENGINE_ADDR}:{p}-cmd:{socat} -lf /dev/null - TCP:127.0.0.1:{p}",
+            "user,id=n{i},restrict=on{tftp},guestfwd=tcp:{GUEST_ENGINE_ADDR}:{p}-cmd:{socat} -lf /dev/null - TCP:127.0.0.1:{p}{fwd}",
             p = vm.engine_port,
             socat = host.socat.display()
         ));
@@ -1230,6 +1403,17 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
     loop {
         if child.try_wait()?.is_some() {
             break;
+        }
+        if let Some((marker, f)) = &mut on_marker {
+            let seen = fs::read(&log_path).is_ok_and(|b| {
+                String::from_utf8_lossy(&b)
+                    .lines()
+                    .any(|l| l.trim_end_matches('\r').starts_with(*marker))
+            });
+            if seen {
+                f();
+                on_marker = None;
+            }
         }
         if start.elapsed() >= vm.timeout {
             timed_out = true;

@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# The node's root filesystem for the ISO: a squashfs (LiveOS/squashfs.img) with a busybox
+# init that does what the real node's systemd does with our two units, in the same order.
+#
+#   image/mkroot-live.sh OUT.squashfs [BIN]
+#
+#   BIN   the static ovirt-node-reg (default target/static/ovirt-node-reg)
+#
+# Contents: busybox-static with its applets, the binary as /usr/sbin/ovirt-node-reg, openssl
+# with its shared libraries and the ELF interpreter (copied like dracut's inst_binary: ldd),
+# /usr/libexec/vdsmd-standin, /etc/os-release, the units image/live/*.service for reference
+# (the busybox init does not read them) and /sbin/init:
+#   1. ovirt-node-reg.service: `ovirt-node-reg --kmsg boot --stage system` (ExecStart= of
+#      dracut/ovirt-node-reg.service)
+#   2. vdsmd.service (After=/Requires= ovirt-node-reg.service): only when step 1 exited 0 and
+#      the vdsm certificates are installed: the stand-in vdsm serves the vdsm port 54321 with
+#      TLS, presenting /etc/pki/vdsm/certs/vdsmcert.pem and requiring a client certificate
+#      issued by the engine CA (/etc/pki/vdsm/certs/cacert.pem), as vdsm does
+#   3. with `ovirt.reg.poweroff` on the command line (test only): the stand-in serves one
+#      connection, or gives up after `qh.vdsm_wait=SECONDS` (default 0), then the machine
+#      powers off; without it the node keeps serving, as a node does
+# Console markers: QH-ROOT stage=system, QH-EXIT rc=N, QH-STATUS-BEGIN … QH-STATUS-END
+# (`status --json`), QH-VDSM listening port=54321 | QH-VDSM not-started reason=…,
+# QH-VDSM served rc=N, QH-DONE.
+# Reproducible: fixed mtimes (SOURCE_DATE_EPOCH, default the last commit's time), root owner,
+# sorted, no xattrs (mksquashfs -all-root -no-xattrs; it reads SOURCE_DATE_EPOCH itself).
+set -euo pipefail
+
+die() {
+    echo "mkroot-live: $*" >&2
+    exit 1
+}
+usage() {
+    sed -n '4p' "$0" | sed 's/^# \{0,3\}//' >&2
+    exit 2
+}
+
+[[ $# -ge 1 && $1 != --* ]] || usage
+OUT=$1
+shift
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+BIN=${1:-$top/target/static/ovirt-node-reg}
+
+BUSYBOX=/bin/busybox
+[[ -x $BIN ]] || die "$BIN: not an executable (build it: build-support/build-static.sh)"
+[[ -x $BUSYBOX ]] || die "$BUSYBOX missing: apt-get install busybox-static"
+file -L "$BUSYBOX" 2> /dev/null | grep -q "statically linked" \
+    || die "$BUSYBOX is not static: apt-get install busybox-static"
+command -v mksquashfs > /dev/null || die "mksquashfs not found: apt-get install squashfs-tools"
+OPENSSL=$(command -v openssl) || die "openssl not found: apt-get install openssl"
+command -v ldd > /dev/null || die "ldd not found: apt-get install libc-bin"
+
+if [[ -z ${SOURCE_DATE_EPOCH:-} ]]; then
+    SOURCE_DATE_EPOCH=$(git -C "$top" log -1 --format=%ct 2> /dev/null || echo 0)
+fi
+export SOURCE_DATE_EPOCH
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+r=$tmp/root
+mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,usr/libexec,etc,proc,sys,dev,run,config,tmp,root} \
+    "$r"/{var/log,lib64,usr/lib/systemd/system}
+chmod 1777 "$r/tmp"
+cp "$BUSYBOX" "$r/bin/busybox"
+for a in $("$BUSYBOX" --list); do
+    case $a in
+        busybox | init | linuxrc) continue ;;
+    esac
+    [[ -e $r/bin/$a ]] || ln -s busybox "$r/bin/$a"
+done
+install -m 0755 "$BIN" "$r/usr/sbin/ovirt-node-reg"
+
+# openssl and what it links, at the same paths (dracut's inst_binary does the same with ldd)
+install -D -m 0755 "$OPENSSL" "$r/usr/bin/openssl"
+ldd "$OPENSSL" | awk '/=> \// { print $3 } /^\t\/.*ld-linux/ { print $1 }' | while read -r lib; do
+    [[ -f $lib ]] || die "openssl needs $lib, which is missing"
+    install -D -m 0755 "$(realpath "$lib")" "$r$lib"
+done
+[[ -e $r/lib64/ld-linux-x86-64.so.2 ]] || die "no ELF interpreter found for openssl"
+# no openssl.cnf: the defaults are what the stand-in needs
+mkdir -p "$r/usr/lib/ssl"
+: > "$r/usr/lib/ssl/openssl.cnf"
+
+echo "root:x:0:0:root:/root:/bin/sh" > "$r/etc/passwd"
+echo "root:x:0:" > "$r/etc/group"
+echo "ovirt-node" > "$r/etc/hostname"
+printf 'NAME="oVirt Node (ovirt-node-reg live test root)"\nID=ovirt-node-reg-live\n' \
+    > "$r/etc/os-release"
+# the units a systemd root would run, for reference and `systemd-analyze verify`
+install -m 0644 "$top/dracut/ovirt-node-reg.service" "$here/live/vdsmd.service" \
+    "$r/usr/lib/systemd/system/"
+
+cat > "$r/usr/libexec/vdsmd-standin" <<'VDSM'
+#!/bin/sh
+# Stand-in vdsm: TLS on the vdsm port with the certificates ovirt-node-reg installed,
+# a client certificate issued by the engine CA required (vdsm's ssl = true).
+#   vdsmd-standin [ONE]   ONE=1: serve one connection and exit
+# stdin is a FIFO opened read-write, so it never reaches EOF (s_server ends its session at
+# EOF on stdin) and nothing is ever read from it.
+pki=/etc/pki/vdsm
+n=
+[ "${1:-0}" = 1 ] && n="-naccept 1"
+fifo=/run/vdsmd-standin.stdin
+rm -f $fifo
+mkfifo -m 0600 $fifo
+# shellcheck disable=SC2086
+exec /usr/bin/openssl s_server -accept 54321 \
+    -cert $pki/certs/vdsmcert.pem -key $pki/keys/vdsmkey.pem \
+    -CAfile $pki/certs/cacert.pem -Verify 1 -verify_return_error $n 0<> $fifo
+VDSM
+chmod 0755 "$r/usr/libexec/vdsmd-standin"
+
+cat > "$r/sbin/init" <<'INIT'
+#!/bin/busybox sh
+# The node's init in the ISO's busybox root: the order of the real node's systemd units
+# ovirt-node-reg.service (Before=vdsmd.service) and vdsmd.service (After=/Requires=
+# ovirt-node-reg.service). See image/mkroot-live.sh.
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin
+mounted() { grep -qs "^[^ ]* $1 " /proc/mounts; }
+mounted /proc || mount -t proc proc /proc
+mounted /sys || mount -t sysfs sysfs /sys
+mounted /dev || mount -t devtmpfs devtmpfs /dev
+mounted /run || mount -t tmpfs -o mode=0755 tmpfs /run
+up() { cut -d' ' -f1 /proc/uptime; }
+cmdline=$(cat /proc/cmdline)
+karg() { # the value of the last NAME= on the command line
+    for w in $cmdline; do case $w in "$1"=*) v=${w#*=} ;; esac; done
+    echo "${v:-}"
+}
+echo "QH-ROOT stage=system uptime=$(up)"
+ip link set lo up
+# ovirt-node-reg.service
+/usr/sbin/ovirt-node-reg --kmsg boot --stage system
+rc=$?
+echo "QH-EXIT rc=$rc uptime=$(up)"
+echo "QH-STATUS-BEGIN"
+/usr/sbin/ovirt-node-reg status --json
+echo "QH-STATUS-END"
+poweroff_at_end=0
+case " $cmdline " in *" ovirt.reg.poweroff "*) poweroff_at_end=1 ;; esac
+# vdsmd.service: Requires= ovirt-node-reg.service, so only after it succeeded
+pki=/etc/pki/vdsm
+vdsm=
+if [ "$rc" -ne 0 ]; then
+    echo "QH-VDSM not-started reason=ovirt-node-reg-rc-$rc"
+elif [ ! -s $pki/certs/vdsmcert.pem ] || [ ! -s $pki/keys/vdsmkey.pem ] || [ ! -s $pki/certs/cacert.pem ]; then
+    echo "QH-VDSM not-started reason=no-certificates"
+else
+    /usr/libexec/vdsmd-standin "$poweroff_at_end" > /run/vdsmd.log 2>&1 &
+    vdsm=$!
+    i=0
+    while [ $i -lt 100 ] && ! netstat -ltn 2> /dev/null | grep -q ':54321 '; do
+        sleep 0.1
+        i=$((i + 1))
+    done
+    if netstat -ltn 2> /dev/null | grep -q ':54321 '; then
+        echo "QH-VDSM listening port=54321 uptime=$(up)"
+    else
+        echo "QH-VDSM not-started reason=not-listening"
+        sed 's/^/QH-VDSM-LOG /' /run/vdsmd.log
+    fi
+fi
+if [ $poweroff_at_end -eq 0 ]; then
+    # a node: keeps running (vdsm in the background), a shell on the console
+    [ -n "$vdsm" ] && wait "$vdsm"
+    exec sh
+fi
+# test only: one connection, or qh.vdsm_wait seconds
+if [ -n "$vdsm" ]; then
+    w=$(karg qh.vdsm_wait)
+    i=0
+    while [ $i -lt "${w:-0}" ] && kill -0 "$vdsm" 2> /dev/null; do
+        sleep 1
+        i=$((i + 1))
+    done
+    if kill -0 "$vdsm" 2> /dev/null; then
+        kill "$vdsm"
+        echo "QH-VDSM served rc=none"
+    else
+        wait "$vdsm"
+        echo "QH-VDSM served rc=$?"
+    fi
+    grep -E '^(ACCEPT|DONE|ERROR|verify|depth|Shared|CIPHER|Protocol)' /run/vdsmd.log | head -n 20 \
+        | sed 's/^/QH-VDSM-LOG /'
+fi
+echo "QH-DONE uptime=$(up)"
+mounted /config && umount /config
+sync
+poweroff -f
+INIT
+chmod 0755 "$r/sbin/init"
+
+find "$r" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
+rm -f "$OUT"
+mksquashfs "$r" "$OUT.tmp$$" -quiet -noappend -comp xz -all-root -no-xattrs \
+    -processors 1 > /dev/null \
+    || die "mksquashfs failed"
+mv "$OUT.tmp$$" "$OUT"
+echo "mkroot-live: $OUT: $(stat -c %s "$OUT") bytes squashfs ($(du -sk "$r" | cut -f1) KiB of files)"
