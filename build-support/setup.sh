@@ -25,10 +25,13 @@ MUSL_TARGET=x86_64-unknown-linux-musl
 # module (it replaces initramfs-tools, harmless on a build machine), cpio and kmod (depmod,
 # modprobe --show-depends) for image/mkinitrd-min.sh, e2tools to read the guest's config disk,
 # systemd for the systemd-flavoured dracut initramfs and `systemd-analyze verify` of our unit,
-# pxelinux/syslinux for the PXE tree, isolinux/xorriso/grub/mtools/squashfs for the node ISO.
+# pxelinux/syslinux for the PXE tree, isolinux/xorriso/grub/mtools/squashfs for the node ISO,
+# dracut-live (dmsquash-live: root=live:CDLABEL=…) + dmsetup for the ISO's initramfs, openssl for
+# the ISO root's stand-in vdsm (image/mkroot-live.sh copies it with its libraries).
 QEMU_PKGS=(dracut dracut-network qemu-system-x86 linux-image-amd64 busybox-static socat xz-utils
     cpio kmod e2tools systemd
-    pxelinux syslinux-common isolinux xorriso grub-pc-bin mtools squashfs-tools)
+    pxelinux syslinux-common isolinux xorriso grub-pc-bin mtools squashfs-tools
+    dracut-live dmsetup openssl)
 
 missing() { # print those of "$@" that dpkg does not report as installed
     local p

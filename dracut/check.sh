@@ -1,8 +1,8 @@
 #!/bin/bash
 # Static checks for the dracut module and the real-root unit:
 #   ShellCheck on module-setup.sh (bash) and the hooks (POSIX sh, as dracut runs them),
-#   systemd-analyze verify on ovirt-node-reg.service and on dracut-pre-pivot.service with
-#   our drop-in. Exits non-zero on any complaint. Called by build-support/test-all.sh.
+#   systemd-analyze verify on ovirt-node-reg.service, on the ISO root's stand-in
+#   image/live/vdsmd.service with it, and on dracut-pre-pivot.service with our drop-in. Exits non-zero on any complaint. Called by build-support/test-all.sh.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -45,6 +45,25 @@ sed -e "s|^ExecStart=/usr/sbin/ovirt-node-reg |ExecStart=$tmp/stand-in |" \
 grep -q "^ExecStart=$tmp/stand-in --kmsg boot --stage system$" "$tmp/ovirt-node-reg.service" \
     || { echo "[dracut/check] unexpected ExecStart= in ovirt-node-reg.service" >&2; fail=1; }
 verify "$tmp/ovirt-node-reg.service" "$tmp/vdsmd.service" || fail=1
+
+# The ISO root's stand-in vdsmd.service (image/live/) with the real ovirt-node-reg.service:
+# Requires=/After= the registration, as the real vdsmd must be ordered.
+echo "[dracut/check] systemd-analyze verify image/live/{vdsmd,qh-report}.service + ovirt-node-reg.service"
+mkdir "$tmp/live"
+cp "$tmp/ovirt-node-reg.service" "$tmp/live/"
+sed -e "s|^ExecStart=/usr/libexec/vdsmd-standin$|ExecStart=$tmp/stand-in|" \
+    "$here/../image/live/vdsmd.service" > "$tmp/live/vdsmd.service"
+grep -q "^ExecStart=$tmp/stand-in$" "$tmp/live/vdsmd.service" \
+    || { echo "[dracut/check] unexpected ExecStart= in image/live/vdsmd.service" >&2; fail=1; }
+if ! grep -qx "Requires=ovirt-node-reg.service" "$tmp/live/vdsmd.service" \
+    || ! grep -q "^After=ovirt-node-reg.service" "$tmp/live/vdsmd.service"; then
+    echo "[dracut/check] vdsmd.service must Require= and come After= ovirt-node-reg.service" >&2
+    fail=1
+fi
+sed -e "s|^ExecStart=/usr/libexec/qh-report$|ExecStart=$tmp/stand-in|" \
+    "$here/../image/live/qh-report.service" > "$tmp/live/qh-report.service"
+verify "$tmp/live/vdsmd.service" "$tmp/live/ovirt-node-reg.service" \
+    "$tmp/live/qh-report.service" || fail=1
 
 pre_pivot=/usr/lib/dracut/modules.d/98dracut-systemd/dracut-pre-pivot.service
 if [[ -f $pre_pivot ]]; then

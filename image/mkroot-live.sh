@@ -2,11 +2,18 @@
 # The node's root filesystem for the ISO: a squashfs (LiveOS/squashfs.img) with a busybox
 # init that does what the real node's systemd does with our two units, in the same order.
 #
-#   image/mkroot-live.sh OUT.squashfs [BIN]
+#   image/mkroot-live.sh OUT.squashfs [BIN] [--root busybox|systemd]
 #
-#   BIN   the static ovirt-node-reg (default target/static/ovirt-node-reg)
+#   BIN              the static ovirt-node-reg (default target/static/ovirt-node-reg)
+#   --root busybox   (default) the busybox root below: 5 MB, no downloads
+#   --root systemd   a Debian 12 minbase root made by mmdebstrap (systemd-sysv, udev, openssl,
+#                    iproute2; ~55 MB, downloads ~40 MB of packages from the Debian mirror) that
+#                    runs the real units: dracut/ovirt-node-reg.service, image/live/vdsmd.service
+#                    and, only with ovirt.reg.poweroff (tests), image/live/qh-report.service,
+#                    which prints the same markers and powers off. Reproducible for the same
+#                    mirror state only (package versions change).
 #
-# Contents: busybox-static with its applets, the binary as /usr/sbin/ovirt-node-reg, openssl
+# The busybox root: busybox-static with its applets, the binary as /usr/sbin/ovirt-node-reg, openssl
 # with its shared libraries and the ELF interpreter (copied like dracut's inst_binary: ldd),
 # /usr/libexec/vdsmd-standin, /etc/os-release, the units image/live/*.service for reference
 # (the busybox init does not read them) and /sbin/init:
@@ -40,7 +47,23 @@ OUT=$1
 shift
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
-BIN=${1:-$top/target/static/ovirt-node-reg}
+BIN=$top/target/static/ovirt-node-reg
+if [[ $# -gt 0 && $1 != --* ]]; then
+    BIN=$1
+    shift
+fi
+ROOT=busybox
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --root)
+            [[ $# -ge 2 ]] || usage
+            ROOT=$2
+            shift 2
+            ;;
+        *) usage ;;
+    esac
+done
+[[ $ROOT == busybox || $ROOT == systemd ]] || die "--root: busybox or systemd, not $ROOT"
 
 BUSYBOX=/bin/busybox
 [[ -x $BIN ]] || die "$BIN: not an executable (build it: build-support/build-static.sh)"
@@ -59,6 +82,57 @@ export SOURCE_DATE_EPOCH
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 r=$tmp/root
+
+# stand_in_vdsm DIR: the stand-in vdsm, the same in both roots
+stand_in_vdsm() {
+    mkdir -p "$1/usr/libexec"
+    cat > "$1/usr/libexec/vdsmd-standin" <<'VDSM'
+#!/bin/sh
+# Stand-in vdsm: TLS on the vdsm port with the certificates ovirt-node-reg installed,
+# a client certificate issued by the engine CA required (vdsm's ssl = true).
+# With ovirt.reg.poweroff on the kernel command line (tests) it serves one connection and
+# exits 0; otherwise it serves until stopped.
+# stdin is a FIFO opened read-write, so it never reaches EOF (s_server ends its session at
+# EOF on stdin) and nothing is ever read from it.
+pki=/etc/pki/vdsm
+n=
+case " $(cat /proc/cmdline) " in *" ovirt.reg.poweroff "*) n="-naccept 1" ;; esac
+fifo=/run/vdsmd-standin.stdin
+rm -f $fifo
+mkfifo -m 0600 $fifo
+# shellcheck disable=SC2086
+exec /usr/bin/openssl s_server -accept 54321 \
+    -cert $pki/certs/vdsmcert.pem -key $pki/keys/vdsmkey.pem \
+    -CAfile $pki/certs/cacert.pem -Verify 1 -verify_return_error $n 0<> $fifo
+VDSM
+    chmod 0755 "$1/usr/libexec/vdsmd-standin"
+}
+
+if [[ $ROOT == systemd ]]; then
+    command -v mmdebstrap > /dev/null || die "mmdebstrap not found: apt-get install mmdebstrap"
+    [[ $(id -u) -eq 0 ]] || die "--root systemd: mmdebstrap needs root here"
+    mmdebstrap --quiet --variant=minbase --include=systemd-sysv,udev,openssl,iproute2,kmod \
+        --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
+        --dpkgopt='path-exclude=/usr/share/locale/*' bookworm "$r" > "$tmp/mmdebstrap.log" 2>&1 || {
+        tail -n 30 "$tmp/mmdebstrap.log" >&2
+        die "mmdebstrap failed"
+    }
+    install -m 0755 "$BIN" "$r/usr/sbin/ovirt-node-reg"
+    stand_in_vdsm "$r"
+    u=$r/usr/lib/systemd/system
+    install -m 0644 "$top/dracut/ovirt-node-reg.service" "$here/live/vdsmd.service" \
+        "$here/live/qh-report.service" "$u/"
+    install -m 0755 "$here/live/qh-report" "$r/usr/libexec/qh-report"
+    mkdir -p "$r/etc/systemd/system/multi-user.target.wants" "$r/config"
+    for unit in ovirt-node-reg.service vdsmd.service qh-report.service; do
+        ln -sf "/usr/lib/systemd/system/$unit" "$r/etc/systemd/system/multi-user.target.wants/$unit"
+    done
+    # no prompts on the console of a first boot
+    ln -sf /dev/null "$r/etc/systemd/system/systemd-firstboot.service"
+    : > "$r/etc/machine-id"
+    echo "ovirt-node" > "$r/etc/hostname"
+    rm -rf "$r/var/cache/apt"/* "$r/var/lib/apt/lists"/* "$r/var/log"/*
+else
 mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,usr/libexec,etc,proc,sys,dev,run,config,tmp,root} \
     "$r"/{var/log,lib64,usr/lib/systemd/system}
 chmod 1777 "$r/tmp"
@@ -91,25 +165,7 @@ printf 'NAME="oVirt Node (ovirt-node-reg live test root)"\nID=ovirt-node-reg-liv
 install -m 0644 "$top/dracut/ovirt-node-reg.service" "$here/live/vdsmd.service" \
     "$r/usr/lib/systemd/system/"
 
-cat > "$r/usr/libexec/vdsmd-standin" <<'VDSM'
-#!/bin/sh
-# Stand-in vdsm: TLS on the vdsm port with the certificates ovirt-node-reg installed,
-# a client certificate issued by the engine CA required (vdsm's ssl = true).
-#   vdsmd-standin [ONE]   ONE=1: serve one connection and exit
-# stdin is a FIFO opened read-write, so it never reaches EOF (s_server ends its session at
-# EOF on stdin) and nothing is ever read from it.
-pki=/etc/pki/vdsm
-n=
-[ "${1:-0}" = 1 ] && n="-naccept 1"
-fifo=/run/vdsmd-standin.stdin
-rm -f $fifo
-mkfifo -m 0600 $fifo
-# shellcheck disable=SC2086
-exec /usr/bin/openssl s_server -accept 54321 \
-    -cert $pki/certs/vdsmcert.pem -key $pki/keys/vdsmkey.pem \
-    -CAfile $pki/certs/cacert.pem -Verify 1 -verify_return_error $n 0<> $fifo
-VDSM
-chmod 0755 "$r/usr/libexec/vdsmd-standin"
+stand_in_vdsm "$r"
 
 cat > "$r/sbin/init" <<'INIT'
 #!/bin/busybox sh
@@ -147,7 +203,7 @@ if [ "$rc" -ne 0 ]; then
 elif [ ! -s $pki/certs/vdsmcert.pem ] || [ ! -s $pki/keys/vdsmkey.pem ] || [ ! -s $pki/certs/cacert.pem ]; then
     echo "QH-VDSM not-started reason=no-certificates"
 else
-    /usr/libexec/vdsmd-standin "$poweroff_at_end" > /run/vdsmd.log 2>&1 &
+    /usr/libexec/vdsmd-standin > /run/vdsmd.log 2>&1 &
     vdsm=$!
     i=0
     while [ $i -lt 100 ] && ! netstat -ltn 2> /dev/null | grep -q ':54321 '; do
@@ -190,6 +246,7 @@ sync
 poweroff -f
 INIT
 chmod 0755 "$r/sbin/init"
+fi
 
 find "$r" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 rm -f "$OUT"
@@ -197,4 +254,4 @@ mksquashfs "$r" "$OUT.tmp$$" -quiet -noappend -comp xz -all-root -no-xattrs \
     -processors 1 > /dev/null \
     || die "mksquashfs failed"
 mv "$OUT.tmp$$" "$OUT"
-echo "mkroot-live: $OUT: $(stat -c %s "$OUT") bytes squashfs ($(du -sk "$r" | cut -f1) KiB of files)"
+echo "mkroot-live: $OUT: $(stat -c %s "$OUT") bytes squashfs ($ROOT root, $(du -sk "$r" | cut -f1) KiB of files)"

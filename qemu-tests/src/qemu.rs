@@ -19,6 +19,11 @@
 //!   `ovirt-node-reg --kmsg boot`, prints `QH-EXIT rc=N`, `ovirt-node-reg status --json`, the
 //!   links it sees and the clock, then powers off. The VLAN and bond tests read those links.
 //!
+//! Two more boot paths: [`Image::Dracut`] (the dracut initramfs and a tiny ext4 root) and
+//! [`Image::Iso`] (the node ISO from `image/mkiso.sh` on the CD-ROM, `-cdrom ISO -boot d`, no
+//! `-kernel`, with [`Vm::vdsm_port`]: `hostfwd` from 127.0.0.1 only to the guest's vdsm port;
+//! [`boot_with`] runs the engine's check while the guest waits).
+//!
 //! Missing host tools are errors that name the Debian package (`build-support/setup.sh`
 //! installs them all): a boot test never skips.
 
@@ -1089,10 +1094,29 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// The ISO's live root (`image/mkroot-live.sh --root`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveRoot {
+    /// busybox init with the units' order: 5 MB, about 5 s to build.
+    Busybox,
+    /// Debian minbase with systemd running the real units (mmdebstrap: downloads from the
+    /// Debian mirror, about 2 min, 45 MB).
+    Systemd,
+}
+
+impl LiveRoot {
+    pub fn name(self) -> &'static str {
+        match self {
+            LiveRoot::Busybox => "busybox",
+            LiveRoot::Systemd => "systemd",
+        }
+    }
+}
+
 /// The ISO's two big parts, built once and cached by the hash of their inputs: the dracut
 /// initramfs with dmsquash-live (`image/mkinitrd-dracut.sh --live`, 30-60 s) and the live
-/// root (`image/mkroot-live.sh`, about 5 s).
-fn iso_parts(host: &Host) -> Result<(PathBuf, PathBuf)> {
+/// root (`image/mkroot-live.sh`).
+fn iso_parts(host: &Host, root: LiveRoot) -> Result<(PathBuf, PathBuf)> {
     static LOCK: Mutex<()> = Mutex::new(());
     let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     need("dracut", "dracut")?;
@@ -1130,10 +1154,16 @@ fn iso_parts(host: &Host) -> Result<(PathBuf, PathBuf)> {
         ws.join("dracut/ovirt-node-reg.service"),
     ];
     files.extend(files_under(&ws.join("image/live"))?);
-    let key = inputs_key(&files, &[])?;
-    let rootfs = dir.join(format!("root-live-{}.squashfs", &key[..24]));
+    if root == LiveRoot::Systemd {
+        need("mmdebstrap", "mmdebstrap")?;
+    }
+    let key = inputs_key(&files, &[root.name()])?;
+    let rootfs = dir.join(format!("root-live-{}-{}.squashfs", root.name(), &key[..24]));
     let mut cmd = Command::new("bash");
-    cmd.arg(&script).arg(&rootfs).arg(&bin);
+    cmd.arg(&script)
+        .arg(&rootfs)
+        .arg(&bin)
+        .args(["--root", root.name()]);
     build_cached(&rootfs, &mut cmd, "image/mkroot-live.sh")?;
     Ok((initrd, rootfs))
 }
@@ -1141,8 +1171,9 @@ fn iso_parts(host: &Host) -> Result<(PathBuf, PathBuf)> {
 /// The node ISO for machine `name` (`target/qemu-disks/<name>.iso`, mode 0600: it may hold a
 /// token), made by `image/mkiso.sh` from the cached parts with `append` as the boot entry's
 /// kernel arguments (no boot prompt) and, with `token`, the token in an initramfs overlay
-/// (`ovirt.reg.token_file=/etc/ovirt-node-reg/token`). About 2 s once the parts exist.
-pub fn iso_image(name: &str, append: &str, token: Option<&str>) -> Result<PathBuf> {
+/// (`ovirt.reg.token_file=/etc/ovirt-node-reg/token`), the root `root`. About 2 s once the
+/// parts exist.
+pub fn iso_image(name: &str, root: LiveRoot, append: &str, token: Option<&str>) -> Result<PathBuf> {
     let host = host()?;
     need("xorriso", "xorriso")?;
     ensure!(
@@ -1153,7 +1184,7 @@ pub fn iso_image(name: &str, append: &str, token: Option<&str>) -> Result<PathBu
         Path::new("/usr/lib/syslinux/modules/bios/ldlinux.c32").is_file(),
         "ldlinux.c32 missing: the ISO tests need the Debian package syslinux-common"
     );
-    let (initrd, rootfs) = iso_parts(&host)?;
+    let (initrd, rootfs) = iso_parts(&host, root)?;
     let bin = static_binary()?;
     let disks = target_dir().join("qemu-disks");
     fs::create_dir_all(&disks)?;

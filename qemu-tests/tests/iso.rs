@@ -12,7 +12,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use qemu_tests::qemu::{self, Boot, Disk, Vm};
+use qemu_tests::qemu::{self, Boot, Disk, LiveRoot, Vm};
 use qemu_tests::{Handle, SimConfig, Simulator};
 
 /// What the installed host must have on its store (ovirt-protocol.md §5.4, src/install.rs).
@@ -109,10 +109,8 @@ fn assert_enrolled(sim: &Handle, disk: &Disk, boot: &Boot, check: &Option<Result
 /// the registration) passes the simulator's mTLS check. The same machine rebooted: done again
 /// from the checkpoints and the persisted certificates, vdsm answers again, and the engine sees
 /// no second register or CSR.
-#[test]
-fn iso_boot_enrols_serves_vdsm_and_reboot_registers_nothing() {
+fn iso_scenario(root: LiveRoot, name: &str, uuid: &str) {
     let started = Instant::now();
-    let uuid = "4c4c4544-0042-3510-8052-b4c04f4e5401";
     let sim = Simulator::start(SimConfig {
         protocol_version: 2,
         ..SimConfig::default()
@@ -135,10 +133,10 @@ fn iso_boot_enrols_serves_vdsm_and_reboot_registers_nothing() {
         sim.ca_sha256()
     );
     let iso =
-        qemu::iso_image("iso-node", &append, Some(&token)).unwrap_or_else(|e| panic!("{e:#}"));
+        qemu::iso_image(name, root, &append, Some(&token)).unwrap_or_else(|e| panic!("{e:#}"));
     let iso_size = std::fs::metadata(&iso).map(|m| m.len()).unwrap_or(0);
-    let disk = Disk::new("iso-node").expect("config disk");
-    let mut vm = Vm::iso("iso-node", sim.port(), &disk, &iso).unwrap_or_else(|e| panic!("{e:#}"));
+    let disk = Disk::new(name).expect("config disk");
+    let mut vm = Vm::iso(name, sim.port(), &disk, &iso).unwrap_or_else(|e| panic!("{e:#}"));
     vm.uuid = uuid.into();
 
     let (first, check) = boot_and_check(&sim, &vm);
@@ -155,7 +153,7 @@ fn iso_boot_enrols_serves_vdsm_and_reboot_registers_nothing() {
     first.pass();
 
     // The same machine (the same config disk and CD), rebooted.
-    vm.name = "iso-node-reboot".into();
+    vm.name = format!("{name}-reboot");
     vm.vdsm_port = Some(qemu::free_port().expect("a free port"));
     let seen = sim.requests().len();
     let (second, check) = boot_and_check(&sim, &vm);
@@ -171,10 +169,32 @@ fn iso_boot_enrols_serves_vdsm_and_reboot_registers_nothing() {
     );
     assert_eq!(sim.host(uuid).expect("host").registrations, 1);
     eprintln!(
-        "[qemu] test iso: ISO {iso_size} bytes; boots {t1:.1} s + {:.1} s; test {:.1} s (with \
-         the parts' build)",
+        "[qemu] test {name} ({} root): ISO {iso_size} bytes; boots {t1:.1} s + {:.1} s; test \
+         {:.1} s (with the parts' build)",
+        root.name(),
         second.elapsed.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
     second.pass();
+}
+
+/// The busybox live root: its init runs the units' commands in their order.
+#[test]
+fn iso_busybox_root_enrols_serves_vdsm_and_reboot_registers_nothing() {
+    iso_scenario(
+        LiveRoot::Busybox,
+        "iso-busybox",
+        "4c4c4544-0042-3510-8052-b4c04f4e5401",
+    );
+}
+
+/// The Debian systemd live root: systemd runs dracut/ovirt-node-reg.service and the stand-in
+/// image/live/vdsmd.service (Requires=/After= it), as on a real node.
+#[test]
+fn iso_systemd_root_enrols_serves_vdsm_and_reboot_registers_nothing() {
+    iso_scenario(
+        LiveRoot::Systemd,
+        "iso-systemd",
+        "4c4c4544-0042-3510-8052-b4c04f4e5402",
+    );
 }
