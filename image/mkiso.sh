@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # A bootable hybrid ISO of the node: isolinux (BIOS El Torito, and an MBR for USB sticks),
-# the Debian kernel, the dracut initramfs with 95ovirt-node-reg and dmsquash-live, and the
+# GRUB for UEFI (a second El Torito entry, an EFI system partition image, also in the GPT of
+# the hybrid image), the Debian kernel, the dracut initramfs with 95ovirt-node-reg and dmsquash-live, and the
 # root as LiveOS/squashfs.img, mounted by root=live:CDLABEL=<label> rd.live.image as on
 # Fedora/oVirt Node live ISOs.
 #
 #   image/mkiso.sh BIN OUT.iso [--append "ARGS"] [--token-file FILE] [--timeout DS]
-#                  [--initrd FILE] [--rootfs FILE] [--kernel FILE] [--label LABEL]
+#                  [--initrd FILE] [--rootfs FILE] [--kernel FILE] [--label LABEL] [--no-uefi]
 #
 #   --append "ARGS"    registration settings for the boot menu's entry (management_server=,
 #                      ovirt.reg.ca_pin=, ip=, …); an operator can also edit them at the
@@ -19,6 +20,8 @@
 #   --rootfs FILE      reuse a root squashfs (default: image/mkroot-live.sh)
 #   --kernel FILE      default /boot/vmlinuz-K of the newest kernel with /lib/modules/K
 #   --label LABEL      ISO volume label (default OVIRT-NODE)
+#   --no-uefi          BIOS only (otherwise GRUB from grub-efi-amd64-bin boots it on UEFI with
+#                      boot/grub/grub.cfg, the same entry as isolinux/isolinux.cfg)
 #
 # Reproducible: every date is SOURCE_DATE_EPOCH (default: the last commit's time); the same
 # inputs give the same bytes. Prints the ISO's size and the time each part took.
@@ -37,7 +40,7 @@ usage() {
 BIN=$1
 OUT=$2
 shift 2
-APPEND='' TOKEN='' TIMEOUT=50 INITRD='' ROOTFS='' KERNEL='' LABEL=OVIRT-NODE
+APPEND='' TOKEN='' TIMEOUT=50 INITRD='' ROOTFS='' KERNEL='' LABEL=OVIRT-NODE UEFI=1
 while [[ $# -gt 0 ]]; do
     case $1 in
         --append) APPEND=${2?--append needs a value}; shift 2 ;;
@@ -47,6 +50,7 @@ while [[ $# -gt 0 ]]; do
         --rootfs) ROOTFS=${2:?--rootfs needs a file}; shift 2 ;;
         --kernel) KERNEL=${2:?--kernel needs a file}; shift 2 ;;
         --label) LABEL=${2:?--label needs a value}; shift 2 ;;
+        --no-uefi) UEFI=0; shift ;;
         *) usage ;;
     esac
 done
@@ -67,6 +71,13 @@ LDLINUX=/usr/lib/syslinux/modules/bios/ldlinux.c32
 [[ -f $LDLINUX ]] || die "$LDLINUX missing: apt-get install syslinux-common"
 command -v xorriso > /dev/null || die "xorriso not found: apt-get install xorriso"
 command -v cpio > /dev/null || die "cpio not found: apt-get install cpio"
+if [[ $UEFI -eq 1 ]]; then
+    [[ -d /usr/lib/grub/x86_64-efi ]] \
+        || die "/usr/lib/grub/x86_64-efi missing: apt-get install grub-efi-amd64-bin (or --no-uefi)"
+    command -v grub-mkimage > /dev/null \
+        || die "grub-mkimage not found: apt-get install grub-common (or --no-uefi)"
+    command -v mformat > /dev/null || die "mformat not found: apt-get install mtools (or --no-uefi)"
+fi
 if [[ -z $KERNEL ]]; then
     for k in $(find /lib/modules -mindepth 1 -maxdepth 1 -printf '%f\n' 2> /dev/null | sort -V); do
         [[ -r /boot/vmlinuz-$k ]] && KERNEL=/boot/vmlinuz-$k
@@ -136,6 +147,50 @@ LABEL ovirt-node
   APPEND $ARGS
 EOF
 
+efi=()
+if [[ $UEFI -eq 1 ]]; then
+    # GRUB's own config on the ISO (edit it like isolinux.cfg); the EFI binary only finds the
+    # ISO by its label and reads that file.
+    mkdir -p "$iso/boot/grub"
+    gtimeout=$(((TIMEOUT + 9) / 10))
+    initrds=${INITRDS//,/ }
+    cat > "$iso/boot/grub/grub.cfg" << GRUB
+# ovirt-node-reg node ISO (image/mkiso.sh), UEFI. Edit the linux line for another engine, or
+# press e in the menu.
+serial --unit=0 --speed=115200
+terminal_input serial console
+terminal_output serial console
+set default=0
+set timeout=$gtimeout
+menuentry "oVirt Node (ovirt-node-reg)" {
+  linux /isolinux/vmlinuz $ARGS
+  initrd $initrds
+}
+GRUB
+    cat > "$tmp/embedded.cfg" << GRUB
+search --no-floppy --set=root --label $LABEL
+set prefix=(\$root)/boot/grub
+configfile /boot/grub/grub.cfg
+GRUB
+    touch -d "@$SOURCE_DATE_EPOCH" "$tmp/embedded.cfg"
+    # every module built in, the config embedded: no memdisk (grub-mkstandalone's memdisk tar
+    # carries the build time, so its output differs from run to run)
+    grub-mkimage -O x86_64-efi -o "$tmp/BOOTX64.EFI" -p /boot/grub -c "$tmp/embedded.cfg" \
+        linux normal iso9660 search search_label configfile serial terminal echo test \
+        part_gpt part_msdos fat 2> "$tmp/grub.log" || {
+        cat "$tmp/grub.log" >&2
+        die "grub-mkimage failed"
+    }
+    touch -d "@$SOURCE_DATE_EPOCH" "$tmp/BOOTX64.EFI"
+    # the EFI system partition image: FAT with EFI/BOOT/BOOTX64.EFI
+    kib=$(($(stat -c %s "$tmp/BOOTX64.EFI") / 1024 + 256))
+    truncate -s "${kib}K" "$iso/boot/grub/efi.img"
+    mformat -i "$iso/boot/grub/efi.img" -N 6f766972 -v OVIRTEFI ::
+    mmd -i "$iso/boot/grub/efi.img" ::/EFI ::/EFI/BOOT
+    mcopy -m -i "$iso/boot/grub/efi.img" "$tmp/BOOTX64.EFI" ::/EFI/BOOT/BOOTX64.EFI
+    efi=(-eltorito-alt-boot -e boot/grub/efi.img -no-emul-boot -isohybrid-gpt-basdat)
+fi
+
 find "$iso" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 date=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y%m%d%H%M%S00)
 xorriso -as mkisofs -quiet -o "$tmp/out.iso" -V "$LABEL" -r -J -joliet-long \
@@ -143,6 +198,7 @@ xorriso -as mkisofs -quiet -o "$tmp/out.iso" -V "$LABEL" -r -J -joliet-long \
     -isohybrid-mbr "$HYBRID_MBR" \
     -c isolinux/boot.cat -b isolinux/isolinux.bin \
     -no-emul-boot -boot-load-size 4 -boot-info-table \
+    "${efi[@]}" \
     "$iso" 2> "$tmp/xorriso.log" || {
     cat "$tmp/xorriso.log" >&2
     die "xorriso failed"

@@ -475,6 +475,8 @@ pub struct Vm {
     /// `hostfwd=tcp:127.0.0.1:<port>-:54321`: the engine reaches the guest's vdsm port at
     /// `127.0.0.1:<port>` (loopback only).
     pub vdsm_port: Option<u16>,
+    /// UEFI firmware (Debian's OVMF, q35) instead of SeaBIOS: the ISO boots through GRUB.
+    pub uefi: bool,
 }
 
 impl Vm {
@@ -497,6 +499,7 @@ impl Vm {
             pxe: None,
             iso: None,
             vdsm_port: None,
+            uefi: false,
         }
     }
 
@@ -1085,6 +1088,10 @@ pub fn pxe_tree(
     Ok(out)
 }
 
+/// Debian's OVMF (package `ovmf`): the firmware and the template of its variable store.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
 /// The vdsm port the ISO root's stand-in vdsm serves (vdsm's `management_port`).
 pub const VDSM_PORT: u16 = 54321;
 
@@ -1176,6 +1183,13 @@ fn iso_parts(host: &Host, root: LiveRoot) -> Result<(PathBuf, PathBuf)> {
 pub fn iso_image(name: &str, root: LiveRoot, append: &str, token: Option<&str>) -> Result<PathBuf> {
     let host = host()?;
     need("xorriso", "xorriso")?;
+    need("grub-mkimage", "grub-common")?;
+    need("mformat", "mtools")?;
+    ensure!(
+        Path::new("/usr/lib/grub/x86_64-efi").is_dir(),
+        "/usr/lib/grub/x86_64-efi missing: the ISO tests need the Debian package \
+         grub-efi-amd64-bin (build-support/setup.sh installs it)"
+    );
     ensure!(
         Path::new("/usr/lib/ISOLINUX/isolinux.bin").is_file(),
         "/usr/lib/ISOLINUX/isolinux.bin missing: the ISO tests need the Debian package isolinux"
@@ -1361,8 +1375,30 @@ pub fn boot_with(vm: &Vm, mut on_marker: Option<(&str, &mut dyn FnMut())>) -> Re
     cmd.args(["-accel", &accel, "-m", mem, "-smp", "1", "-nodefaults"])
         .args(["-display", "none", "-no-reboot", "-monitor", "none"])
         .arg("-serial")
-        .arg(format!("file:{}", log_path.display()))
-        .args(["-uuid", &vm.uuid]);
+        .arg(format!("file:{}", log_path.display()));
+    if vm.uefi {
+        // OVMF's code read-only, its variable store a per-machine copy (the firmware writes it).
+        let code = Path::new(OVMF_CODE);
+        ensure!(
+            code.is_file() && Path::new(OVMF_VARS).is_file(),
+            "{OVMF_CODE} missing: UEFI boots need the Debian package ovmf \
+             (build-support/setup.sh installs it)"
+        );
+        let vars = target_dir()
+            .join("qemu-disks")
+            .join(format!("{}.ovmf-vars.fd", vm.name));
+        fs::create_dir_all(vars.parent().expect("a directory"))?;
+        fs::copy(OVMF_VARS, &vars).with_context(|| format!("copying {OVMF_VARS}"))?;
+        cmd.args(["-machine", "q35"])
+            .arg("-drive")
+            .arg(format!(
+                "if=pflash,format=raw,readonly=on,file={}",
+                code.display()
+            ))
+            .arg("-drive")
+            .arg(format!("if=pflash,format=raw,file={}", vars.display()));
+    }
+    cmd.args(["-uuid", &vm.uuid]);
     match &direct {
         Some((kernel, initrd)) => {
             cmd.arg("-kernel")

@@ -109,7 +109,7 @@ fn assert_enrolled(sim: &Handle, disk: &Disk, boot: &Boot, check: &Option<Result
 /// the registration) passes the simulator's mTLS check. The same machine rebooted: done again
 /// from the checkpoints and the persisted certificates, vdsm answers again, and the engine sees
 /// no second register or CSR.
-fn iso_scenario(root: LiveRoot, name: &str, uuid: &str) {
+fn iso_scenario(root: LiveRoot, uefi: bool, name: &str, uuid: &str) {
     let started = Instant::now();
     let sim = Simulator::start(SimConfig {
         protocol_version: 2,
@@ -138,6 +138,7 @@ fn iso_scenario(root: LiveRoot, name: &str, uuid: &str) {
     let disk = Disk::new(name).expect("config disk");
     let mut vm = Vm::iso(name, sim.port(), &disk, &iso).unwrap_or_else(|e| panic!("{e:#}"));
     vm.uuid = uuid.into();
+    vm.uefi = uefi;
 
     let (first, check) = boot_and_check(&sim, &vm);
     assert!(
@@ -169,9 +170,10 @@ fn iso_scenario(root: LiveRoot, name: &str, uuid: &str) {
     );
     assert_eq!(sim.host(uuid).expect("host").registrations, 1);
     eprintln!(
-        "[qemu] test {name} ({} root): ISO {iso_size} bytes; boots {t1:.1} s + {:.1} s; test \
+        "[qemu] test {name} ({} root, {}): ISO {iso_size} bytes; boots {t1:.1} s + {:.1} s; test \
          {:.1} s (with the parts' build)",
         root.name(),
+        if uefi { "UEFI" } else { "BIOS" },
         second.elapsed.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
@@ -183,6 +185,7 @@ fn iso_scenario(root: LiveRoot, name: &str, uuid: &str) {
 fn iso_busybox_root_enrols_serves_vdsm_and_reboot_registers_nothing() {
     iso_scenario(
         LiveRoot::Busybox,
+        false,
         "iso-busybox",
         "4c4c4544-0042-3510-8052-b4c04f4e5401",
     );
@@ -194,7 +197,19 @@ fn iso_busybox_root_enrols_serves_vdsm_and_reboot_registers_nothing() {
 fn iso_systemd_root_enrols_serves_vdsm_and_reboot_registers_nothing() {
     iso_scenario(
         LiveRoot::Systemd,
+        false,
         "iso-systemd",
         "4c4c4544-0042-3510-8052-b4c04f4e5402",
+    );
+}
+
+/// The same ISO on UEFI (OVMF, q35, the CD-ROM on AHCI): GRUB's boot/grub/grub.cfg entry.
+#[test]
+fn iso_uefi_busybox_root_enrols_serves_vdsm_and_reboot_registers_nothing() {
+    iso_scenario(
+        LiveRoot::Busybox,
+        true,
+        "iso-uefi",
+        "4c4c4544-0042-3510-8052-b4c04f4e5403",
     );
 }
