@@ -4,7 +4,8 @@
 # to `done` in the minimal initramfs (a first boot with an enrolment token: approved at once),
 # the same boot without the registration (busybox /init: modules, then power off) for the
 # overhead ratio, the binary's peak RSS as process 1 reports it, and one PXE boot (pxelinux from
-# image/mkpxe.sh's tree) to `registered`. The storm figures: bench-storm.sh. Numbers, not assertions:
+# image/mkpxe.sh's tree) to `registered`, and the node ISO's size. The storm figures:
+# bench-storm.sh. Numbers, not assertions:
 # the report goes to stdout and target/bench/boot.txt. BENCH_RUNS (default 3) boots of each
 # kind, medians reported. Assumes build-support/setup.sh has run (test-all.sh and demo.sh do).
 set -euo pipefail
@@ -120,5 +121,9 @@ pxe_total=$((($(date +%s%N) - t0) / 1000000))
 pxe_reg=$(uptime_of "$WORK/pxe.log" 'step registered: done')
 [ -n "$pxe_reg" ] || { tail -30 "$WORK/pxe.log"; echo "bench: the PXE boot did not register" >&2; exit 1; }
 out "PXE (pxelinux via QEMU's TFTP, token overlay): registered at ${pxe_reg} s after the kernel started; ${pxe_total} ms from QEMU's start to power-off (firmware DHCP/TFTP included)"
+# --- the node ISO (issue 8): busybox live root, BIOS + UEFI ------------------------------------
+t0=$(date +%s)
+image/mkiso.sh "$BIN" "$WORK/node.iso" --append "management_server=engine.example.com ovirt.reg.ca_pin=${PIN#ovirt.reg.ca_pin=}" >/dev/null 2>&1
+out "node ISO (isolinux + GRUB/UEFI, dracut initramfs with the module, busybox live root): $(size_of "$WORK/node.iso") bytes, built in $(($(date +%s) - t0)) s"
 cp "$REPORT" "$OUTDIR/boot.txt"
 echo "report: $OUTDIR/boot.txt"
