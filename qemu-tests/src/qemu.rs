@@ -904,21 +904,7 @@ pub fn initramfs_file(host: &Host, image: Image, extras: &[Extra]) -> Result<Pat
             cmd.arg("--extra")
                 .arg(format!("{}:{}:{:o}", src.display(), e.dst, e.mode));
         }
-        let started = Instant::now();
-        let o = run_tool(cmd.env("SOURCE_DATE_EPOCH", "0"))?;
-        ensure!(
-            o.status.success(),
-            "image/mkinitrd-min.sh failed ({}):\n{}{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        eprintln!(
-            "[qemu] {} in {:.1} s",
-            String::from_utf8_lossy(&o.stdout).trim(),
-            started.elapsed().as_secs_f64()
-        );
-        Ok(())
+        run_script(&mut cmd, "image/mkinitrd-min.sh")
     })();
     let _ = fs::remove_dir_all(&work);
     result?;
@@ -948,6 +934,27 @@ fn build_cached(out: &Path, cmd: &mut Command, what: &str) -> Result<()> {
     if out.is_file() {
         return Ok(());
     }
+    run_script(cmd, what)?;
+    ensure!(out.is_file(), "{what} wrote no {}", out.display());
+    Ok(())
+}
+
+/// The enrolment token as the image scripts take it: a new 0600 file in `dir`.
+fn token_file(dir: &Path, token: &str) -> Result<PathBuf> {
+    let f = dir.join("token");
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&f)
+        .with_context(|| format!("creating {}", f.display()))?;
+    writeln!(file, "{token}")?;
+    Ok(f)
+}
+
+/// Runs one of the image/ scripts (dates fixed for reproducible output): an error carries
+/// its output; on success its summary line is printed with the time it took.
+fn run_script(cmd: &mut Command, what: &str) -> Result<()> {
     let started = Instant::now();
     let o = run_tool(cmd.env("SOURCE_DATE_EPOCH", "0"))?;
     ensure!(
@@ -957,7 +964,6 @@ fn build_cached(out: &Path, cmd: &mut Command, what: &str) -> Result<()> {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    ensure!(out.is_file(), "{what} wrote no {}", out.display());
     eprintln!(
         "[qemu] {} ({:.1} s)",
         String::from_utf8_lossy(&o.stdout).trim(),
@@ -1063,25 +1069,9 @@ pub fn pxe_tree(
                 append.trim()
             ));
         if let Some(token) = token {
-            let f = work.join("token");
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&f)?;
-            writeln!(file, "{token}")?;
-            cmd.arg("--token-file").arg(&f);
+            cmd.arg("--token-file").arg(token_file(&work, token)?);
         }
-        let o = run_tool(&mut cmd)?;
-        ensure!(
-            o.status.success(),
-            "image/mkpxe.sh failed ({}):\n{}{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        eprintln!("[qemu] {}", String::from_utf8_lossy(&o.stdout).trim());
-        Ok(())
+        run_script(&mut cmd, "image/mkpxe.sh")
     })();
     let _ = fs::remove_dir_all(&work);
     result?;
@@ -1219,30 +1209,10 @@ pub fn iso_image(name: &str, root: LiveRoot, append: &str, token: Option<&str>) 
             .arg("--rootfs")
             .arg(&rootfs);
         if let Some(token) = token {
-            let f = work.join("token");
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&f)?;
-            writeln!(file, "{token}")?;
-            cmd.arg("--token-file").arg(&f);
+            cmd.arg("--token-file").arg(token_file(&work, token)?);
         }
-        let started = Instant::now();
-        let o = run_tool(cmd.env("SOURCE_DATE_EPOCH", "0"))?;
-        ensure!(
-            o.status.success(),
-            "image/mkiso.sh failed ({}):\n{}{}",
-            o.status,
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
+        run_script(&mut cmd, "image/mkiso.sh")?;
         fs::set_permissions(&out, fs::Permissions::from_mode(0o600))?;
-        eprintln!(
-            "[qemu] {} ({:.1} s)",
-            String::from_utf8_lossy(&o.stdout).trim(),
-            started.elapsed().as_secs_f64()
-        );
         Ok(())
     })();
     let _ = fs::remove_dir_all(&work);
