@@ -809,6 +809,33 @@ impl Boot {
     }
 
     /// The test passed: its console log is not an artefact (unless `QH_KEEP_LOGS` is set).
+    /// A boot through a real root (dracut, ISO): the root's init finished after the switch,
+    /// `boot --stage system` exited 0 and the status is `ok` at `done`. `what` names the root
+    /// in the messages; the console tail comes with every failure.
+    pub fn assert_system_stage_done(&self, what: &str) {
+        assert!(
+            self.completed(),
+            "{what}: its init did not finish\n{}",
+            self.tail()
+        );
+        assert!(
+            self.line("QH-ROOT stage=system").is_some(),
+            "no switch_root into {what}\n{}",
+            self.tail()
+        );
+        assert_eq!(
+            self.exit_code(),
+            Some(0),
+            "boot --stage system\n{}",
+            self.tail()
+        );
+        let st = self
+            .status()
+            .unwrap_or_else(|| panic!("no status JSON\n{}", self.tail()));
+        assert_eq!(st["result"], "ok", "{st}\n{}", self.tail());
+        assert_eq!(st["step"], "done", "{st}");
+    }
+
     pub fn pass(self) {
         if std::env::var_os("QH_KEEP_LOGS").is_none() {
             let _ = fs::remove_file(&self.log_path);

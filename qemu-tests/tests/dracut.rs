@@ -41,27 +41,7 @@ fn dracut_boot(flavour: Flavour, uuid: &str) {
         boot.elapsed.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
-    assert!(
-        boot.completed(),
-        "the real root's init did not finish\n{}",
-        boot.tail()
-    );
-    assert!(
-        boot.line("QH-ROOT stage=system").is_some(),
-        "switch_root into the test root\n{}",
-        boot.tail()
-    );
-    assert_eq!(
-        boot.exit_code(),
-        Some(0),
-        "boot --stage system\n{}",
-        boot.tail()
-    );
-    let st = boot
-        .status()
-        .unwrap_or_else(|| panic!("no status JSON\n{}", boot.tail()));
-    assert_eq!(st["result"], "ok", "{st}\n{}", boot.tail());
-    assert_eq!(st["step"], "done", "{st}");
+    boot.assert_system_stage_done("the test root");
     let regs = sim
         .requests()
         .iter()

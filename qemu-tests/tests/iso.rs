@@ -59,27 +59,7 @@ fn boot_and_check(sim: &Handle, vm: &Vm) -> (Boot, Option<Result<(), String>>) {
 }
 
 fn assert_enrolled(sim: &Handle, disk: &Disk, boot: &Boot, check: &Option<Result<(), String>>) {
-    assert!(
-        boot.completed(),
-        "the live root's init did not finish\n{}",
-        boot.tail()
-    );
-    assert!(
-        boot.line("QH-ROOT stage=system").is_some(),
-        "dracut switched into the ISO's live root\n{}",
-        boot.tail()
-    );
-    assert_eq!(
-        boot.exit_code(),
-        Some(0),
-        "boot --stage system\n{}",
-        boot.tail()
-    );
-    let st = boot
-        .status()
-        .unwrap_or_else(|| panic!("no status JSON\n{}", boot.tail()));
-    assert_eq!(st["result"], "ok", "{st}\n{}", boot.tail());
-    assert_eq!(st["step"], "done", "{st}");
+    boot.assert_system_stage_done("the ISO's live root");
     for f in CERT_FILES {
         let data = disk
             .read(f)
