@@ -21,15 +21,7 @@ SIM=$PWD/target/debug/engine-sim
 
 OUTDIR=$PWD/target/bench
 mkdir -p "$OUTDIR"
-WORK=$(mktemp -d /tmp/ovirt-node-reg-bench.XXXXXX)
-SIM_PID=
-QEMU_PID=
-cleanup() {
-    [ -z "$QEMU_PID" ] || kill "$QEMU_PID" 2>/dev/null || true
-    [ -z "$SIM_PID" ] || kill "$SIM_PID" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+start_work bench
 REPORT=$WORK/report.txt
 out() { printf '%s\n' "$*" | tee -a "$REPORT"; }
 size_of() { stat -c %s "$1"; }

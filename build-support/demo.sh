@@ -22,15 +22,7 @@ SIM=$PWD/target/debug/engine-sim
 # shellcheck source=build-support/qemu-lib.sh
 . build-support/qemu-lib.sh
 
-WORK=$(mktemp -d /tmp/ovirt-node-reg-demo.XXXXXX)
-SIM_PID=
-QEMU_PID=
-cleanup() {
-    [ -z "$QEMU_PID" ] || kill "$QEMU_PID" 2>/dev/null || true
-    [ -z "$SIM_PID" ] || kill "$SIM_PID" 2>/dev/null || true
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
+start_work demo
 
 say "minimal initramfs: the binary is /init (image/mkinitrd-min.sh)"
 image/mkinitrd-min.sh "$BIN" "$WORK/initrd.img"

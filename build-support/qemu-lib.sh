@@ -5,14 +5,22 @@
 # and one QEMU boot (TCG, user-mode networking with restrict=on: the guest reaches only the
 # simulator, forwarded from 10.0.2.100). The Rust tests have the same in qemu-tests/src/qemu.rs.
 
-# The newest kernel that has both /lib/modules/K and a readable /boot/vmlinuz-K.
-guest_kver() {
-    local k found=
-    for k in $(find /lib/modules -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V); do
-        [ -r "/boot/vmlinuz-$k" ] && found=$k
-    done
-    [ -n "$found" ] || { echo "no guest kernel: apt-get install linux-image-amd64 (build-support/setup.sh)" >&2; return 1; }
-    echo "$found"
+# shellcheck source=image/kernel.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../image/kernel.sh"   # guest_kver
+
+# start_work NAME: sets WORK to a new scratch directory; on exit the QEMU and the simulator
+# still running (QEMU_PID, SIM_PID) are stopped and WORK is removed.
+start_work() {
+    WORK=$(mktemp -d "/tmp/ovirt-node-reg-$1.XXXXXX")
+    SIM_PID=
+    QEMU_PID=
+    trap stop_work EXIT
+}
+
+stop_work() {
+    [ -z "$QEMU_PID" ] || kill "$QEMU_PID" 2>/dev/null || true
+    [ -z "$SIM_PID" ] || kill "$SIM_PID" 2>/dev/null || true
+    rm -rf "$WORK"
 }
 
 # start_sim DIR [engine-sim options...]: sets SIM_PID, ENGINE, PORT, PIN, CA.

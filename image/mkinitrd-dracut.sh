@@ -80,15 +80,9 @@ command -v cpio > /dev/null || die "cpio not found: apt-get install cpio"
 [[ -x $BIN ]] || die "$BIN: not an executable (build it: build-support/build-static.sh)"
 [[ -f $moddir/module-setup.sh ]] || die "$moddir: the dracut module is missing"
 
-if [[ -z $KVER ]]; then
-    for d in $(find /lib/modules -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -rV); do
-        if [[ -r /boot/vmlinuz-$d ]]; then
-            KVER=$d
-            break
-        fi
-    done
-    [[ -n $KVER ]] || die "no kernel: no /lib/modules/K with /boot/vmlinuz-K (apt-get install linux-image-amd64)"
-fi
+# shellcheck source=image/kernel.sh
+. "$here/kernel.sh"
+[[ -n $KVER ]] || KVER=$(guest_kver) || die "no kernel to build for"
 [[ -d /lib/modules/$KVER ]] || die "/lib/modules/$KVER missing"
 
 case $FLAVOUR in

@@ -59,16 +59,9 @@ need gzip gzip
 [ -f "$BIN" ] || die "$BIN: no such binary"
 [ -z "$INIT_SCRIPT" ] || [ -f "$INIT_SCRIPT" ] || die "$INIT_SCRIPT: no such file"
 
-if [ -z "$KVER" ]; then
-    for k in $(find /lib/modules -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V -r); do
-        if [ -f "/lib/modules/$k/modules.dep" ] && [ -r "/boot/vmlinuz-$k" ]; then
-            KVER=$k
-            break
-        fi
-    done
-    [ -n "$KVER" ] || die "no kernel with /lib/modules/K and a readable /boot/vmlinuz-K: \
-apt-get install linux-image-amd64"
-fi
+# shellcheck source=image/kernel.sh
+. "$(dirname "$0")/kernel.sh"
+[ -n "$KVER" ] || KVER=$(guest_kver) || die "no kernel to build for"
 MODDIR=/lib/modules/$KVER
 [ -z "$MODULES" ] || [ -f "$MODDIR/modules.dep" ] || die "$MODDIR/modules.dep missing: apt-get install linux-image-amd64"
 

@@ -78,12 +78,9 @@ if [[ $UEFI -eq 1 ]]; then
         || die "grub-mkimage not found: apt-get install grub-common (or --no-uefi)"
     command -v mformat > /dev/null || die "mformat not found: apt-get install mtools (or --no-uefi)"
 fi
-if [[ -z $KERNEL ]]; then
-    for k in $(find /lib/modules -mindepth 1 -maxdepth 1 -printf '%f\n' 2> /dev/null | sort -V); do
-        [[ -r /boot/vmlinuz-$k ]] && KERNEL=/boot/vmlinuz-$k
-    done
-    [[ -n $KERNEL ]] || die "no kernel in /boot: apt-get install linux-image-amd64"
-fi
+# shellcheck source=image/kernel.sh
+. "$here/kernel.sh"
+[[ -n $KERNEL ]] || KERNEL=/boot/vmlinuz-$(guest_kver) || die "no kernel for the ISO"
 [[ -f $KERNEL ]] || die "--kernel $KERNEL: no such file"
 kver=${KERNEL##*/vmlinuz-}
 

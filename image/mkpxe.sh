@@ -50,12 +50,9 @@ done
 host_re='^[][A-Za-z0-9.:-]+$'
 [[ $ENGINE =~ $host_re ]] || die "--engine $ENGINE: expected HOST[:PORT]"
 [[ -z $TOKEN || -f $TOKEN ]] || die "--token-file $TOKEN: no such file"
-if [[ -z $KERNEL ]]; then
-    for k in $(find /lib/modules -mindepth 1 -maxdepth 1 -printf '%f\n' 2>/dev/null | sort -V); do
-        [[ -r /boot/vmlinuz-$k ]] && KERNEL=/boot/vmlinuz-$k
-    done
-    [[ -n $KERNEL ]] || die "no kernel in /boot: apt-get install linux-image-amd64"
-fi
+# shellcheck source=image/kernel.sh
+. "$(dirname "$0")/kernel.sh"
+[[ -n $KERNEL ]] || KERNEL=/boot/vmlinuz-$(guest_kver) || die "no kernel for the PXE tree"
 PXELINUX=/usr/lib/PXELINUX/pxelinux.0
 LDLINUX=/usr/lib/syslinux/modules/bios/ldlinux.c32
 [[ -f $PXELINUX ]] || die "$PXELINUX missing: apt-get install pxelinux"
