@@ -223,15 +223,17 @@ pub enum Run {
     Reenroll,
 }
 
+/// The config store the settings name (`ovirt.reg.store=`), else the one labelled CONFIG.
+pub fn open_store(root: &Root, loaded: &Loaded) -> Result<Store> {
+    Store::open(root, loaded.config.reg.store.as_deref()).context("opening the config store")
+}
+
 /// `boot` and `reenroll` from the command line: load the settings, open the store and put the
 /// persisted files back, run the flow. Never an error: every failure becomes a status. The
 /// initramfs stage ends by releasing the store so the hand-over to the real root is clean.
 pub fn start(root: &Root, cmdline: &Path, debug: bool, run: Run) -> Status {
-    let opened = crate::config::load_warned(root, cmdline).and_then(|l| {
-        let store =
-            Store::open(root, l.config.reg.store.as_deref()).context("opening the config store")?;
-        Ok((l, store))
-    });
+    let opened = crate::config::load_warned(root, cmdline)
+        .and_then(|l| open_store(root, &l).map(|store| (l, store)));
     let (loaded, store) = match opened {
         Ok(x) => x,
         Err(e) => {

@@ -205,7 +205,8 @@ fn mount_api() -> Result<()> {
 }
 
 /// A directory on another device than its parent is a mount point (bind mounts of the same
-/// filesystem are not, but none of ours are).
+/// filesystem are not, but none of ours are). Unlike the store's check (mountinfo), this
+/// works before /proc is mounted, which is when process 1 first needs it.
 fn is_mount_point(path: &Path) -> bool {
     let parent = path.parent().unwrap_or(Path::new("/"));
     match (fs::metadata(path), fs::metadata(parent)) {
@@ -360,15 +361,13 @@ fn free_initramfs() {
     let on_ram = rustix::fs::statfs("/")
         .map(|s| matches!(s.f_type, RAMFS_MAGIC | TMPFS_MAGIC))
         .unwrap_or(false);
-    let Ok(root_dev) = fs::metadata("/").map(|m| m.dev()) else {
-        return;
-    };
-    let Ok(entries) = fs::read_dir("/") else {
-        return;
-    };
     if !on_ram {
         return;
     }
+    let (Ok(root_dev), Ok(entries)) = (fs::metadata("/").map(|m| m.dev()), fs::read_dir("/"))
+    else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         let same_fs = fs::symlink_metadata(&path)

@@ -9,8 +9,6 @@ use std::sync::Mutex;
 
 struct Logger {
     level: LevelFilter,
-    /// Early boot (`--kmsg`, process 1): console lines carry the seconds since boot.
-    early: bool,
     kmsg: Option<Mutex<File>>,
 }
 
@@ -27,7 +25,7 @@ impl Log for Logger {
         // be wrong in early boot. On the console (early boot) the seconds since the kernel
         // started, as the kernel prints them. One write per line keeps lines whole.
         let line = format!("[{}] {}\n", record.level(), record.args());
-        let console = if self.early {
+        let console = if early() {
             format!("[{:9.3}] {line}", crate::init::uptime())
         } else {
             line.clone()
@@ -45,7 +43,8 @@ impl Log for Logger {
 
 static EARLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Whether this process logs for early boot (the worker is started the same way).
+/// Whether this process logs for early boot (`--kmsg`, process 1): console lines then carry
+/// the seconds since boot, and the worker is started the same way.
 pub fn early() -> bool {
     EARLY.load(std::sync::atomic::Ordering::Relaxed)
 }
@@ -57,7 +56,7 @@ pub fn init(debug: bool, kmsg: bool) {
     } else {
         LevelFilter::Info
     };
-    let kmsg_wanted = kmsg;
+    let early = kmsg;
     let kmsg = kmsg
         .then(|| {
             OpenOptions::new()
@@ -67,14 +66,10 @@ pub fn init(debug: bool, kmsg: bool) {
         })
         .flatten()
         .map(Mutex::new);
-    EARLY.store(kmsg_wanted, std::sync::atomic::Ordering::Relaxed);
-    let logger = Box::leak(Box::new(Logger {
-        level,
-        early: kmsg_wanted,
-        kmsg,
-    }));
-    // A second init (tests) keeps the first logger; that is fine.
+    let logger = Box::leak(Box::new(Logger { level, kmsg }));
+    // A second init (tests) keeps the first logger and its mode; that is fine.
     if log::set_logger(logger).is_ok() {
         log::set_max_level(level);
+        EARLY.store(early, std::sync::atomic::Ordering::Relaxed);
     }
 }

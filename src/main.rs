@@ -1,6 +1,6 @@
 //! Command-line entry point: parses arguments and dispatches; the work is in the library.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use argh::FromArgs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use ovirt_node_reg::config::{self, Loaded, SETTINGS};
 use ovirt_node_reg::paths::{self, Root};
 use ovirt_node_reg::status::{self, Outcome, Status};
-use ovirt_node_reg::store::{Persisted, Store};
+use ovirt_node_reg::store::Persisted;
 use ovirt_node_reg::{flow, logging};
 
 #[derive(FromArgs)]
@@ -298,7 +298,7 @@ fn register(root: &Root, cmdline: &Path, engine: Option<&str>, debug: bool) -> E
             "invalid settings: {}",
             loaded.error_summary()
         );
-        let store = open_store(root, &loaded)?;
+        let store = flow::open_store(root, &loaded)?;
         Ok((loaded, store))
     });
     let st = match prepared {
@@ -314,13 +314,9 @@ fn register(root: &Root, cmdline: &Path, engine: Option<&str>, debug: bool) -> E
     finish(&st)
 }
 
-fn open_store(root: &Root, loaded: &Loaded) -> Result<Store> {
-    Store::open(root, loaded.config.reg.store.as_deref()).context("opening the config store")
-}
-
 fn store_paths(root: &Root, cmdline: &Path, list: &[PathBuf], persist: bool) -> Result<ExitCode> {
     anyhow::ensure!(!list.is_empty(), "give at least one absolute path");
-    let store = open_store(root, &load(root, cmdline)?)?;
+    let store = flow::open_store(root, &load(root, cmdline)?)?;
     let mut failed = false;
     for p in list {
         let result = if persist {
@@ -348,7 +344,7 @@ fn store_paths(root: &Root, cmdline: &Path, list: &[PathBuf], persist: bool) -> 
 }
 
 fn restore(root: &Root, cmdline: &Path) -> Result<ExitCode> {
-    let store = open_store(root, &load(root, cmdline)?)?;
+    let store = flow::open_store(root, &load(root, cmdline)?)?;
     for p in store.restore()? {
         println!("restored {}", p.display());
     }
