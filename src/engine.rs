@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use log::{info, warn};
+use log::info;
 
 use serde::{Deserialize, Serialize};
 
@@ -117,21 +117,34 @@ pub fn register(
     retrier: &mut Retrier,
 ) -> Result<(), GaveUp<Error>> {
     let path = reg.path_and_query();
-    let resp = retrier.run("registering with the engine", |attempt| {
-        client
+    retrier.run("registering with the engine", |attempt| {
+        let resp = client
             .get(&path, attempt.remaining, MAX_ANSWER)
-            .map_err(Error)
+            .map_err(Error)?;
+        registered(resp.status, &resp.body).map_err(Error)
     })?;
-    if resp.status != 200 {
-        // 2xx other than 200 is not what the servlet sends; say so, but it did not fail.
-        warn!("register answered HTTP {} instead of 200", resp.status);
-    }
     info!(
         "registered with {} as {}: pending approval on the engine",
         client.endpoint(),
         reg.unique_id
     );
     Ok(())
+}
+
+/// The servlet's one success answer is `200` with the body `OK` (ovirt-protocol.md §3.2, as
+/// docs/protocol-v2.md §1 restates it). Anything else, e.g. a login page a proxy serves with
+/// 200, did not register the host: a permanent failure, never a success.
+fn registered(status: u16, body: &[u8]) -> Result<(), http::Error> {
+    if status == 200 && body.trim_ascii() == b"OK" {
+        return Ok(());
+    }
+    let shown: String = String::from_utf8_lossy(&body[..body.len().min(40)])
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    Err(http::Error::Malformed(format!(
+        "register answered HTTP {status} with {shown:?}: expected HTTP 200 with the body OK"
+    )))
 }
 
 /// `get-version`: the highest protocol version the engine speaks (a stock engine says 1;
@@ -174,6 +187,30 @@ pub struct Issued {
     pub qemu_ca: String,
     pub management_port: u16,
     pub ssl: bool,
+}
+
+impl Issued {
+    /// What the node will install and apply, checked for form: each certificate field holds
+    /// exactly one PEM certificate (a chain is refused: docs/protocol-v2.md §4) and the vdsm
+    /// port is a real port. The root parent checks again what the worker hands it, and the
+    /// certificates themselves against the keys and the pinned CA before installing.
+    pub fn check(&self) -> Result<(), http::Error> {
+        for (name, pem) in [
+            ("vdsm_cert", &self.vdsm_cert),
+            ("qemu_cert", &self.qemu_cert),
+            ("ca", &self.ca),
+            ("qemu_ca", &self.qemu_ca),
+        ] {
+            crate::trust::pem_certificate(pem)
+                .map_err(|e| http::Error::Malformed(format!("{name}: {e}")))?;
+        }
+        if self.management_port == 0 {
+            return Err(http::Error::Malformed(
+                "vdsm.management_port 0: expected a port from 1 to 65535".into(),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Where an enrolment stands, from either v2 command's answer.
@@ -285,7 +322,7 @@ struct VdsmBody {
 }
 
 /// Map an answer to an [`Enrollment`]. A body that is not what its status promises is
-/// malformed (retried within the deadline, like any garbled answer).
+/// malformed: a permanent failure (asking again cannot change the form of the answer).
 pub fn parse_enrollment(answer: &Answer) -> Result<Enrollment, http::Error> {
     let parsed = serde_json::from_slice::<Body>(&answer.body);
     let body = match (answer.status, parsed) {
@@ -335,6 +372,7 @@ fn approved(body: Body) -> Result<Enrollment, http::Error> {
             .ok_or_else(|| missing("management_port"))?,
         ssl: vdsm.ssl.unwrap_or(true),
     };
+    issued.check()?;
     Ok(Enrollment::Approved {
         fingerprint: body.fingerprint,
         issued,
@@ -342,7 +380,7 @@ fn approved(body: Body) -> Result<Enrollment, http::Error> {
 }
 
 /// One printable line of at most 512 bytes: the engine's words reach a console, not a shell.
-fn clean_reason(reason: Option<&str>) -> String {
+pub(crate) fn clean_reason(reason: Option<&str>) -> String {
     let text: String = reason
         .unwrap_or("no reason given")
         .chars()
@@ -418,6 +456,23 @@ mod tests {
         assert_eq!(e.class(), Class::Fatal);
     }
 
+    #[test]
+    fn register_succeeds_only_on_200_ok() {
+        assert!(registered(200, b"OK\n").is_ok());
+        assert!(registered(200, b"OK").is_ok());
+        for (status, body) in [
+            (200, &b"<html><title>Log in</title></html>"[..]),
+            (200, b""),
+            (201, b"OK\n"),
+            (204, b""),
+            (200, b"OK OK"),
+        ] {
+            let e = registered(status, body).unwrap_err();
+            assert_eq!(crate::retry::Classify::class(&e), crate::retry::Class::Fatal);
+            assert!(e.to_string().contains("expected HTTP 200 with the body OK"));
+        }
+    }
+
     fn answer(status: u16, body: &str) -> Answer {
         Answer {
             status,
@@ -440,17 +495,32 @@ mod tests {
                 retry_after_secs: 7
             }
         );
-        let ok = answer(
-            200,
-            r#"{"status":"approved","vdsm_cert":"v","qemu_cert":"q","ca":"c","qemu_ca":"qc","vdsm":{"management_port":54322,"ssl":true},"new":1}"#,
-        );
-        let Enrollment::Approved { issued, .. } = parse_enrollment(&ok).unwrap() else {
+        let pem = qemu_tests::ca::CertificateAuthority::generate("t")
+            .unwrap()
+            .pem();
+        let approved = |port: u32, ca: &str| {
+            let body = serde_json::json!({"status": "approved", "vdsm_cert": pem,
+                "qemu_cert": pem, "ca": ca, "qemu_ca": pem,
+                "vdsm": {"management_port": port, "ssl": true}, "new": 1});
+            answer(200, &body.to_string())
+        };
+        let Enrollment::Approved { issued, .. } = parse_enrollment(&approved(54322, &pem)).unwrap()
+        else {
             panic!("approved")
         };
         assert_eq!(
-            (issued.management_port, issued.qemu_ca.as_str()),
-            (54322, "qc")
+            (issued.management_port, issued.qemu_ca),
+            (54322, pem.clone())
         );
+        let e = parse_enrollment(&approved(0, &pem))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("vdsm.management_port 0: expected a port"), "{e}");
+        assert!(parse_enrollment(&approved(65536, &pem)).is_err());
+        let e = parse_enrollment(&approved(54321, &format!("{pem}{pem}")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ca: malformed answer: a chain of 2"), "{e}");
         let rejected = answer(
             403,
             "{\"status\":\"rejected\",\"reason\":\"no\\u001b[2Jway\"}",

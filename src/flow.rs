@@ -23,7 +23,7 @@ use crate::pki::{self, HostKey, Purpose};
 use crate::secret::Secret;
 use crate::status::{self, Outcome, Status};
 use crate::store::Store;
-use crate::trust::{self, CaCert, Pins, SshKey};
+use crate::trust::{self, CaCert, Pins, SshKey, Verified};
 use crate::worker::{self, HostInfo, Job, Net, Reply};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -569,21 +569,25 @@ fn engine_trusted(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
         stored: stored.map(|p| p.to_string()),
         insecure_tofu: reg.insecure_tofu,
     };
-    let Reply::Trusted { ca_pem, first_use } = worker::run(&job, ctx.debug)? else {
+    let Reply::Trusted { ca_pem } = worker::run(&job, ctx.debug)? else {
         anyhow::bail!("the network worker answered the trust job with something else");
     };
-    let ca =
-        CaCert::from_pem(ca_pem.as_bytes()).map_err(|e| anyhow::anyhow!("the worker's CA: {e}"))?;
-    if first_use {
-        trust::store_pin(ctx.store, &ca.sha256_pin())?;
+    let ca = ca_cert(&ca_pem, "the engine CA the network worker fetched")?;
+    // The worker's check is not taken on its word: the pins held here decide, and only they
+    // say whether this is a first use (ovirt.reg.insecure_tofu) whose pin must be kept.
+    let how = trust::verify(&ca, &pins).context("the engine CA the network worker fetched")?;
+    if let Verified::FirstUse(pin) = &how {
+        trust::store_pin(ctx.store, pin)?;
     }
+    // Written from the DER that was checked, never the text that was sent.
+    let pem = ca.pem();
     // Where vdsm-tool register leaves it, for tools that look there.
     let ca_path = Path::new(paths::ENGINE_CA_PEM);
     ctx.store
-        .write_persisted(ca_path, ca_pem.as_bytes(), 0o644)
+        .write_persisted(ca_path, pem.as_bytes(), 0o644)
         .context("installing the engine CA")?;
-    info!("engine CA {} trusted", ca.sha256_pin());
-    state.ca_pem = Some(ca_pem);
+    info!("engine CA {} trusted: {how}", ca.sha256_pin());
+    state.ca_pem = Some(pem);
     Ok(StepResult::Done)
 }
 
@@ -608,14 +612,16 @@ fn registered(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
     };
     let key = SshKey::parse(&line).map_err(|e| anyhow::anyhow!("the engine SSH key: {e}"))?;
     trust::install_ssh_key(ctx.store, &key).context("installing the engine SSH key")?;
+    let host = host_info(ctx, state)?;
     let job = Job::Register {
         net: net_settings(ctx, state),
         ca_pem,
-        host: host_info(ctx, state)?,
+        host: host.clone(),
     };
     let Reply::Registered { name, address } = worker::run(&job, ctx.debug)? else {
         anyhow::bail!("the network worker answered the register job with something else");
     };
+    let (name, address) = registered_as(&host, name, address)?;
     state.registered_as = Some(format!("{name} ({address})"));
     state.address = Some(address);
     // The marker the stock node plugin checks, so it does not register a second time.
@@ -624,6 +630,27 @@ fn registered(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
         legacy::render_default_ovirt(old, &vars)
     })?;
     Ok(StepResult::Done)
+}
+
+/// The name and address the worker says it registered, checked before they are kept: the
+/// address goes into the certificate requests and the checkpoint, so it must be the one we
+/// gave or else an IP address, and the name the one we asked for (else the address).
+fn registered_as(host: &HostInfo, name: String, address: String) -> Result<(String, String)> {
+    let address_ok = match &host.address {
+        Some(given) => *given == address,
+        None => address.parse::<std::net::IpAddr>().is_ok(),
+    };
+    anyhow::ensure!(
+        address_ok,
+        "the network worker reported the address {address:?}: expected {}",
+        host.address.as_deref().unwrap_or("an IP address")
+    );
+    let expected = host.name.as_deref().unwrap_or(&address);
+    anyhow::ensure!(
+        name == expected,
+        "the network worker reported the name {name:?}: expected {expected:?}"
+    );
+    Ok((name, address))
 }
 
 /// What the worker needs to reach the engine within what is left of the deadline.
@@ -847,7 +874,7 @@ fn engine_version(ctx: &StepContext, state: &State) -> Result<u32> {
         ca_pem: trusted_ca(state)?,
     };
     match worker::run(&job, ctx.debug)? {
-        Reply::Version { version } => Ok(version),
+        Reply::Version { version } if version >= 1 => Ok(version),
         _ => anyhow::bail!("the network worker answered the version job with something else"),
     }
 }
@@ -908,6 +935,7 @@ enum Progress {
 }
 
 fn progress(state: &mut State, answer: Enrollment) -> Result<Progress> {
+    let answer = sane_answer(answer)?;
     let ours = state.csr_fingerprint.clone().unwrap_or_default();
     let check = |theirs: &Option<String>| {
         match theirs {
@@ -957,6 +985,50 @@ fn progress(state: &mut State, answer: Enrollment) -> Result<Progress> {
         Enrollment::Refused { code, reason } => {
             anyhow::bail!("the engine refused the enrolment (HTTP {code}): {reason}")
         }
+    })
+}
+
+/// The worker's account of an answer, checked again here: the engine's reasons reach the
+/// console as one printable line, and approved material must have the right form.
+fn sane_answer(answer: Enrollment) -> Result<Enrollment> {
+    let clean = |r: String| crate::engine::clean_reason(Some(&r));
+    Ok(match answer {
+        Enrollment::Approved {
+            fingerprint,
+            issued,
+        } => {
+            issued
+                .check()
+                .context("the approved answer the network worker handed over")?;
+            Enrollment::Approved {
+                fingerprint: fingerprint.map(clean),
+                issued,
+            }
+        }
+        Enrollment::Pending {
+            fingerprint,
+            retry_after_secs,
+        } => Enrollment::Pending {
+            fingerprint: fingerprint.map(clean),
+            retry_after_secs,
+        },
+        Enrollment::Rejected { reason } => Enrollment::Rejected {
+            reason: clean(reason),
+        },
+        Enrollment::TokenRefused { reason } => Enrollment::TokenRefused {
+            reason: clean(reason),
+        },
+        Enrollment::UnknownHost { reason } => Enrollment::UnknownHost {
+            reason: clean(reason),
+        },
+        Enrollment::NoEnrollment { reason } => Enrollment::NoEnrollment {
+            reason: clean(reason),
+        },
+        Enrollment::Refused { code, reason } => Enrollment::Refused {
+            code,
+            reason: clean(reason),
+        },
+        Enrollment::StockEngine => Enrollment::StockEngine,
     })
 }
 
@@ -1057,16 +1129,19 @@ fn certs_installed(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
     let now = std::time::SystemTime::now();
     let vdsm = pki::verify_issued(&issued.vdsm_cert, &keys.vdsm, &pinned, &address, now)
         .context("the vdsm certificate")?;
-    pki::verify_issued(&issued.qemu_cert, &keys.qemu, &qemu_ca, &address, now)
+    let qemu = pki::verify_issued(&issued.qemu_cert, &keys.qemu, &qemu_ca, &address, now)
         .context("the qemu certificate")?;
     let (vdsm_key, qemu_key) = (keys.vdsm.private_pem(), keys.qemu.private_pem());
+    // Every file is written from the DER that was checked, not from the engine's text.
+    let (vdsm_pem, qemu_pem) = (trust::pem_encode(&vdsm.der), trust::pem_encode(&qemu.der));
+    let (ca_pem, qemu_ca_pem) = (pinned.pem(), qemu_ca.pem());
     let material = Material {
         vdsm_key: &vdsm_key,
-        vdsm_cert: &issued.vdsm_cert,
+        vdsm_cert: &vdsm_pem,
         ca: &ca_pem,
         qemu_key: &qemu_key,
-        qemu_cert: &issued.qemu_cert,
-        qemu_ca: &issued.qemu_ca,
+        qemu_cert: &qemu_pem,
+        qemu_ca: &qemu_ca_pem,
     };
     install::install_certs(ctx.store, &material, &Owners::resolve(ctx.root))?;
     let not_after = status::rfc3339(u64::try_from(vdsm.validity.not_after).unwrap_or(0));

@@ -171,9 +171,11 @@ impl Classify for Error {
                 },
                 _ => Class::Fatal,
             },
-            // A truncated or garbled answer may come from an engine (or proxy) restarting;
-            // the deadline bounds how long we believe that.
-            Error::TooLarge { .. } | Error::Malformed(_) => transient,
+            // An answer of the wrong form or size can never become right by asking again
+            // (a chain, a login page, an oversized body): the step ends at once with its
+            // reason. Only a broken exchange (Protocol), the network and busy answers are
+            // retried.
+            Error::TooLarge { .. } | Error::Malformed(_) => Class::Fatal,
         }
     }
 }

@@ -74,14 +74,7 @@ impl CaCert {
 
     /// PEM as the engine serves it (base64 wrapped at 76 columns).
     pub fn pem(&self) -> String {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.der);
-        let mut out = String::from("-----BEGIN CERTIFICATE-----\n");
-        for chunk in b64.as_bytes().chunks(76) {
-            out.push_str(&String::from_utf8_lossy(chunk));
-            out.push('\n');
-        }
-        out.push_str("-----END CERTIFICATE-----\n");
-        out
+        pem_encode(&self.der)
     }
 
     pub fn sha256_pin(&self) -> Sha256Pin {
@@ -103,12 +96,38 @@ fn malformed(msg: &str) -> http::Error {
     http::Error::Malformed(msg.to_string())
 }
 
-/// The DER inside the one `CERTIFICATE` block of `text`.
+const PEM_BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+const PEM_END: &str = "-----END CERTIFICATE-----";
+
+/// One certificate as PEM, the way the engine writes it (base64 wrapped at 76 columns):
+/// what is installed is always re-encoded from the DER that was checked, so no text the
+/// engine sent around or after the block reaches a file.
+pub fn pem_encode(der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("{PEM_BEGIN}\n");
+    for chunk in b64.as_bytes().chunks(76) {
+        out.push_str(&String::from_utf8_lossy(chunk));
+        out.push('\n');
+    }
+    out.push_str(PEM_END);
+    out.push('\n');
+    out
+}
+
+/// The DER inside the one `CERTIFICATE` block of `text`. A chain (several blocks) is
+/// refused: the engine sends each certificate alone (docs/protocol-v2.md §4), and which
+/// block would be meant is a guess we do not make.
 pub(crate) fn pem_certificate(text: &str) -> Result<Vec<u8>, http::Error> {
-    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
-    const END: &str = "-----END CERTIFICATE-----";
-    if text.matches(BEGIN).count() != 1 {
-        return Err(malformed("expected exactly one PEM certificate"));
+    const BEGIN: &str = PEM_BEGIN;
+    const END: &str = PEM_END;
+    match text.matches(BEGIN).count() {
+        1 => {}
+        0 => return Err(malformed("expected a PEM certificate, found none")),
+        n => {
+            return Err(malformed(&format!(
+                "a chain of {n} PEM certificates: expected exactly one certificate"
+            )))
+        }
     }
     let start = text.find(BEGIN).map(|i| i + BEGIN.len()).unwrap_or(0);
     let len = text[start..]
@@ -406,9 +425,11 @@ impl SshKey {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(blob)
             .map_err(|_| malformed("SSH public key with bad base64"))?;
-        if blob_type(&raw) != Some(key_type.as_bytes()) {
-            return Err(malformed("SSH public key blob does not match its type"));
-        }
+        check_blob(key_type, &raw).map_err(|why| {
+            malformed(&format!(
+                "not a valid {key_type} public key ({why}): expected the engine's key line"
+            ))
+        })?;
         Ok(SshKey {
             key_type: key_type.to_string(),
             blob: blob.to_string(),
@@ -421,10 +442,76 @@ impl SshKey {
     }
 }
 
-/// The key type named at the start of an SSH key blob (u32 length, then the name).
-fn blob_type(raw: &[u8]) -> Option<&[u8]> {
-    let len = u32::from_be_bytes(raw.get(..4)?.try_into().ok()?) as usize;
-    raw.get(4..4usize.checked_add(len)?)
+/// The blob must be exactly the fields of its type (RFC 4253 §6.6, RFC 5656 §3.1,
+/// RFC 8709 §4), each of the right size, and nothing after them: a type name alone, or a
+/// blob with trailing bytes, is not a key sshd could use.
+fn check_blob(key_type: &str, raw: &[u8]) -> Result<(), &'static str> {
+    let mut r = WireReader(raw);
+    if r.string()? != key_type.as_bytes() {
+        return Err("the blob names another type");
+    }
+    match key_type {
+        "ssh-ed25519" => {
+            if r.string()?.len() != 32 {
+                return Err("an Ed25519 key is 32 bytes");
+            }
+        }
+        "ssh-rsa" => {
+            let e = r.mpint()?;
+            let n_bits = mpint_bits(r.mpint()?);
+            if e.is_empty() || !(1024..=16384).contains(&n_bits) {
+                return Err("an RSA key needs an exponent and a 1024 to 16384 bit modulus");
+            }
+        }
+        _ => {
+            let curve = key_type.trim_start_matches("ecdsa-sha2-");
+            let point_len = match curve {
+                "nistp256" => 65,
+                "nistp384" => 97,
+                _ => 133,
+            };
+            let (name, point) = (r.string()?, r.string()?);
+            if name != curve.as_bytes() || point.len() != point_len || point[0] != 4 {
+                return Err("an ECDSA key is its curve name and an uncompressed point");
+            }
+        }
+    }
+    if !r.0.is_empty() {
+        return Err("bytes after the key");
+    }
+    Ok(())
+}
+
+/// Reads SSH wire-format fields from a key blob.
+struct WireReader<'a>(&'a [u8]);
+
+impl<'a> WireReader<'a> {
+    /// A `string`: a big-endian u32 length, then that many bytes.
+    fn string(&mut self) -> Result<&'a [u8], &'static str> {
+        let len = self.0.get(..4).ok_or("the blob ends early")?;
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        let end = len.checked_add(4).ok_or("the blob ends early")?;
+        let field = self.0.get(4..end).ok_or("the blob ends early")?;
+        self.0 = &self.0[end..];
+        Ok(field)
+    }
+
+    /// A positive `mpint`, without its sign byte.
+    fn mpint(&mut self) -> Result<&'a [u8], &'static str> {
+        let v = self.string()?;
+        if v.first().is_some_and(|b| b & 0x80 != 0) {
+            return Err("a negative number");
+        }
+        Ok(v.strip_prefix(&[0]).unwrap_or(v))
+    }
+}
+
+/// The number of significant bits of a big-endian unsigned number.
+fn mpint_bits(v: &[u8]) -> usize {
+    match v.iter().position(|&b| b != 0) {
+        Some(i) => (v.len() - i) * 8 - v[i].leading_zeros() as usize,
+        None => 0,
+    }
 }
 
 /// Download the engine's SSH public key over the pinned client.

@@ -19,7 +19,7 @@ use crate::engine::{self, Enrollment, Registration};
 use crate::http::{Client, Endpoint, Timeouts};
 use crate::retry::{Policy, Retrier, MAX_ATTEMPTS};
 use crate::secret::Secret;
-use crate::trust::{self, CaCert, Pins, Verified};
+use crate::trust::{self, CaCert, Pins};
 use crate::values::EngineAddr;
 
 /// The unprivileged identity (nobody/nogroup: exists on every system, owns nothing).
@@ -117,9 +117,10 @@ pub struct HostInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
+    /// The CA the worker fetched and found matching the pins. The parent checks it again
+    /// against its own pins and decides by itself whether this is a first use.
     Trusted {
         ca_pem: String,
-        first_use: bool,
     },
     SshKey {
         line: String,
@@ -170,6 +171,8 @@ pub fn run(job: &Job, debug: bool) -> Result<Reply> {
         .context("reading the worker's reply")?;
     let status = child.wait().context("waiting for the worker")?;
     drop(watchdog);
+    #[cfg(feature = "test-hooks")]
+    let out = lie::replace(job, out);
     match serde_json::from_slice::<Reply>(&out) {
         Ok(Reply::Failed { message }) => Err(anyhow!(message)),
         Ok(reply) => Ok(reply),
@@ -245,6 +248,32 @@ pub(crate) fn kill_after(pid: u32, after: Duration, what: &'static str) -> Watch
     Watchdog { _disarm: tx }
 }
 
+/// Test builds only: a worker that lies. `OVIRT_NODE_REG_TEST_REPLIES=DIR` replaces the
+/// reply to a job by `DIR/<job>.json` (e.g. `trust.json`) after the real worker has run, as a
+/// compromised worker would; the tests then show that the parent trusts, installs and sends
+/// nothing on its word.
+#[cfg(feature = "test-hooks")]
+mod lie {
+    pub const ENV: &str = "OVIRT_NODE_REG_TEST_REPLIES";
+
+    pub fn replace(job: &super::Job, real: Vec<u8>) -> Vec<u8> {
+        let Some(dir) = std::env::var_os(ENV) else {
+            return real;
+        };
+        let name = serde_json::to_value(job)
+            .ok()
+            .and_then(|v| v.get("job")?.as_str().map(str::to_string))
+            .unwrap_or_default();
+        match std::fs::read(std::path::Path::new(&dir).join(format!("{name}.json"))) {
+            Ok(fake) => {
+                log::warn!("test hook: the {name} job's reply is replaced");
+                fake
+            }
+            Err(_) => real,
+        }
+    }
+}
+
 // -------------------------------------------------------------------------- child side
 
 /// `ovirt-node-reg worker`: read one job from stdin, write one reply to stdout.
@@ -310,10 +339,8 @@ fn perform(job: &Job) -> Result<Reply> {
                 Timeouts::default(),
                 &mut retrier(net),
             )?;
-            let first_use = matches!(trusted.how, Verified::FirstUse(_));
             Ok(Reply::Trusted {
                 ca_pem: trusted.ca.pem(),
-                first_use,
             })
         }
         Job::SshKey { net, ca_pem } => {

@@ -33,6 +33,9 @@ pub enum FaultKind {
     },
     /// The right status and content type, with a garbage body (bad PEM, binary junk).
     Malformed,
+    /// `200 text/html` with a login page, as a proxy or SSO front in front of the engine
+    /// answers; the engine never sees the request.
+    LoginPage,
     /// Present a server certificate signed by another CA (connection level).
     WrongCa,
     /// Answer `302` to the same target over plain http.
@@ -91,6 +94,7 @@ impl FaultKind {
             FaultKind::Stall { .. } => "stall".into(),
             FaultKind::Oversized { .. } => "oversized".into(),
             FaultKind::Malformed => "malformed".into(),
+            FaultKind::LoginPage => "login_page".into(),
             FaultKind::WrongCa => "wrong_ca".into(),
             FaultKind::RedirectHttp => "redirect_http".into(),
         }

@@ -75,11 +75,17 @@ fn apply(shared: &Shared, req: &Request, peer: SocketAddr, kind: FaultKind) -> R
             resp.body = Body::Bytes(malformed_body(&resp.content_type));
             resp
         }
+        FaultKind::LoginPage => Response::new(200, "text/html", LOGIN_PAGE),
         FaultKind::RedirectHttp => redirect(shared, req),
         // Connection-level switches never reach here (see Faults::take_for_request).
         FaultKind::Refuse { .. } | FaultKind::WrongCa => engine.handle(req, peer),
     }
 }
+
+/// What a single-sign-on proxy answers to any path it does not let through.
+const LOGIN_PAGE: &str =
+    "<!DOCTYPE html>\n<html><head><title>Log in</title></head><body><form method=\"post\">\
+     <input name=\"username\"><input name=\"password\" type=\"password\"></form></body></html>\n";
 
 /// Garbage shaped like the expected answer, so a client has to really parse it: a PEM frame
 /// around junk for certificates, binary junk with NUL for text.

@@ -55,7 +55,13 @@ fn network_trouble_is_transient() {
     assert!(transient(&Error::Connect("refused".into())));
     assert!(transient(&Error::Timeout("read".into())));
     assert!(transient(&Error::Tls("eof".into())));
-    assert!(transient(&Error::TooLarge { limit: 1 }));
+}
+
+#[test]
+fn answers_of_the_wrong_form_are_permanent() {
+    assert_eq!(Error::TooLarge { limit: 1 }.class(), Class::Fatal);
+    assert_eq!(Error::Malformed("a chain".into()).class(), Class::Fatal);
+    assert!(transient(&Error::Protocol("cut short".into())));
 }
 
 #[test]

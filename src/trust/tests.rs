@@ -198,7 +198,8 @@ fn fetch_error_class_and_message() {
             (CA_SOURCES[2], http::Error::Malformed("junk".into())),
         ],
     };
-    assert!(matches!(e.class(), Class::Transient { .. }));
+    // Junk is permanent like a 404: nothing a retry could change.
+    assert_eq!(e.class(), Class::Fatal);
     let msg = e.to_string();
     assert!(msg.contains("command=get-pki-trust: HTTP 404"), "{msg}");
     assert!(msg.contains("/ca.crt: malformed answer: junk"), "{msg}");
@@ -320,4 +321,72 @@ fn first_use_is_off_by_default() {
     let (ca, _) = pins();
     let p = Pins::from_config(&crate::config::Config::default().reg, None);
     assert!(matches!(verify(&ca, &p), Err(TrustError::NoPin { .. })));
+}
+
+/// An SSH wire-format blob from its fields (each a `string`).
+fn blob(fields: &[&[u8]]) -> String {
+    let mut raw = Vec::new();
+    for f in fields {
+        raw.extend_from_slice(&(f.len() as u32).to_be_bytes());
+        raw.extend_from_slice(f);
+    }
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+#[test]
+fn ssh_key_blob_must_be_a_whole_key_of_its_type() {
+    // The bare type name, as a hostile engine or a truncated answer would send it.
+    let bare = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5 ovirt-engine";
+    let e = SshKey::parse(bare).unwrap_err().to_string();
+    assert!(e.contains("not a valid ssh-ed25519 public key"), "{e}");
+    let ed = |key: &[u8], extra: &[&[u8]]| {
+        let mut fields: Vec<&[u8]> = vec![b"ssh-ed25519", key];
+        fields.extend_from_slice(extra);
+        format!("ssh-ed25519 {} ovirt-engine", blob(&fields))
+    };
+    assert!(SshKey::parse(&ed(&[7; 32], &[])).is_ok());
+    for bad in [ed(&[7; 31], &[]), ed(&[7; 33], &[]), ed(&[7; 32], &[b"x"])] {
+        assert!(SshKey::parse(&bad).is_err(), "{bad}");
+    }
+    let mut n = vec![0u8];
+    n.extend([0xc5; 256]); // a 2048-bit modulus
+    let rsa = |e: &[u8], n: &[u8]| format!("ssh-rsa {} x", blob(&[b"ssh-rsa", e, n]));
+    assert!(SshKey::parse(&rsa(&[1, 0, 1], &n)).is_ok());
+    assert!(
+        SshKey::parse(&rsa(&[1, 0, 1], &n[..64])).is_err(),
+        "512 bits"
+    );
+    assert!(SshKey::parse(&rsa(&[], &n)).is_err(), "no exponent");
+    assert!(
+        SshKey::parse(&rsa(&[1, 0, 1], &[0x80; 256])).is_err(),
+        "negative"
+    );
+    let mut point = vec![4u8];
+    point.extend([9; 64]);
+    let ec = |curve: &[u8], q: &[u8]| {
+        let b = blob(&[b"ecdsa-sha2-nistp256", curve, q]);
+        format!("ecdsa-sha2-nistp256 {b}")
+    };
+    assert!(SshKey::parse(&ec(b"nistp256", &point)).is_ok());
+    assert!(SshKey::parse(&ec(b"nistp384", &point)).is_err());
+    assert!(SshKey::parse(&ec(b"nistp256", &point[..33])).is_err());
+    // A length that runs past the end never panics.
+    let huge = format!(
+        "ssh-ed25519 {}",
+        base64::engine::general_purpose::STANDARD.encode([0xff; 12])
+    );
+    assert!(SshKey::parse(&huge).is_err());
+}
+
+#[test]
+fn a_chain_is_refused_by_name() {
+    let a = test_ca().pem();
+    let e = CaCert::from_pem(format!("{a}{a}").as_bytes())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("a chain of 2 PEM certificates"), "{e}");
+    // Text around the block is not kept: what is written is re-encoded from the DER.
+    let wrapped = format!("junk before\n{a}junk after\n");
+    let ca = CaCert::from_pem(wrapped.as_bytes()).unwrap();
+    assert_eq!(ca.pem(), a);
 }

@@ -55,7 +55,18 @@ impl Node {
     /// The binary with `args` under `--root`, in a fresh private mount namespace, with the
     /// fault point `fault` armed (or none); its output and its stderr as text.
     pub fn run_with(&self, args: &[&str], fault: Option<&str>) -> (Output, String) {
+        self.run_env(args, fault, &[])
+    }
+
+    /// [`Node::run_with`] with extra environment variables (test hooks).
+    pub fn run_env(
+        &self,
+        args: &[&str],
+        fault: Option<&str>,
+        env: &[(&str, &std::path::Path)],
+    ) -> (Output, String) {
         let mut cmd = Command::new("unshare");
+        cmd.envs(env.iter().copied());
         cmd.args(["--mount", "--propagation", "private", BIN, "--root"])
             .arg(&self.root)
             .args(args);
