@@ -468,7 +468,10 @@ mod tests {
             (200, b"OK OK"),
         ] {
             let e = registered(status, body).unwrap_err();
-            assert_eq!(crate::retry::Classify::class(&e), crate::retry::Class::Fatal);
+            assert_eq!(
+                crate::retry::Classify::class(&e),
+                crate::retry::Class::Fatal
+            );
             assert!(e.to_string().contains("expected HTTP 200 with the body OK"));
         }
     }

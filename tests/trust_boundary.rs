@@ -222,3 +222,26 @@ fn the_hook_only_replaces_the_named_job() {
     let (_, err) = boot(&sim, &node, &pin(&sim), &[("whoami", "{}".into())]);
     assert!(completed(&node).contains(&"registered".into()), "{err}");
 }
+
+#[test]
+fn the_engine_certificate_must_name_the_management_server() {
+    // 127.0.0.2 is loopback too, but not among the server certificate's names.
+    let cfg = SimConfig {
+        listen: "127.0.0.2:0".parse().unwrap(),
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start(cfg).expect("simulator starts");
+    let node = Node::new();
+    let cmdline = format!(
+        "ro management_server=127.0.0.2:{} ovirt.reg.store=/config ovirt.reg.retry_base=1 \
+         ovirt.reg.retry_cap=2 ovirt.reg.timeout=20 {}\n",
+        sim.port(),
+        pin(&sim)
+    );
+    node.write("/proc/cmdline", &cmdline);
+    let (out, err) = node.run(&["boot"]);
+    assert_failed_at(&out, &err, "registered", "server certificate refused");
+    assert!(err.contains("127.0.0.2"), "{err}");
+    let commands: Vec<String> = sim.requests().iter().map(command_of).collect();
+    assert!(!commands.contains(&"register".to_string()), "{commands:?}");
+}
