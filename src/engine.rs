@@ -343,11 +343,7 @@ fn approved(body: Body) -> Result<Enrollment, http::Error> {
 
 /// One printable line of at most 512 bytes: the engine's words reach a console, not a shell.
 fn clean_reason(reason: Option<&str>) -> String {
-    let text: String = reason
-        .unwrap_or("no reason given")
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let text = crate::escape::controls(reason.unwrap_or("no reason given"));
     let mut end = text.len().min(MAX_REASON);
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -458,7 +454,7 @@ mod tests {
         assert_eq!(
             parse_enrollment(&rejected).unwrap(),
             Enrollment::Rejected {
-                reason: "no [2Jway".into()
+                reason: "no\\x1b[2Jway".into()
             }
         );
         assert_eq!(
