@@ -30,6 +30,7 @@ if [ ! -d "$CORPUS" ] || [ -z "$(ls -A "$CORPUS")" ]; then
     printf '%s' 'management_server=[2001:db8::1]:8443 management_server_fingerprint=AB:CD BOOTIF=01-52-54-00-12-34-56 ip=dhcp' >"$CORPUS/seed-ipv6"
     printf '%s' 'ovirt.reg.ca_pin=sha256:AAAA ovirt.reg.ca_pin=sha256:BBBB ovirt.reg.timeout=30 ovirt.reg.key=rsa ovirt.reg.debug "a b=c d" -- init=/bin/sh' >"$CORPUS/seed-new"
     printf '%s' 'managment_server="engine.example.com" managementserver=x ovirt_vdsm_disable hostname= vlan=eth0.10:eth0 bond=bond0:eth0,eth1' >"$CORPUS/seed-odd"
+    printf '%s' 'bond_setup=bond0:eth0,eth1:mode=802.3ad,miimon=100,updelay=200,lacp_rate=fast ovirt.reg.token=t0k vdsm_reg.ticket=x ovirt.reg.insecure_token_on_cmdline' >"$CORPUS/seed-bond-token"
 fi
 
 # Start from the root lockfile so the fuzzed code uses the same dependency versions as the

@@ -60,12 +60,14 @@ pub struct SettingError {
 }
 
 impl fmt::Display for SettingError {
+    /// `NAME=VALUE: expected FORM (from SOURCE)`, control characters escaped: the value is
+    /// whatever the command line or a file held, and this line reaches the console.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
+        let line = format!(
             "{}={}: expected {} (from {})",
             self.name, self.value, self.expected, self.source
-        )
+        );
+        f.write_str(&crate::escape::controls(&line))
     }
 }
 
@@ -99,6 +101,8 @@ pub struct RegConfig {
     pub ca_sha1: Option<Sha1Fingerprint>,
     pub ca_pins: Vec<Sha256Pin>,
     pub insecure_tofu: bool,
+    /// Accept an enrolment token given inline on the kernel command line (world-readable).
+    pub insecure_token_on_cmdline: bool,
     pub token_file: Option<String>,
     pub token: Option<Secret>,
     pub ticket: Option<Secret>,
@@ -134,6 +138,7 @@ impl Default for Config {
                 ca_sha1: None,
                 ca_pins: Vec::new(),
                 insecure_tofu: false,
+                insecure_token_on_cmdline: false,
                 token_file: None,
                 token: None,
                 ticket: None,
@@ -193,7 +198,7 @@ impl Config {
 
 /// How a setting takes its value, and how it prints its current value (canonical form,
 /// one entry per value; empty when unset).
-type Apply = fn(&mut Config, &str) -> Result<(), Expected>;
+type Apply = fn(&mut Config, &str) -> Result<(), Expectation>;
 type Show = fn(&Config) -> Vec<String>;
 
 /// One known setting.
@@ -209,6 +214,9 @@ pub struct Setting {
     pub reset: Option<fn(&mut Config)>,
     /// Never printed; warned about when given on the command line.
     pub secret: bool,
+    /// An enrolment token: refused on the kernel command line unless
+    /// `ovirt.reg.insecure_token_on_cmdline` is set; the function forgets a refused value.
+    pub token: Option<fn(&mut Config)>,
     apply: Apply,
     pub show: Show,
 }
@@ -222,6 +230,7 @@ macro_rules! custom {
             flag: false,
             reset: None,
             secret: false,
+            token: None,
             apply: $apply,
             show: $show,
         }
@@ -233,6 +242,7 @@ macro_rules! opt {
     ($name:literal, [$($alias:literal),*], $($field:ident).+) => {
         Setting {
             name: $name, aliases: &[$($alias),*], flag: false, reset: None, secret: false,
+            token: None,
             apply: |c, v| { c.$($field).+ = Some(v.parse()?); Ok(()) },
             show: |c| c.$($field).+.iter().map(|v| v.to_string()).collect(),
         }
@@ -243,7 +253,7 @@ macro_rules! opt {
 macro_rules! val {
     ($name:literal, $($field:ident).+) => {
         Setting {
-            name: $name, aliases: &[], flag: false, reset: None, secret: false,
+            name: $name, aliases: &[], flag: false, reset: None, secret: false, token: None,
             apply: |c, v| { c.$($field).+ = v.parse()?; Ok(()) },
             show: |c| vec![c.$($field).+.to_string()],
         }
@@ -254,7 +264,7 @@ macro_rules! val {
 macro_rules! flag {
     ($name:literal, $($field:ident).+) => {
         Setting {
-            name: $name, aliases: &[], flag: true, reset: None, secret: false,
+            name: $name, aliases: &[], flag: true, reset: None, secret: false, token: None,
             apply: |c, v| { c.$($field).+ = parse_bool(v)?; Ok(()) },
             show: |c| if c.$($field).+ { vec!["1".to_string()] } else { vec![] },
         }
@@ -266,8 +276,20 @@ macro_rules! secret {
     ($name:literal, [$($alias:literal),*], $check:expr, $($field:ident).+) => {
         Setting {
             name: $name, aliases: &[$($alias),*], flag: false, reset: None, secret: true,
+            token: None,
             apply: |c, v| { c.$($field).+ = Some(Secret::new($check(v)?)); Ok(()) },
             show: |c| c.$($field).+.iter().map(|v| v.to_string()).collect(),
+        }
+    };
+}
+
+/// An enrolment token: a secret that the kernel command line may hold only with
+/// `ovirt.reg.insecure_token_on_cmdline`.
+macro_rules! token {
+    ($name:literal, $($field:ident).+) => {
+        Setting {
+            token: Some(|c| c.$($field).+ = None),
+            ..secret!($name, [], parse_token, $($field).+)
         }
     };
 }
@@ -366,6 +388,7 @@ pub static SETTINGS: &[Setting] = &[
         flag: false,
         reset: Some(|c| c.reg.ca_pins.clear()),
         secret: false,
+        token: None,
         apply: |c, v| {
             c.reg.ca_pins.push(v.parse()?);
             Ok(())
@@ -373,6 +396,10 @@ pub static SETTINGS: &[Setting] = &[
         show: |c| c.reg.ca_pins.iter().map(|p| p.to_string()).collect(),
     },
     flag!("ovirt.reg.insecure_tofu", reg.insecure_tofu),
+    flag!(
+        "ovirt.reg.insecure_token_on_cmdline",
+        reg.insecure_token_on_cmdline
+    ),
     custom!(
         "ovirt.reg.token_file",
         |c, v| {
@@ -381,8 +408,8 @@ pub static SETTINGS: &[Setting] = &[
         },
         |c| c.reg.token_file.iter().cloned().collect()
     ),
-    secret!("ovirt.reg.token", [], parse_token, reg.token),
-    secret!("vdsm_reg.ticket", [], parse_token, reg.ticket),
+    token!("ovirt.reg.token", reg.token),
+    token!("vdsm_reg.ticket", reg.ticket),
     custom!(
         "ovirt.reg.vds_port",
         |c, v| {
@@ -449,6 +476,11 @@ fn parse_crypt_hash(v: &str) -> Result<&str, Expected> {
     }
 }
 
+/// Why a token on the kernel command line is refused, and what to do instead.
+const TOKEN_ON_CMDLINE: Expected = "the token in a file, not on the kernel command line: \
+     /proc/cmdline is readable by every local user; use ovirt.reg.token_file=PATH \
+     (a root-owned 0600 file), or add ovirt.reg.insecure_token_on_cmdline to accept it";
+
 /// A token: printable, no spaces, bounded.
 fn parse_token(v: &str) -> Result<&str, Expected> {
     if !v.is_empty() && v.len() <= 512 && v.bytes().all(|b| b.is_ascii_graphic()) {
@@ -486,6 +518,9 @@ impl Loaded {
             }
             self.apply_one(setting, r, source);
         }
+        if source == Source::Cmdline {
+            self.check_secrets_on_cmdline();
+        }
     }
 
     fn apply_one(&mut self, setting: &'static Setting, raw: &RawSetting, source: Source) {
@@ -497,17 +532,34 @@ impl Loaded {
                 return;
             }
         };
-        if setting.secret && source == Source::Cmdline {
-            self.warnings.push(format!(
-                "{} was given on the kernel command line, which every local user can read; put it in a file instead",
-                setting.name
-            ));
-        }
         match (setting.apply)(&mut self.config, value) {
             Ok(()) => {
                 self.sources.insert(setting.name, source);
             }
-            Err(expected) => self.error(setting, value, expected, source),
+            Err(expected) => self.error(setting, value, &expected, source),
+        }
+    }
+
+    /// Secrets on the kernel command line, once the whole line is read (the flag may come
+    /// after the token). `/proc/cmdline` is readable by every local user and kept in boot
+    /// loader configs: a token there is refused (the boot fails closed at `configured`)
+    /// unless the operator accepted that with `ovirt.reg.insecure_token_on_cmdline`; other
+    /// secrets (a password hash) and accepted tokens are warned about.
+    fn check_secrets_on_cmdline(&mut self) {
+        let inline = |s: &&Setting| s.secret && self.source_of(s.name) == Source::Cmdline;
+        let given: Vec<&'static Setting> = SETTINGS.iter().filter(inline).collect();
+        for setting in given {
+            match setting.token {
+                Some(forget) if !self.config.reg.insecure_token_on_cmdline => {
+                    forget(&mut self.config);
+                    self.sources.remove(setting.name);
+                    self.error(setting, "", TOKEN_ON_CMDLINE, Source::Cmdline);
+                }
+                _ => self.warnings.push(format!(
+                    "{} was given on the kernel command line, which every local user can read; put it in a file instead",
+                    setting.name
+                )),
+            }
         }
     }
 
@@ -529,6 +581,7 @@ impl Loaded {
     /// but an unknown name in our own namespace is almost certainly a typo.
     fn warn_unknown(&mut self, name: &str, source: Source) {
         if name.starts_with("ovirt.reg.") {
+            let name = crate::escape::controls(name);
             self.warnings
                 .push(format!("unknown setting {name} (from {source}) ignored"));
         }

@@ -138,12 +138,10 @@ fn registered(status: u16, body: &[u8]) -> Result<(), http::Error> {
     if status == 200 && body.trim_ascii() == b"OK" {
         return Ok(());
     }
-    let shown: String = String::from_utf8_lossy(&body[..body.len().min(40)])
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let head = String::from_utf8_lossy(&body[..body.len().min(40)]).into_owned();
+    let shown = crate::escape::controls(&head);
     Err(http::Error::Malformed(format!(
-        "register answered HTTP {status} with {shown:?}: expected HTTP 200 with the body OK"
+        "register answered HTTP {status} with \"{shown}\": expected HTTP 200 with the body OK"
     )))
 }
 
@@ -381,11 +379,7 @@ fn approved(body: Body) -> Result<Enrollment, http::Error> {
 
 /// One printable line of at most 512 bytes: the engine's words reach a console, not a shell.
 pub(crate) fn clean_reason(reason: Option<&str>) -> String {
-    let text: String = reason
-        .unwrap_or("no reason given")
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let text = crate::escape::controls(reason.unwrap_or("no reason given"));
     let mut end = text.len().min(MAX_REASON);
     while !text.is_char_boundary(end) {
         end -= 1;
@@ -531,7 +525,7 @@ mod tests {
         assert_eq!(
             parse_enrollment(&rejected).unwrap(),
             Enrollment::Rejected {
-                reason: "no [2Jway".into()
+                reason: "no\\x1b[2Jway".into()
             }
         );
         assert_eq!(

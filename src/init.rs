@@ -160,7 +160,11 @@ pub fn run() -> ! {
 /// (when asked) or the shell, else stay up. Never a kernel panic.
 fn fatal(handover: &Handover, e: anyhow::Error) -> ! {
     error!("init: {e:#}");
-    eprintln!("ovirt-node-reg: init: FATAL: {e:#}");
+    let reason = format!("{e:#}");
+    eprintln!(
+        "ovirt-node-reg: init: FATAL: {}",
+        crate::escape::controls(&reason)
+    );
     if handover.poweroff {
         let e = power_off();
         error!("init: {e:#}");

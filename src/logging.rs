@@ -24,7 +24,7 @@ impl Log for Logger {
         // No wall-clock time: the kernel log and the journal add their own, and the clock may
         // be wrong in early boot. On the console (early boot) the seconds since the kernel
         // started, as the kernel prints them. One write per line keeps lines whole.
-        let line = format!("[{}] {}\n", record.level(), record.args());
+        let line = line(record);
         let console = if early() {
             format!("[{:9.3}] {line}", crate::init::uptime())
         } else {
@@ -39,6 +39,17 @@ impl Log for Logger {
     }
 
     fn flush(&self) {}
+}
+
+/// `[LEVEL] message\n`. Messages carry values from the command line, files and the engine:
+/// escaped, so they cannot rewrite the console or forge a second line.
+fn line(record: &Record) -> String {
+    let message = record.args().to_string();
+    format!(
+        "[{}] {}\n",
+        record.level(),
+        crate::escape::controls(&message)
+    )
 }
 
 static EARLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -71,5 +82,20 @@ pub fn init(debug: bool, kmsg: bool) {
     if log::set_logger(logger).is_ok() {
         log::set_max_level(level);
         EARLY.store(early, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn one_line_per_record_whatever_the_message_holds() {
+        let value = "x\x1b[2J\n[ERROR] forged";
+        let line = super::line(
+            &log::Record::builder()
+                .level(log::Level::Warn)
+                .args(format_args!("bad value {value}"))
+                .build(),
+        );
+        assert_eq!(line, "[WARN] bad value x\\x1b[2J\\n[ERROR] forged\n");
     }
 }

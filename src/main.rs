@@ -9,7 +9,7 @@ use ovirt_node_reg::config::{self, Loaded, SETTINGS};
 use ovirt_node_reg::paths::{self, Root};
 use ovirt_node_reg::status::{self, Outcome, Status};
 use ovirt_node_reg::store::Persisted;
-use ovirt_node_reg::{flow, logging};
+use ovirt_node_reg::{escape, flow, logging};
 
 #[derive(FromArgs)]
 /// Register this oVirt Node with the oVirt Engine early in boot.
@@ -152,7 +152,10 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("ovirt-node-reg: error: {e:#}");
+            eprintln!(
+                "ovirt-node-reg: error: {}",
+                escape::controls(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }
@@ -209,7 +212,7 @@ fn config_text(loaded: &Loaded) -> String {
         let value = if value.is_empty() {
             "-".to_string()
         } else {
-            value
+            escape::controls(&value).into_owned()
         };
         out += &format!(
             "{:<32} = {:<40} ({})\n",
@@ -227,7 +230,7 @@ fn config_text(loaded: &Loaded) -> String {
         out += &format!("error: {e}\n");
     }
     for w in &loaded.warnings {
-        out += &format!("warning: {w}\n");
+        out += &format!("warning: {}\n", escape::controls(w));
     }
     out
 }
@@ -331,7 +334,8 @@ fn store_paths(root: &Root, cmdline: &Path, list: &[PathBuf], persist: bool) -> 
         match result {
             Ok(what) => println!("{}: {what}", p.display()),
             Err(e) => {
-                eprintln!("ovirt-node-reg: {}: {e:#}", p.display());
+                let line = format!("{}: {e:#}", p.display());
+                eprintln!("ovirt-node-reg: {}", escape::controls(&line));
                 failed = true;
             }
         }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::escape;
 use crate::fsutil::{read_optional, write_atomic_str};
 use crate::paths::{Root, STATUS_FILE};
 
@@ -85,12 +86,13 @@ impl Status {
         self.updated_at = now_rfc3339();
     }
 
-    /// The one line printed on the console at the end of a run.
+    /// The one line printed on the console at the end of a run (the reason may quote the
+    /// command line, a file or the engine: control characters are escaped).
     pub fn banner(&self) -> String {
         let reason = self
             .reason
             .as_deref()
-            .map(|r| format!(": {r}"))
+            .map(|r| format!(": {}", escape::controls(r)))
             .unwrap_or_default();
         match self.result {
             Outcome::Failed => format!("ovirt-node-reg: FAILED at step {}{reason}", self.step),
@@ -104,7 +106,7 @@ impl Status {
             "result:    {}\nstep:      {}\nreason:    {}\ncompleted: {}\nstarted:   {}\nupdated:   {}\nversion:   {}\n",
             self.result,
             self.step,
-            self.reason.as_deref().unwrap_or("-"),
+            escape::controls(self.reason.as_deref().unwrap_or("-")),
             if self.completed.is_empty() { "-".to_string() } else { self.completed.join(" → ") },
             self.started_at,
             self.updated_at,
@@ -118,7 +120,7 @@ impl Status {
         ];
         for (label, value) in extra {
             if let Some(v) = value {
-                out += &format!("{label} {v}\n");
+                out += &format!("{label} {}\n", escape::controls(v));
             }
         }
         out.truncate(out.trim_end().len());

@@ -13,6 +13,13 @@ use std::time::Duration;
 /// What a value should have looked like; shown to the operator.
 pub type Expected = &'static str;
 
+/// An expected form that names the offending part of the value (a slave given twice, an
+/// unsupported bond option); most values need only the fixed [`Expected`].
+pub type Expectation = std::borrow::Cow<'static, str>;
+
+mod bond;
+pub use bond::{Bond, BondOptions};
+
 macro_rules! serialize_as_display {
     ($($t:ty),*) => {$(
         impl Serialize for $t {
@@ -95,8 +102,9 @@ pub fn parse_port(text: &str) -> Result<u16, Expected> {
 
 /// An absolute path.
 pub fn parse_abs_path(text: &str) -> Result<String, Expected> {
-    // A '"' cannot be written on the kernel command line.
-    if text.starts_with('/') && !text.contains(['\0', '"']) {
+    // A '"' cannot be written on the kernel command line; control characters have no place
+    // in a path an operator types.
+    if text.starts_with('/') && !text.contains('"') && !text.contains(char::is_control) {
         Ok(text.to_string())
     } else {
         Err("an absolute path, e.g. /etc/ovirt-node-reg/token")
@@ -672,58 +680,6 @@ impl fmt::Display for Vlan {
             Some(nic) => write!(f, "{}:{nic}", self.id),
             None => write!(f, "{}", self.id),
         }
-    }
-}
-
-/// `bond=NAME:SLAVE,SLAVE[:OPT,OPT]`, e.g. `bond0:eth0,eth1:mode=4,miimon=100`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bond {
-    pub name: IfName,
-    pub slaves: Vec<IfName>,
-    pub options: Vec<String>,
-}
-
-impl FromStr for Bond {
-    type Err = Expected;
-    fn from_str(text: &str) -> Result<Self, Expected> {
-        const EXPECTED: Expected = "NAME:SLAVE,SLAVE[:OPTION,OPTION], e.g. bond0:eth0,eth1:mode=4";
-        let mut parts = text.splitn(3, ':');
-        let name = parts
-            .next()
-            .unwrap_or_default()
-            .parse()
-            .map_err(|_| EXPECTED)?;
-        let slaves = parts.next().ok_or(EXPECTED)?;
-        let slaves: Vec<IfName> = slaves
-            .split(',')
-            .map(str::parse)
-            .collect::<Result<_, _>>()
-            .map_err(|_| EXPECTED)?;
-        let options: Vec<String> = match parts.next() {
-            Some(o) => o.split(',').map(str::to_string).collect(),
-            None => Vec::new(),
-        };
-        let bad =
-            |o: &String| !o.contains('=') || o.contains(|c: char| c.is_whitespace() || c == '"');
-        if options.iter().any(bad) {
-            return Err(EXPECTED);
-        }
-        Ok(Bond {
-            name,
-            slaves,
-            options,
-        })
-    }
-}
-
-impl fmt::Display for Bond {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let slaves: Vec<String> = self.slaves.iter().map(|s| s.to_string()).collect();
-        write!(f, "{}:{}", self.name, slaves.join(","))?;
-        if !self.options.is_empty() {
-            write!(f, ":{}", self.options.join(","))?;
-        }
-        Ok(())
     }
 }
 

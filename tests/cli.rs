@@ -277,7 +277,7 @@ fn no_engine_or_no_store_or_disabled() {
 fn secrets_never_reach_logs_or_status() {
     let sim = sim();
     let node = node_with(&format!(
-        "{} rhevm_admin_password=$6$salt$TOPSECRETHASH ovirt.reg.token=TOKEN123",
+        "{} rhevm_admin_password=$6$salt$TOPSECRETHASH ovirt.reg.token=TOKEN123 ovirt.reg.insecure_token_on_cmdline",
         good(&sim).trim()
     ));
     let out = node.output(&["boot"]);
@@ -302,6 +302,73 @@ fn secrets_never_reach_logs_or_status() {
         !err.contains("TOPSECRETHASH") && !err.contains("TOKEN123"),
         "{err}"
     );
+}
+
+/// Bad kernel arguments are errors, not surprises: an inline token without the flag, a
+/// slave given twice, an escape sequence and a newline in a value. `config show` lists them
+/// all, `boot` fails closed at `configured`; the token and the raw control characters never
+/// reach the terminal or the status.
+#[test]
+fn bad_kernel_arguments_are_errors_escaped_and_without_the_token() {
+    let bad =
+        "management_server=engine.example.com ovirt.reg.store=/config ovirt.reg.token=TOKEN123 \
+               bond=bond0:eth0,eth1,eth0 \"hostname=evil\x1b[2J\n[INFO] forged\"\n";
+    let node = node_with(bad);
+    let out = node.output(&["config", "show"]);
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert_eq!(code(&out), 2, "{all}");
+    for line in [
+        "error: ovirt.reg.token=<redacted>: expected the token in a file, not on the kernel command line: \
+         /proc/cmdline is readable by every local user; use ovirt.reg.token_file=PATH (a root-owned 0600 file), \
+         or add ovirt.reg.insecure_token_on_cmdline to accept it (from kernel command line)",
+        "error: bond=bond0:eth0,eth1,eth0: expected each slave once (eth0 given more than once) (from kernel command line)",
+    ] {
+        assert!(all.lines().any(|l| l == line), "missing {line} in\n{all}");
+    }
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with("error: hostname=evil\\x1b[2J\\n[INFO] forged: expected")),
+        "{all}"
+    );
+    let no_raw =
+        |t: &str| !t.contains("TOKEN123") && !t.contains('\x1b') && !t.contains("\n[INFO]");
+    assert!(no_raw(&all), "{all}");
+
+    let out = node.output(&["boot"]);
+    let err = text(&out.stderr);
+    assert_eq!(code(&out), 1, "{err}");
+    assert!(
+        err.contains("ovirt-node-reg: FAILED at step configured: invalid settings: ")
+            && err.contains("; ovirt.reg.token=<redacted>: expected the token in a file"),
+        "{err}"
+    );
+    assert!(no_raw(&err), "{err}");
+    let status = node.read("/run/ovirt-node-reg/status.json");
+    assert!(
+        !status.contains("TOKEN123") && status.contains("bond=bond0"),
+        "{status}"
+    );
+    let out = node.output(&["status"]);
+    assert!(no_raw(&text(&out.stdout)), "{}", text(&out.stdout));
+    assert!(
+        !node.path("/config/etc/default/ovirt").exists(),
+        "nothing written"
+    );
+
+    // The operator's explicit choice: accepted, still warned about.
+    node.write(
+        "/proc/cmdline",
+        "management_server=engine.example.com ovirt.reg.store=/config ovirt.reg.token=TOKEN123 \
+         ovirt.reg.insecure_token_on_cmdline bond=bond0:eth0,eth1:mode=active-backup,miimon=100\n",
+    );
+    let out = node.output(&["config", "show"]);
+    let all = text(&out.stdout) + &text(&out.stderr);
+    assert_eq!(code(&out), 0, "{all}");
+    assert!(
+        all.contains("warning: ovirt.reg.token was given on the kernel command line"),
+        "{all}"
+    );
+    assert!(!all.contains("TOKEN123"), "{all}");
 }
 
 #[test]

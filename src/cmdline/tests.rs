@@ -290,6 +290,16 @@ fn vlan_bond_layout_ipv6_pwauth() {
     );
     assert!(error_of("vlan=4095").contains("1 to 4094"));
     assert!(error_of("bond=bond0").contains("NAME:SLAVE"));
+    assert_eq!(
+        error_of("bond=bond0:eth0,eth1,eth0"),
+        "bond=bond0:eth0,eth1,eth0: expected each slave once (eth0 given more than once) (from kernel command line)"
+    );
+    assert!(
+        error_of("bond_setup=bond0:eth0,eth1:mode=9").contains("expected mode= one of balance-rr")
+    );
+    assert!(error_of("bond=bond0:eth0:miimon=-100")
+        .contains("miimon= a whole number of milliseconds from 0 to 60000"));
+    assert!(error_of("bond=bond0:eth0:arp_interval=100").contains("arp_interval is not supported"));
     assert!(error_of("ipv6=maybe").contains("dhcp, auto"));
     assert!(error_of("ssh_pwauth=perhaps").contains("ssh_pwauth=perhaps"));
 }
@@ -319,8 +329,13 @@ fn flags_and_reg_settings() {
 
 #[test]
 fn secrets_are_warned_about_and_never_printed() {
-    let l = load("rhevm_admin_password=$1$salt$abcdefgh ovirt.reg.token=s3cr3t-token");
+    // The flag may come after the token: the check runs once the whole line is read.
+    let l = load("rhevm_admin_password=$1$salt$abcdefgh ovirt.reg.token=s3cr3t-token ovirt.reg.insecure_token_on_cmdline");
     assert!(l.errors.is_empty(), "{:?}", l.errors);
+    assert_eq!(
+        l.config.reg.token.as_ref().unwrap().expose(),
+        "s3cr3t-token"
+    );
     assert_eq!(
         l.config.reg.admin_password.as_ref().unwrap().expose(),
         "$1$salt$abcdefgh"
@@ -347,6 +362,90 @@ fn secrets_are_warned_about_and_never_printed() {
         l.errors[0]
     );
     assert!(!l.to_kargs().iter().any(|k| k.contains("s3cr3t")));
+}
+
+#[test]
+fn token_inline_is_refused_without_the_flag() {
+    for (arg, name) in [
+        ("ovirt.reg.token=s3cr3t-token", "ovirt.reg.token"),
+        ("vdsm_reg.ticket=s3cr3t-token", "vdsm_reg.ticket"),
+    ] {
+        let l = load(&format!("management_server=engine {arg}"));
+        assert_eq!(l.errors.len(), 1, "{:?}", l.errors);
+        let e = &l.errors[0];
+        let text = e.to_string();
+        assert_eq!((e.name.as_str(), e.source), (name, Source::Cmdline));
+        assert!(
+            text.starts_with(&format!("{name}=<redacted>: expected ")),
+            "{text}"
+        );
+        for why_and_what in [
+            "/proc/cmdline is readable by every local user",
+            "ovirt.reg.token_file=PATH (a root-owned 0600 file)",
+            "ovirt.reg.insecure_token_on_cmdline",
+        ] {
+            assert!(text.contains(why_and_what), "{text}");
+        }
+        let shown = format!(
+            "{l:?} {} {}",
+            serde_json::to_string(&l).unwrap(),
+            l.error_summary()
+        );
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert_eq!(
+            (&l.config.reg.token, &l.config.reg.ticket),
+            (&None, &None),
+            "never used"
+        );
+        assert_eq!(l.source_of(name), Source::Default);
+        assert!(
+            l.warnings.is_empty(),
+            "the error says it all: {:?}",
+            l.warnings
+        );
+        fuzz_entry(arg.as_bytes());
+    }
+    let l = load("ovirt.reg.insecure_token_on_cmdline=0 ovirt.reg.token=abc");
+    assert_eq!(
+        l.errors.len(),
+        1,
+        "an explicit 0 does not accept: {:?}",
+        l.errors
+    );
+    let l = load("vdsm_reg.ticket=abc ovirt.reg.insecure_token_on_cmdline");
+    assert!(l.errors.is_empty(), "{:?}", l.errors);
+    assert_eq!(l.config.reg.ticket.as_ref().unwrap().expose(), "abc");
+    assert_eq!(l.warnings.len(), 1, "still warned about: {:?}", l.warnings);
+    assert!(
+        l.warnings[0].contains("vdsm_reg.ticket") && l.warnings[0].contains("every local user")
+    );
+    assert!(l
+        .to_kargs()
+        .contains(&"ovirt.reg.insecure_token_on_cmdline=1".to_string()));
+}
+
+#[test]
+fn control_characters_in_errors_are_escaped() {
+    let l = load(
+        "hostname=a\x1b[2Jb ovirt.reg.store=/a\x07b \"gateway=1\n[INFO] forged\" ovirt.reg.x\x1by",
+    );
+    let summary = l.error_summary();
+    assert_eq!(l.errors.len(), 3, "{summary}");
+    assert!(
+        summary.contains("hostname=a\\x1b[2Jb: expected")
+            && summary.contains("ovirt.reg.store=/a\\x07b: expected an absolute path")
+            && summary.contains("gateway=1\\n[INFO] forged: expected"),
+        "{summary}"
+    );
+    assert!(!summary.contains(|c: char| c.is_control()), "{summary:?}");
+    assert_eq!(
+        l.errors[0].value, "a\x1b[2Jb",
+        "the raw value stays for --json"
+    );
+    assert_eq!(
+        l.warnings,
+        vec!["unknown setting ovirt.reg.x\\x1by (from kernel command line) ignored".to_string()]
+    );
 }
 
 #[test]

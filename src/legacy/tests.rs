@@ -108,6 +108,29 @@ fn default_ovirt_bad_value_is_reported_with_its_source() {
     assert!(l.config.net.hostname.is_some());
 }
 
+#[test]
+fn tokens_never_come_from_default_ovirt_but_the_flag_does() {
+    let l = from_default_ovirt("OVIRT_REG_TOKEN=\"abc\"\nOVIRT_VDSM_REG_TICKET=\"def\"\n");
+    assert!(l.errors.is_empty(), "{:?}", l.errors);
+    assert_eq!((&l.config.reg.token, &l.config.reg.ticket), (&None, &None));
+
+    let l = from_cmdline("ovirt.reg.insecure_token_on_cmdline ovirt.reg.token=s3cr3t");
+    let text = render_default_ovirt("", &default_ovirt_vars(&l));
+    assert!(
+        text.contains("OVIRT_REG_INSECURE_TOKEN_ON_CMDLINE=\"1\"\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("s3cr3t") && !text.contains("OVIRT_REG_TOKEN"),
+        "{text}"
+    );
+    // Like every setting the file keeps, the flag holds on the next boot too.
+    let mut next = from_default_ovirt(&text);
+    cmdline::apply(&mut next, "ovirt.reg.token=s3cr3t");
+    assert!(next.errors.is_empty(), "{:?}", next.errors);
+    assert_eq!(next.config.reg.token.as_ref().unwrap().expose(), "s3cr3t");
+}
+
 /// The file vdsm ships (VREG15 `vdsm-reg.conf.in`), with the build-time values.
 const SHIPPED_VDSM_REG_CONF: &str = "[vars]
 reg_req_interval=5

@@ -330,7 +330,7 @@ impl Run<'_> {
         bond: &crate::values::Bond,
         until: Instant,
     ) -> Result<(Link, Nics)> {
-        let options = netlink::BondOptions::parse(&bond.options)?;
+        let options = bond.applied;
         let name = bond.name.0.as_str();
         let existing = self.nl.link(name)?;
         match existing.as_ref().map(|l| l.kind.as_deref()) {

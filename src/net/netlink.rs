@@ -15,6 +15,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::fd::OwnedFd;
 use std::time::Duration;
 
+pub use crate::values::BondOptions;
 use crate::values::Mac;
 
 // Message types and flags (linux/netlink.h, linux/rtnetlink.h).
@@ -122,75 +123,6 @@ pub enum NewLink<'a> {
         name: &'a str,
         options: &'a BondOptions,
     },
-}
-
-/// Bonding options we know how to send over netlink.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct BondOptions {
-    pub mode: Option<u8>,
-    pub miimon: Option<u32>,
-    pub updelay: Option<u32>,
-    pub downdelay: Option<u32>,
-    pub xmit_hash_policy: Option<u8>,
-    pub lacp_rate: Option<u8>,
-}
-
-impl BondOptions {
-    /// `mode=4,miimon=100` (kernel/initscripts names); unknown options are refused rather
-    /// than ignored, so a bond never comes up different from what was asked.
-    /// No options: vdsm's default `mode=802.3ad miimon=150` (ovirt-protocol.md §2.8).
-    pub fn parse(options: &[String]) -> Result<BondOptions> {
-        if options.is_empty() {
-            return Ok(BondOptions {
-                mode: Some(4),
-                miimon: Some(150),
-                ..Default::default()
-            });
-        }
-        let mut o = BondOptions::default();
-        for opt in options {
-            let (k, v) = opt.split_once('=').unwrap_or((opt, ""));
-            let num = || {
-                v.parse::<u32>()
-                    .with_context(|| format!("bond option {opt}"))
-            };
-            match k {
-                "mode" => o.mode = Some(word_or_number(v, BOND_MODES, opt)?),
-                "miimon" => o.miimon = Some(num()?),
-                "updelay" => o.updelay = Some(num()?),
-                "downdelay" => o.downdelay = Some(num()?),
-                "xmit_hash_policy" => {
-                    o.xmit_hash_policy = Some(word_or_number(v, XMIT_POLICIES, opt)?)
-                }
-                "lacp_rate" => o.lacp_rate = Some(word_or_number(v, LACP_RATES, opt)?),
-                _ => bail!("bond option {opt}: not supported (supported: mode, miimon, updelay, downdelay, xmit_hash_policy, lacp_rate)"),
-            }
-        }
-        Ok(o)
-    }
-}
-
-const BOND_MODES: &[&str] = &[
-    "balance-rr",
-    "active-backup",
-    "balance-xor",
-    "broadcast",
-    "802.3ad",
-    "balance-tlb",
-    "balance-alb",
-];
-const XMIT_POLICIES: &[&str] = &["layer2", "layer3+4", "layer2+3", "encap2+3", "encap3+4"];
-const LACP_RATES: &[&str] = &["slow", "fast"];
-
-/// A keyword's position in `words`, or its number (`mode=4` and `mode=802.3ad` alike).
-fn word_or_number(v: &str, words: &[&str], opt: &str) -> Result<u8> {
-    if let Some(i) = words.iter().position(|w| *w == v) {
-        return Ok(i as u8);
-    }
-    match v.parse::<u8>() {
-        Ok(n) if usize::from(n) < words.len() => Ok(n),
-        _ => bail!("bond option {opt}: expected one of {}", words.join(", ")),
-    }
 }
 
 /// A default route found in the main table.
