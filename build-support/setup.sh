@@ -6,6 +6,9 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 
+# shellcheck source=build-support/apt-sources.sh
+. "$(dirname "${BASH_SOURCE[0]}")/apt-sources.sh"
+
 log() { printf '[setup] %s\n' "$*"; }
 die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
 
@@ -58,21 +61,27 @@ fi
 if [ $((${#need_base[@]} + ${#need_sec[@]} + ${#need_b[@]} + ${#need_qemu[@]})) -eq 0 ]; then
     log "apt packages: all present"
 else
-    # `-t bookworm-security` needs that suite in the sources; Debian images normally have it
-    # (deb822 debian.sources), but minimal or hand-made ones may not.
-    if [ ${#need_sec[@]} -gt 0 ] &&
-        ! grep -rEqs '^[^#]*bookworm-security' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+    # Route B's packages come from bookworm-security. Debian images normally list it (deb822
+    # debian.sources), minimal or hand-made ones may not: then it is derived from the machine's
+    # own bookworm source (apt-sources.sh), never from a mirror named here.
+    added=""
+    if [ ${#need_sec[@]} -gt 0 ] && ! apt_has_suite /etc/apt bookworm-security; then
         # shellcheck source=/dev/null
         [ "$(. /etc/os-release && echo "${VERSION_CODENAME:-}")" = bookworm ] ||
             die "bookworm-security is not configured and this is not Debian 12 (bookworm)"
-        log "adding the Debian security source for bookworm"
-        printf '%s\n' 'Types: deb' 'URIs: http://deb.debian.org/debian-security' \
-            'Suites: bookworm-security' 'Components: main' \
-            'Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg' |
-            "${SUDO[@]}" tee /etc/apt/sources.list.d/debian-security.sources >/dev/null
+        stanza=$(apt_security_stanza /etc/apt bookworm) ||
+            die "bookworm-security is not in the apt sources and cannot be derived from them (no http(s) 'bookworm main' source): add bookworm-security to the apt sources, then run this again"
+        added=/etc/apt/sources.list.d/ovirt-node-reg-security.sources
+        log "adding bookworm-security, derived from this machine's bookworm source: $(sed -n 's/^URIs: //p' <<<"$stanza")"
+        printf '%s\n' "$stanza" | "${SUDO[@]}" tee "$added" >/dev/null
     fi
     log "apt-get update"
-    "${SUDO[@]}" apt-get update -q
+    if ! "${SUDO[@]}" apt-get update -q; then
+        [ -n "$added" ] || die "apt-get update failed"
+        # Not every mirror carries the security archive beside the main one.
+        "${SUDO[@]}" rm -f "$added"
+        die "apt-get update failed with the derived bookworm-security source (removed again): add bookworm-security to the apt sources, then run this again"
+    fi
     if [ $((${#need_base[@]} + ${#need_b[@]})) -gt 0 ]; then
         log "installing: ${need_base[*]} ${need_b[*]}"
         "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${need_base[@]}" "${need_b[@]}"
@@ -99,7 +108,7 @@ command -v cargo >/dev/null || die "cargo (rustup) not in PATH; install rustup's
 if cargo fuzz --version >/dev/null 2>&1; then
     log "cargo-fuzz: $(cargo fuzz --version)"
 else
-    log "installing cargo-fuzz from crates.io"
+    log "installing cargo-fuzz from the crates registry"
     cargo install --locked cargo-fuzz
 fi
 log "done"

@@ -16,6 +16,8 @@ stage "setup"
 build-support/setup.sh
 stage "shellcheck (build tooling, image scripts)"
 shellcheck -x build-support/*.sh image/*.sh .ci/run
+stage "apt source derivation (fixtures)"
+build-support/test-apt-sources.sh
 stage "dracut module checks (shellcheck, systemd-analyze verify)"
 dracut/check.sh
 stage "cargo fmt --check"

@@ -7,11 +7,11 @@
 #   BIN              the static ovirt-node-reg (default target/static/ovirt-node-reg)
 #   --root busybox   (default) the busybox root below: 5 MB, no downloads
 #   --root systemd   a Debian 12 minbase root made by mmdebstrap (systemd-sysv, udev, openssl,
-#                    iproute2; ~55 MB, downloads ~40 MB of packages from the Debian mirror) that
-#                    runs the real units: dracut/ovirt-node-reg.service, image/live/vdsmd.service
-#                    and, only with ovirt.reg.poweroff (tests), image/live/qh-report.service,
-#                    which prints the same markers and powers off. Reproducible for the same
-#                    mirror state only (package versions change).
+#                    iproute2; ~55 MB, downloads ~40 MB of packages from the machine's own
+#                    bookworm apt sources) that runs the real units: dracut/ovirt-node-reg.service,
+#                    image/live/vdsmd.service and, only with ovirt.reg.poweroff (tests),
+#                    image/live/qh-report.service, which prints the same markers and powers
+#                    off. Reproducible for the same mirror state only (package versions change).
 #
 # The busybox root: busybox-static with its applets, the binary as /usr/sbin/ovirt-node-reg, openssl
 # with its shared libraries and the ELF interpreter (copied like dracut's inst_binary: ldd),
@@ -111,9 +111,22 @@ VDSM
 if [[ $ROOT == systemd ]]; then
     command -v mmdebstrap > /dev/null || die "mmdebstrap not found: apt-get install mmdebstrap"
     [[ $(id -u) -eq 0 ]] || die "--root systemd: mmdebstrap needs root here"
+    # The machine's own bookworm sources (main, and updates/security where configured), not
+    # mmdebstrap's built-in default mirror.
+    # shellcheck source=build-support/apt-sources.sh
+    . "$top/build-support/apt-sources.sh"
+    mirrors=()
+    for suite in bookworm bookworm-updates bookworm-security; do
+        if src=$(apt_suite_source /etc/apt "$suite" main); then
+            mirrors+=("deb ${src%%$'\t'*} $suite main")
+        fi
+    done
+    [[ ${mirrors[0]:-} == *" bookworm main" ]] ||
+        die "--root systemd: no http(s) 'bookworm main' source in the apt sources; add one"
     mmdebstrap --quiet --variant=minbase --include=systemd-sysv,udev,openssl,iproute2,kmod \
         --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
-        --dpkgopt='path-exclude=/usr/share/locale/*' bookworm "$r" > "$tmp/mmdebstrap.log" 2>&1 || {
+        --dpkgopt='path-exclude=/usr/share/locale/*' bookworm "$r" "${mirrors[@]}" \
+        > "$tmp/mmdebstrap.log" 2>&1 || {
         tail -n 30 "$tmp/mmdebstrap.log" >&2
         die "mmdebstrap failed"
     }
