@@ -3,6 +3,8 @@
 # Route A: rustup's musl target, when it is already installed (never downloading a target with rustup).
 # Route B: Debian rustc-web + rust-web-src + -Zbuild-std + musl-gcc (shared/docs/toolchain.md §3).
 # The route B settings live here, not in .cargo/config.toml, so plain `cargo test` stays gnu.
+# Both routes build without default features: the `test-hooks` feature (fault points, test-only
+# jobs) stays out of the shipped binary; check-static.sh checks it did.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -13,7 +15,7 @@ OUT=target/static/$PKG
 
 if rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
     echo "[build-static] route A: rustup $(rustc --version) + $TARGET rust-std"
-    cargo build --locked -p "$PKG" --profile "$PROFILE" --target "$TARGET"
+    cargo build --locked -p "$PKG" --profile "$PROFILE" --target "$TARGET" --no-default-features
     # Tests and developers may point cargo elsewhere; the output goes where cargo put it.
     BUILT=${CARGO_TARGET_DIR:-target}/$TARGET/$PROFILE/$PKG
 else
@@ -41,7 +43,7 @@ else
         "CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS=-C link-self-contained=no -C relocation-model=static -L native=$ROOT/$U")
     # Debian's cargo with Debian's rustc: rustup's 1.95 cannot compile the 1.96 std sources.
     env "${BIN_ENV[@]}" /usr/bin/cargo build --locked -p "$PKG" --profile "$PROFILE" \
-        --target "$TARGET" -Zbuild-std=std,panic_abort
+        --target "$TARGET" --no-default-features -Zbuild-std=std,panic_abort
     BUILT=$CARGO_TARGET_DIR/$TARGET/$PROFILE/$PKG
 fi
 

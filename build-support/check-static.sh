@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Release gate for the shipped binary (design.md §7): fully static, no ELF interpreter, within
-# the 2.5 MiB budget, no aws-lc/openssl in Cargo.lock, and it runs in an empty root the way
-# it runs in an initramfs (no /lib, no /dev, no /proc). Usage: check-static.sh [BIN]
+# the 2.5 MiB budget, no test hooks, no aws-lc/openssl in Cargo.lock, and it runs in an empty
+# root the way it runs in an initramfs (no /lib, no /dev, no /proc). Usage: check-static.sh [BIN]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/static/ovirt-node-reg}
@@ -26,6 +26,12 @@ size=$(stat -c %s "$BIN")
 mib=$(awk -v s="$size" 'BEGIN { printf "%.2f", s / 1048576 }')
 [ "$size" -le "$LIMIT" ] || fail "size $size bytes ($mib MiB) > budget $LIMIT bytes (2.5 MiB)"
 ok "size $size bytes ($mib MiB), budget 2.5 MiB"
+
+# Fault points read OVIRT_NODE_REG_FAULT only in `test-hooks` builds (src/fault.rs): the
+# variable's name in the binary means a test build was shipped.
+hooks=$(grep -ac OVIRT_NODE_REG_FAULT "$BIN" || true)
+[ "$hooks" -eq 0 ] || fail "test hooks in the binary: OVIRT_NODE_REG_FAULT found $hooks times (build with --no-default-features)"
+ok "no test hooks (no OVIRT_NODE_REG_FAULT)"
 
 # Cargo's feature unification can silently bring aws-lc back (e.g. rustls default features).
 if bad=$(grep -E '^name = "(aws-lc-rs|aws-lc-sys|openssl|openssl-sys)"$' Cargo.lock); then

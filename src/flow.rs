@@ -405,7 +405,7 @@ fn record(
         ),
         Ok(StepResult::DoneWith(reason)) => {
             // Crash tests: a power cut after the step's work, before and after its checkpoint.
-            crate::fault::point(&format!("flow.{name}.done"));
+            crate::fault::point(format_args!("flow.{name}.done"));
             state.mark(step);
             if let Err(e) = state.save(store) {
                 st.set(
@@ -415,7 +415,7 @@ fn record(
                 );
                 return false;
             }
-            crate::fault::point(&format!("flow.{name}.checkpointed"));
+            crate::fault::point(format_args!("flow.{name}.checkpointed"));
             // One line per checkpoint: the console's timeline (demo, boot benchmark).
             info!("step {name}: done");
             st.completed = state.completed.iter().map(Step::name).collect();

@@ -205,8 +205,11 @@ impl Client {
     }
 
     fn with_tls(endpoint: Endpoint, tls: TlsConfig, timeouts: Timeouts) -> Client {
+        // No proxy from the environment: the engine is reached directly, as vdsm-reg did,
+        // and the worker gets no environment to read one from (src/worker.rs).
         let config = ureq::Agent::config_builder()
             .tls_config(tls)
+            .proxy(None)
             .https_only(true)
             .max_redirects(0)
             .max_redirects_will_error(false)

@@ -20,6 +20,7 @@ pub mod net;
 pub mod paths;
 pub mod pki;
 pub mod retry;
+pub mod sandbox;
 pub mod secret;
 pub mod status;
 pub mod store;

@@ -2,7 +2,9 @@
 //!
 //! Everything that talks to the network or parses what the engine sends runs in a child
 //! process: this binary re-executed as `worker`, with uid/gid 65534 (nobody), no
-//! supplementary groups, no capabilities and `no_new_privs`. The root parent sends one typed
+//! supplementary groups, no capabilities and `no_new_privs`, an empty environment, no
+//! inherited descriptor but its pipes and stderr, killed when its parent dies, and a seccomp
+//! filter that refuses file creation (src/sandbox.rs). The root parent sends one typed
 //! job (JSON on the child's stdin) and reads one typed reply (JSON on its stdout); only the
 //! parent writes files or touches keys. A bug in TLS or HTTP parsing is then a bug in a
 //! process that can write nothing of ours.
@@ -11,6 +13,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -82,8 +85,11 @@ pub enum Job {
         ca_pem: String,
         unique_id: String,
     },
-    /// Report the worker's own credentials (for tests and `--debug`).
+    /// Report the worker's own credentials and sandbox (for tests and `--debug`).
     Whoami,
+    /// Tests: try every kind of file creation in `dir` and report each errno.
+    #[cfg(feature = "test-hooks")]
+    TryCreate { dir: String },
 }
 
 /// The token crosses the pipe in clear (the child must send it); everywhere else a
@@ -145,6 +151,17 @@ pub enum Reply {
         groups: usize,
         no_new_privs: bool,
         cap_eff: String,
+        /// A seccomp filter is installed (`Seccomp: 2` in /proc/self/status).
+        seccomp: bool,
+        /// Open descriptors, without the one that reads /proc/self/fd.
+        fds: Vec<i32>,
+        /// Names of the environment variables (never their values).
+        env: Vec<String>,
+    },
+    /// Tests: what each creation attempt of `TryCreate` got, `None` for success.
+    #[cfg(feature = "test-hooks")]
+    Created {
+        results: Vec<(String, Option<i32>)>,
     },
     Failed {
         message: String,
@@ -156,7 +173,17 @@ pub enum Reply {
 /// Run `job` in an unprivileged child and return its reply. A `Failed` reply becomes an
 /// error carrying the child's message.
 pub fn run(job: &Job, debug: bool) -> Result<Reply> {
-    let mut child = spawn(debug)?;
+    run_in(&own_binary()?, job, debug)
+}
+
+/// Tests: [`run`] with `exe` as the worker (an integration test's own binary is not ours).
+#[cfg(feature = "test-hooks")]
+pub fn run_binary(exe: &Path, job: &Job, debug: bool) -> Result<Reply> {
+    run_in(exe, job, debug)
+}
+
+fn run_in(exe: &Path, job: &Job, debug: bool) -> Result<Reply> {
+    let mut child = spawn(exe, debug)?;
     let input = serde_json::to_vec(job).context("encoding the worker job")?;
     let mut stdin = child.stdin.take().context("worker stdin")?;
     // A child that died early closes its stdin; its exit status then tells why.
@@ -180,15 +207,18 @@ pub fn run(job: &Job, debug: bool) -> Result<Reply> {
     }
 }
 
-/// The binary again, as `worker`, dropped to nobody when we are root.
-fn spawn(debug: bool) -> Result<std::process::Child> {
-    // /proc/self/exe reaches the binary even where nobody could not walk its directory.
-    let exe = ["/proc/self/exe"]
+/// /proc/self/exe reaches the binary even where nobody could not walk its directory.
+fn own_binary() -> Result<PathBuf> {
+    ["/proc/self/exe"]
         .iter()
-        .map(std::path::PathBuf::from)
+        .map(PathBuf::from)
         .find(|p| p.exists())
         .map_or_else(std::env::current_exe, Ok)
-        .context("finding our own binary")?;
+        .context("finding our own binary")
+}
+
+/// The binary again, as `worker`, dropped to nobody when we are root, in its sandbox.
+fn spawn(exe: &Path, debug: bool) -> Result<std::process::Child> {
     let mut cmd = Command::new(exe);
     if crate::logging::early() {
         cmd.arg("--kmsg");
@@ -196,7 +226,10 @@ fn spawn(debug: bool) -> Result<std::process::Child> {
     if debug {
         cmd.arg("--debug");
     }
+    // Nothing from our environment: logging travels in the arguments above, and the worker
+    // reads no variable (no TZ: it formats no local time; no proxy: ureq's is off, src/http.rs).
     cmd.arg("worker")
+        .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -209,9 +242,10 @@ fn spawn(debug: bool) -> Result<std::process::Child> {
             rustix::process::geteuid().as_raw()
         );
     }
-    // SAFETY: prctl only, async-signal-safe, between fork and exec.
+    let parent = rustix::process::getpid();
+    // SAFETY: sandbox::in_child makes async-signal-safe calls only, between fork and exec.
     unsafe {
-        cmd.pre_exec(|| rustix::thread::set_no_new_privs(true).map_err(Into::into));
+        cmd.pre_exec(move || crate::sandbox::in_child(parent));
     }
     cmd.spawn()
         .context("starting the unprivileged network worker")
@@ -227,6 +261,8 @@ fn job_deadline(job: &Job) -> Duration {
         | Job::SubmitCsr { net, .. }
         | Job::PollCerts { net, .. } => Duration::from_millis(net.deadline_ms),
         Job::Whoami => Duration::ZERO,
+        #[cfg(feature = "test-hooks")]
+        Job::TryCreate { .. } => Duration::ZERO,
     }
 }
 
@@ -276,37 +312,57 @@ mod lie {
 
 // -------------------------------------------------------------------------- child side
 
-/// `ovirt-node-reg worker`: read one job from stdin, write one reply to stdout.
+/// `ovirt-node-reg worker`: read one job from stdin, write one reply to stdout. The seccomp
+/// filter goes on before the job is even read.
 pub fn serve() -> Result<()> {
-    if let Reply::Whoami {
-        uid,
-        gid,
-        groups,
-        no_new_privs,
-        cap_eff,
-    } = whoami()
-    {
-        log::debug!(
-            "network worker: uid {uid} gid {gid}, {groups} supplementary groups, no_new_privs {no_new_privs}, capabilities {cap_eff}"
-        );
-    }
-    let mut input = Vec::new();
-    std::io::stdin()
-        .take(MAX_REPLY)
-        .read_to_end(&mut input)
-        .context("reading the job")?;
-    let reply = match serde_json::from_slice::<Job>(&input) {
-        Ok(job) => perform(&job).unwrap_or_else(|e| Reply::Failed {
-            message: format!("{e:#}"),
-        }),
+    let reply = match crate::sandbox::deny_file_creation() {
+        Ok(()) => {
+            log_sandbox();
+            read_and_perform()?
+        }
         Err(e) => Reply::Failed {
-            message: format!("the worker got an invalid job: {e}"),
+            message: format!("{e:#}"),
         },
     };
     let out = serde_json::to_vec(&reply).context("encoding the reply")?;
     std::io::stdout()
         .write_all(&out)
         .context("writing the reply")
+}
+
+fn log_sandbox() {
+    if let Reply::Whoami {
+        uid,
+        gid,
+        groups,
+        no_new_privs,
+        cap_eff,
+        seccomp,
+        fds,
+        env,
+    } = whoami()
+    {
+        log::debug!(
+            "network worker: uid {uid} gid {gid}, {groups} supplementary groups, no_new_privs {no_new_privs}, capabilities {cap_eff}, seccomp filter {seccomp}, open fds {fds:?}, {} environment variables",
+            env.len()
+        );
+    }
+}
+
+fn read_and_perform() -> Result<Reply> {
+    let mut input = Vec::new();
+    std::io::stdin()
+        .take(MAX_REPLY)
+        .read_to_end(&mut input)
+        .context("reading the job")?;
+    Ok(match serde_json::from_slice::<Job>(&input) {
+        Ok(job) => perform(&job).unwrap_or_else(|e| Reply::Failed {
+            message: format!("{e:#}"),
+        }),
+        Err(e) => Reply::Failed {
+            message: format!("the worker got an invalid job: {e}"),
+        },
+    })
 }
 
 fn perform(job: &Job) -> Result<Reply> {
@@ -377,6 +433,10 @@ fn perform(job: &Job) -> Result<Reply> {
             Ok(Reply::Enrollment { answer })
         }
         Job::Whoami => Ok(whoami()),
+        #[cfg(feature = "test-hooks")]
+        Job::TryCreate { dir } => Ok(Reply::Created {
+            results: crate::sandbox::try_create(dir),
+        }),
     }
 }
 
@@ -494,7 +554,29 @@ fn whoami() -> Reply {
         groups,
         no_new_privs: field("NoNewPrivs:") == "1",
         cap_eff: field("CapEff:"),
+        seccomp: field("Seccomp:") == "2",
+        fds: open_fds(),
+        env: std::env::vars_os()
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect(),
     }
+}
+
+/// Our open descriptors, less the one `read_dir` holds on /proc/self/fd itself.
+fn open_fds() -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+        return Vec::new();
+    };
+    let mut fds: Vec<i32> = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|fd| {
+            let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+            // The directory's descriptor, while it was being read.
+            !(target.starts_with("/proc") && target.ends_with("fd"))
+        })
+        .collect();
+    fds.sort_unstable();
+    fds
 }
 
 #[cfg(test)]

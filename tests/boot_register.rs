@@ -168,6 +168,9 @@ fn worker_runs_unprivileged() {
         assert!(line.contains("capabilities 0000000000000000"), "{line}");
     }
     assert!(line.contains("no_new_privs true"), "{line}");
+    assert!(line.contains("seccomp filter true"), "{line}");
+    assert!(line.contains("open fds [0, 1, 2]"), "{line}");
+    assert!(line.contains(", 0 environment variables"), "{line}");
 }
 
 #[test]
