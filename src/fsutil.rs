@@ -45,25 +45,6 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
     }
 }
 
-/// Atomically replace `path` with `data` (parents created, symlinks in them followed).
-/// Being replaced by [`Beneath`] in every caller.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let dir = path.parent().context("no parent directory")?;
-    fs::create_dir_all(dir).with_context(|| format!("creating directory {}", dir.display()))?;
-    let name = path.file_name().context("no file name")?;
-    Beneath::new(dir).write_atomic(Path::new(name), data, mode)
-}
-
-/// Same as [`write_atomic`] for text.
-pub fn write_atomic_str(path: &Path, text: &str, mode: u32) -> Result<()> {
-    write_atomic(path, text.as_bytes(), mode)
-}
-
-/// fsync a directory.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    Beneath::new(dir).sync_dir(Path::new(""))
-}
-
 /// A directory under which paths are taken as written: never through a symlink, never above
 /// it. Paths given to it are relative to it; a leading `/` is allowed (in-root paths).
 /// Nothing is kept open between calls, so the directory (the store) can still be unmounted.

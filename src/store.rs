@@ -1748,12 +1748,14 @@ mod tests {
         f.store.unmount(p).unwrap();
         assert_eq!(mounts_on(&live), 0);
         assert_eq!(text(&live), "one");
-        crate::fsutil::write_atomic(&live, b"two", 0o644).unwrap();
+        f.root.fs().write_atomic(p, b"two", 0o644).unwrap();
         assert_eq!(f.store.persist(p).unwrap(), Persisted::Updated);
         assert_eq!((text(&live), text(&stored)), ("two".into(), "two".into()));
         assert_eq!(mounts_on(&live), 1);
         // The stored copy replaced behind the mount's back: the mount pins the old file.
-        crate::fsutil::write_atomic(&stored, b"three", 0o644).unwrap();
+        Beneath::new(f.store.dir())
+            .write_atomic(p, b"three", 0o644)
+            .unwrap();
         assert_eq!(text(&live), "two");
         assert_eq!(f.store.restore().unwrap(), vec![p.to_path_buf()]);
         assert_eq!(text(&live), "three", "restore replaced the stale mount");
