@@ -1308,6 +1308,44 @@ mod tests {
     }
 
     #[test]
+    fn a_hostile_checkpoint_is_refused_not_trusted_nor_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        std::fs::create_dir_all(root.join("/config/ovirt-node-reg")).unwrap();
+        let store = Store::open(&root, Some("/config")).unwrap();
+        let good = State {
+            completed: vec![Step::Configured, Step::Registered],
+            ..State::default()
+        };
+        let state_file = root.join("/config").join(paths::STATE_FILE);
+        let deep = "[".repeat(100_000);
+        let huge = format!("{{\"completed\": [], \"x\": \"{}\"}}", "a".repeat(2 << 20));
+        for hostile in [
+            "{\"completed\": 5, \"updated_at\": []}",
+            "{\"completed\": [\"no_such_step\"], \"updated_at\": \"\"}",
+            deep.as_str(),
+            huge.as_str(),
+            "\u{0}\u{ff}",
+        ] {
+            std::fs::write(&state_file, hostile).unwrap();
+            assert_eq!(State::load(&store), State::default());
+        }
+        // A checkpoint reached through a planted `ovirt-node-reg -> ../etc` is not read.
+        std::fs::remove_dir_all(root.join("/config/ovirt-node-reg")).unwrap();
+        std::fs::create_dir_all(root.join("/etc")).unwrap();
+        let json = serde_json::to_string(&good).unwrap();
+        std::fs::write(root.join("/etc/state.json"), &json).unwrap();
+        std::os::unix::fs::symlink("../etc", root.join("/config/ovirt-node-reg")).unwrap();
+        assert_eq!(State::load(&store), State::default());
+        let e = format!("{:#}", good.clone().save(&store).unwrap_err());
+        assert!(e.contains("ovirt-node-reg: is a symbolic link"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(root.join("/etc/state.json")).unwrap(),
+            json
+        );
+    }
+
+    #[test]
     fn polling_is_clamped_and_jittered() {
         let mut j = crate::retry::Jitter::seeded(7);
         for (ra, lo, hi) in [(0, 800, 1200), (5, 4000, 6000), (100_000, 240_000, 360_000)] {
