@@ -11,7 +11,8 @@
 //! untrusted input), and every path is taken beneath the `--root` tree and beneath the store
 //! as written, through `fsutil::Beneath`. A symlink among the parents of a persisted path, on
 //! either side, is refused with an error naming it (persist the real path instead); so is a
-//! `..`. Only the last name may be a symlink, which is then stored as one. A files list line
+//! `..`. Only the last name may be a symlink, which is then stored as one. Bind mounts are
+//! made on the host paths just checked. A files list line
 //! that is `/`, relative, holds `..` or a NUL byte is refused with a warning naming it, and
 //! the other entries are still restored. Only `ovirt.reg.store=` itself, the operator's own
 //! setting, is resolved through symlinks inside the root (`/dev/disk/by-label/…`).
@@ -132,7 +133,8 @@ impl Kind {
 /// One persistable path, checked and resolved.
 #[derive(Debug)]
 struct Target {
-    /// Absolute in-root path with its parents resolved: what the files list names.
+    /// Absolute in-root path as written (`.` and repeated `/` dropped): what the files list
+    /// names.
     path: PathBuf,
     /// The same path without the leading `/`: where the copy lives below the store.
     rel: PathBuf,
