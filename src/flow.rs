@@ -537,7 +537,11 @@ fn update_persisted(
     mode: u32,
     edit: impl FnOnce(&str) -> String,
 ) -> Result<()> {
-    let old = crate::fsutil::read_optional(&ctx.root.join(path))?.unwrap_or_default();
+    let old = ctx
+        .root
+        .fs()
+        .read_text(Path::new(path), MAX_CONFIG_FILE)?
+        .unwrap_or_default();
     let new = edit(&old);
     ctx.store
         .write_persisted(Path::new(path), new.as_bytes(), mode)
@@ -749,6 +753,9 @@ const PENDING_DIR: &str = "ovirt-node-reg/pending";
 const PENDING_VDSM_KEY: &str = "ovirt-node-reg/pending/vdsmkey.pem";
 const PENDING_QEMU_KEY: &str = "ovirt-node-reg/pending/qemukey.pem";
 
+/// Largest configuration file, certificate or key we read back from the root tree.
+const MAX_CONFIG_FILE: u64 = 1 << 20;
+
 /// Time a poll may take; a wait that would end closer to the deadline is not started.
 const POLL_MARGIN: Duration = Duration::from_secs(1);
 /// The engine's `Retry-After` is clamped to this range (protocol-v2 §4).
@@ -790,6 +797,9 @@ impl PendingKeys {
             resumed: false,
         };
         let store = ctx.store;
+        store
+            .make_state_dir(PENDING_DIR, 0o700)
+            .context("making the pending key directory private")?;
         store.write_state(
             PENDING_QEMU_KEY,
             keys.qemu.private_pem().expose().as_bytes(),
@@ -800,26 +810,14 @@ impl PendingKeys {
             keys.vdsm.private_pem().expose().as_bytes(),
             0o600,
         )?;
-        std::fs::set_permissions(
-            store.dir().join(PENDING_DIR),
-            std::os::unix::fs::PermissionsExt::from_mode(0o700),
-        )
-        .context("making the pending key directory private")?;
         crate::fault::point("flow.keys_written");
         Ok(keys)
     }
 
     fn remove(store: &Store) -> Result<()> {
-        for rel in [PENDING_VDSM_KEY, PENDING_QEMU_KEY] {
-            match std::fs::remove_file(store.dir().join(rel)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                    return Err(e).with_context(|| format!("removing {rel} from the store"))
-                }
-                _ => {}
-            }
-        }
-        let _ = std::fs::remove_dir(store.dir().join(PENDING_DIR));
-        crate::fsutil::sync_dir(&store.dir().join(paths::STORE_STATE_DIR))
+        store
+            .remove_state(PENDING_DIR)
+            .context("removing the pending keys from the store")
     }
 }
 
@@ -1169,7 +1167,7 @@ fn renewal_due(root: &Root, state: &State) -> Option<String> {
     if state.reenroll_requested {
         return Some("requested by ovirt-node-reg reenroll".into());
     }
-    let read = |p: &str| std::fs::read_to_string(root.join(p)).ok();
+    let read = |p: &str| root.fs().read_text(Path::new(p), MAX_CONFIG_FILE).ok()?;
     let cert = read(install::VDSM_CERT)?;
     let validity = pki::validity(&crate::trust::pem_certificate(&cert).ok()?).ok()?;
     let per_mille = state.renew_per_mille.unwrap_or(800);
@@ -1190,23 +1188,25 @@ fn renewal_due(root: &Root, state: &State) -> Option<String> {
 
 /// The installed keys become the pending ones again: re-enrolment never re-keys.
 fn stage_installed_keys(ctx: &StepContext) -> Result<()> {
+    ctx.store
+        .make_state_dir(PENDING_DIR, 0o700)
+        .context("making the pending key directory private")?;
     for (installed, pending) in [
         (install::VDSM_KEY, PENDING_VDSM_KEY),
         (install::QEMU_KEY, PENDING_QEMU_KEY),
     ] {
-        let pem = Secret::new(
-            std::fs::read_to_string(ctx.root.join(installed))
-                .with_context(|| format!("reading the installed key {installed}"))?,
-        );
+        let pem = ctx
+            .root
+            .fs()
+            .read_text(Path::new(installed), MAX_CONFIG_FILE)
+            .and_then(|t| t.context("it is missing"))
+            .with_context(|| format!("reading the installed key {installed}"))?;
+        let pem = Secret::new(pem);
         HostKey::from_pem(&pem).with_context(|| format!("the installed key {installed}"))?;
         ctx.store
             .write_state(pending, pem.expose().as_bytes(), 0o600)?;
     }
-    std::fs::set_permissions(
-        ctx.store.dir().join(PENDING_DIR),
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .context("making the pending key directory private")
+    Ok(())
 }
 
 fn ca_cert(pem: &str, what: &str) -> Result<CaCert> {
@@ -1380,6 +1380,44 @@ mod tests {
         std::fs::write(&p, "two words").unwrap();
         let e = read_token_file(&p, "/t").unwrap_err().to_string();
         assert!(!e.contains("words"), "{e}");
+    }
+
+    #[test]
+    fn a_hostile_checkpoint_is_refused_not_trusted_nor_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::new(dir.path());
+        std::fs::create_dir_all(root.join("/config/ovirt-node-reg")).unwrap();
+        let store = Store::open(&root, Some("/config")).unwrap();
+        let good = State {
+            completed: vec![Step::Configured, Step::Registered],
+            ..State::default()
+        };
+        let state_file = root.join("/config").join(paths::STATE_FILE);
+        let deep = "[".repeat(100_000);
+        let huge = format!("{{\"completed\": [], \"x\": \"{}\"}}", "a".repeat(2 << 20));
+        for hostile in [
+            "{\"completed\": 5, \"updated_at\": []}",
+            "{\"completed\": [\"no_such_step\"], \"updated_at\": \"\"}",
+            deep.as_str(),
+            huge.as_str(),
+            "\u{0}\u{ff}",
+        ] {
+            std::fs::write(&state_file, hostile).unwrap();
+            assert_eq!(State::load(&store), State::default());
+        }
+        // A checkpoint reached through a planted `ovirt-node-reg -> ../etc` is not read.
+        std::fs::remove_dir_all(root.join("/config/ovirt-node-reg")).unwrap();
+        std::fs::create_dir_all(root.join("/etc")).unwrap();
+        let json = serde_json::to_string(&good).unwrap();
+        std::fs::write(root.join("/etc/state.json"), &json).unwrap();
+        std::os::unix::fs::symlink("../etc", root.join("/config/ovirt-node-reg")).unwrap();
+        assert_eq!(State::load(&store), State::default());
+        let e = format!("{:#}", good.clone().save(&store).unwrap_err());
+        assert!(e.contains("ovirt-node-reg: is a symbolic link"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(root.join("/etc/state.json")).unwrap(),
+            json
+        );
     }
 
     #[test]

@@ -1,43 +1,42 @@
-//! The one crash-safe way to write a file.
+//! The one crash-safe way to write a file, and the one way to write beneath a root.
 //!
-//! A reader (or the next boot after a power cut) sees either the old content or the new
-//! content, never a torn file: write a temporary file in the same directory, fsync it, set
-//! its mode, rename it over the target, then fsync the directory so the rename itself is
-//! durable.
+//! Crash safety: a reader (or the next boot after a power cut) sees either the old content or
+//! the new content, never a torn file: write a temporary file in the same directory, fsync
+//! it, set its owner and mode, rename it over the target, then fsync the directory so the
+//! rename itself is durable.
+//!
+//! Containment: every write of the root parent goes through [`Beneath`], rooted at the
+//! `--root` tree or at the config store (a root of its own, since a CONFIG disk is untrusted
+//! input). A path is walked from the root directory one name at a time with
+//! `openat(O_DIRECTORY | O_NOFOLLOW)`, creating missing directories with `mkdirat` on the way,
+//! and the operation then acts on the opened directory (`*at` calls, `fchown`/`fchmod` on a
+//! descriptor). A symlink anywhere on the way is an error naming it, never followed, and `..`
+//! is refused, never clamped: nothing can be written, chowned or chmod-ed outside the root.
+//! The walk (rather than `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`) works on every
+//! kernel and is needed anyway to create the directories on the way.
+//!
+//! A symlink as the last name is refused too (a write would replace someone's link, a chmod
+//! would follow it), except by [`Beneath::write_replacing_link`]: that one replaces the link
+//! itself by an atomic rename, never opening what it points to (`/etc/resolv.conf`).
 
-use anyhow::{Context, Result};
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use rustix::fs::{AtFlags, Dir, FileType, Gid, Mode, OFlags, RenameFlags, Uid};
+use rustix::io::Errno;
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
 
 use crate::fault;
 
-/// Atomically replace `path` with `data`, created with `mode` (e.g. 0o644, 0o600).
-/// Parent directories are created (0755) when missing.
-pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let dir = parent_of(path)?;
-    fs::create_dir_all(&dir).with_context(|| format!("creating directory {}", dir.display()))?;
-    let tmp = temp_name(path);
-    let result = write_temp(&tmp, data, mode).and_then(|()| {
-        fault::point("atomic.before_rename");
-        fs::rename(&tmp, path)
-            .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-    });
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result?;
-    fault::point("atomic.after_rename");
-    sync_dir(&dir)
-}
+/// Deepest tree [`Beneath::remove`] descends into: deeper ones are refused, never overflow
+/// the stack.
+const MAX_TREE_DEPTH: u32 = 64;
 
-/// Same as [`write_atomic`] for text.
-pub fn write_atomic_str(path: &Path, text: &str, mode: u32) -> Result<()> {
-    write_atomic(path, text.as_bytes(), mode)
-}
-
-/// Read a file that may be absent: `Ok(None)` when it does not exist.
+/// Read a file that may be absent: `Ok(None)` when it does not exist. For files that may be
+/// symlinks by design (`/proc`, `/sys`) and reads whose result is never written back.
 pub fn read_optional(path: &Path) -> Result<Option<String>> {
     match fs::read(path) {
         Ok(bytes) => Ok(Some(String::from_utf8_lossy(&bytes).into_owned())),
@@ -46,69 +45,472 @@ pub fn read_optional(path: &Path) -> Result<Option<String>> {
     }
 }
 
-/// fsync a directory so that renames and unlinks in it survive a power cut.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .with_context(|| format!("syncing directory {}", dir.display()))
+/// A directory under which paths are taken as written: never through a symlink, never above
+/// it. Paths given to it are relative to it; a leading `/` is allowed (in-root paths).
+/// Nothing is kept open between calls, so the directory (the store) can still be unmounted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Beneath {
+    dir: PathBuf,
 }
 
-fn write_temp(tmp: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let _ = fs::remove_file(tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(tmp)
-        .with_context(|| format!("creating {}", tmp.display()))?;
-    f.write_all(data)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    fault::point("atomic.tmp_written");
-    // The umask may have narrowed the mode given to open(); set it exactly.
-    f.set_permissions(fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting mode of {}", tmp.display()))?;
-    f.sync_all()
-        .with_context(|| format!("syncing {}", tmp.display()))
+/// What the caller was doing when a walk met a symlink: says so in the refusal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
 }
 
-fn parent_of(path: &Path) -> Result<PathBuf> {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => Ok(p.to_path_buf()),
-        _ => Ok(PathBuf::from(".")),
+impl Beneath {
+    pub fn new(dir: impl Into<PathBuf>) -> Beneath {
+        Beneath { dir: dir.into() }
+    }
+
+    /// The root directory itself.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The host path of `path` below the root, for messages (`..` left out, as it is refused).
+    pub fn host(&self, path: &Path) -> PathBuf {
+        let mut out = self.dir.clone();
+        out.extend(path.components().filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        }));
+        out
+    }
+
+    /// The entry at `path`, a final symlink not followed (`symlink_metadata`); `None` when it
+    /// or one of its parents is missing.
+    pub fn metadata(&self, path: &Path) -> Result<Option<fs::Metadata>> {
+        let (dirs, name) = split(path)?;
+        let Some(dir) = self.walk(&dirs, None, Access::Read)? else {
+            return Ok(None);
+        };
+        let host = self.host(path);
+        match openat(&dir, name, OFlags::PATH | OFlags::NOFOLLOW) {
+            Ok(fd) => File::from(fd)
+                .metadata()
+                .map(Some)
+                .with_context(|| format!("inspecting {}", host.display())),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(io_error(e, "inspecting", &host)),
+        }
+    }
+
+    /// The content of the regular file `path`, at most `max` bytes; `None` when it is missing.
+    pub fn read(&self, path: &Path, max: u64) -> Result<Option<Vec<u8>>> {
+        let (dirs, name) = split(path)?;
+        let Some(dir) = self.walk(&dirs, None, Access::Read)? else {
+            return Ok(None);
+        };
+        let host = self.host(path);
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
+        let mut file = match openat(&dir, name, flags) {
+            Ok(fd) => File::from(fd),
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(refusal(&dir, name, &host, e, Access::Read)),
+        };
+        let meta = file
+            .metadata()
+            .with_context(|| format!("inspecting {}", host.display()))?;
+        ensure!(meta.is_file(), "{}: not a regular file", host.display());
+        let mut data = Vec::new();
+        Read::by_ref(&mut file)
+            .take(max.saturating_add(1))
+            .read_to_end(&mut data)
+            .with_context(|| format!("reading {}", host.display()))?;
+        ensure!(
+            data.len() as u64 <= max,
+            "{}: larger than {max} bytes",
+            host.display()
+        );
+        Ok(Some(data))
+    }
+
+    /// [`Beneath::read`] as text (invalid UTF-8 replaced).
+    pub fn read_text(&self, path: &Path, max: u64) -> Result<Option<String>> {
+        Ok(self
+            .read(path, max)?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    /// Where the symlink `path` points.
+    pub fn read_link(&self, path: &Path) -> Result<PathBuf> {
+        let (dir, name, host) = self.parent(path, Access::Read)?;
+        let target = rustix::fs::readlinkat(&dir, name, Vec::new())
+            .map_err(|e| io_error(e, "reading link", &host))?;
+        Ok(PathBuf::from(OsStr::from_bytes(target.as_bytes())))
+    }
+
+    /// The names in the directory `path`, sorted (`.` and `..` left out).
+    pub fn list(&self, path: &Path) -> Result<Vec<OsString>> {
+        let host = self.host(path);
+        let dir = self
+            .walk(&names(path)?, None, Access::Read)?
+            .ok_or_else(|| anyhow!("{}: no such directory", host.display()))?;
+        list_fd(&dir, &host)
+    }
+
+    /// Atomically replace `path` with `data`, created with exactly `mode`. Missing parent
+    /// directories are created (0755).
+    pub fn write_atomic(&self, path: &Path, data: &[u8], mode: u32) -> Result<()> {
+        self.write(path, data, mode, None, false)
+    }
+
+    /// [`Beneath::write_atomic`], the file owned by `uid:gid` before it gets its name.
+    pub fn write_owned(
+        &self,
+        path: &Path,
+        data: &[u8],
+        mode: u32,
+        owner: (u32, u32),
+    ) -> Result<()> {
+        self.write(path, data, mode, Some(owner), false)
+    }
+
+    /// [`Beneath::write_atomic`] where a symlink at `path` is replaced by the file rather than
+    /// refused. Only for a file we own outright while we run (`/etc/resolv.conf`, often a
+    /// link to a resolver's stub): the rename replaces the link itself and never opens, let
+    /// alone writes, what it points to.
+    pub fn write_replacing_link(&self, path: &Path, data: &[u8], mode: u32) -> Result<()> {
+        self.write(path, data, mode, None, true)
+    }
+
+    /// Create every missing directory of `path` with exactly `mode` (`mkdir -p`).
+    pub fn create_dirs(&self, path: &Path, mode: u32) -> Result<()> {
+        self.walk(&names(path)?, Some(mode), Access::Write)
+            .map(drop)
+    }
+
+    /// Create the directory `path`, which must not exist, with exactly `mode`; its parent
+    /// must exist.
+    pub fn create_dir(&self, path: &Path, mode: u32) -> Result<()> {
+        let (dir, name, host) = self.parent(path, Access::Write)?;
+        rustix::fs::mkdirat(&dir, name, raw_mode(mode))
+            .map_err(|e| io_error(e, "creating", &host))?;
+        let made = open_dir_at(&dir, name).map_err(|e| io_error(e, "opening", &host))?;
+        rustix::fs::fchmod(&made, raw_mode(mode))
+            .map_err(|e| io_error(e, "setting the mode of", &host))
+    }
+
+    /// Create the empty file `path`, which must not exist, with exactly `mode`.
+    pub fn create_file(&self, path: &Path, mode: u32) -> Result<()> {
+        let (dir, name, host) = self.parent(path, Access::Write)?;
+        let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
+        let fd = rustix::fs::openat(&dir, name, flags | OFlags::CLOEXEC, raw_mode(mode))
+            .map_err(|e| io_error(e, "creating", &host))?;
+        rustix::fs::fchmod(&fd, raw_mode(mode))
+            .map_err(|e| io_error(e, "setting the mode of", &host))
+    }
+
+    /// Create the symlink `path` pointing to `target`; the parent must exist.
+    pub fn symlink(&self, target: &Path, path: &Path) -> Result<()> {
+        let (dir, name, host) = self.parent(path, Access::Write)?;
+        rustix::fs::symlinkat(target, &dir, name)
+            .map_err(|e| io_error(e, "creating the symlink", &host))
+    }
+
+    /// Give `path` itself to `uid:gid`; a symlink there is changed, never what it points to.
+    pub fn set_owner(&self, path: &Path, uid: u32, gid: u32) -> Result<()> {
+        let (dir, name, host) = self.parent(path, Access::Write)?;
+        let (uid, gid) = ids(uid, gid)?;
+        rustix::fs::chownat(&dir, name, Some(uid), Some(gid), AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| io_error(e, "setting the owner of", &host))
+    }
+
+    /// Set exactly `mode` on the file or directory `path`; a symlink there is refused (a
+    /// chmod would follow it).
+    pub fn set_mode(&self, path: &Path, mode: u32) -> Result<()> {
+        let (dir, name, host) = self.parent(path, Access::Write)?;
+        let kind = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map(|st| FileType::from_raw_mode(st.st_mode))
+            .map_err(|e| io_error(e, "inspecting", &host))?;
+        match kind {
+            FileType::Symlink => return Err(link_error(&host, Access::Write)),
+            FileType::RegularFile | FileType::Directory => {}
+            _ => bail!("{}: not a regular file or directory", host.display()),
+        }
+        let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY;
+        let fd =
+            openat(&dir, name, flags).map_err(|e| refusal(&dir, name, &host, e, Access::Write))?;
+        rustix::fs::fchmod(&fd, raw_mode(mode))
+            .map_err(|e| io_error(e, "setting the mode of", &host))
+    }
+
+    /// Rename `from` to `to` (replacing a file or symlink there); both parents must exist.
+    pub fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        self.rename_with(from, to, RenameFlags::empty())
+    }
+
+    /// Swap `a` and `b`, both of which must exist (`RENAME_EXCHANGE`).
+    pub fn exchange(&self, a: &Path, b: &Path) -> Result<()> {
+        self.rename_with(a, b, RenameFlags::EXCHANGE)
+    }
+
+    /// Remove `path`: a file or symlink, or a directory with everything in it (symlinks in
+    /// it removed, never followed). A missing `path` is fine.
+    pub fn remove(&self, path: &Path) -> Result<()> {
+        let (dirs, name) = split(path)?;
+        let Some(dir) = self.walk(&dirs, None, Access::Write)? else {
+            return Ok(());
+        };
+        remove_at(&dir, name, &self.host(path), 0)
+    }
+
+    /// fsync the directory `path` so that renames and unlinks in it survive a power cut.
+    pub fn sync_dir(&self, path: &Path) -> Result<()> {
+        let host = self.host(path);
+        let dir = self
+            .walk(&names(path)?, None, Access::Write)?
+            .ok_or_else(|| anyhow!("{}: no such directory", host.display()))?;
+        rustix::fs::fsync(&dir).map_err(|e| io_error(e, "syncing directory", &host))
+    }
+
+    fn write(
+        &self,
+        path: &Path,
+        data: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+        over_link: bool,
+    ) -> Result<()> {
+        let (dirs, name) = split(path)?;
+        let host = self.host(path);
+        let dir = self
+            .walk(&dirs, Some(0o755), Access::Write)?
+            .context("creating the parent directories")?;
+        check_replaceable(&dir, name, &host, over_link)?;
+        let tmp = temp_name(name);
+        let tmp_host = host.with_file_name(&tmp);
+        let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
+        let result = write_temp(&dir, &tmp, data, mode, owner)
+            .with_context(|| format!("writing {}", tmp_host.display()))
+            .and_then(|()| {
+                fault::point("atomic.before_rename");
+                rustix::fs::renameat(&dir, &tmp, &dir, name)
+                    .map_err(|e| io_error(e, "renaming over", &host))
+            });
+        if result.is_err() {
+            let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
+        }
+        result?;
+        fault::point("atomic.after_rename");
+        rustix::fs::fsync(&dir).map_err(|e| io_error(e, "syncing the directory of", &host))
+    }
+
+    fn rename_with(&self, from: &Path, to: &Path, flags: RenameFlags) -> Result<()> {
+        let (from_dir, from_name, from_host) = self.parent(from, Access::Write)?;
+        let (to_dir, to_name, to_host) = self.parent(to, Access::Write)?;
+        rustix::fs::renameat_with(&from_dir, from_name, &to_dir, to_name, flags)
+            .with_context(|| format!("moving {} to {}", from_host.display(), to_host.display()))
+    }
+
+    /// The opened parent directory of `path` (which must exist), the last name, the host path.
+    fn parent<'p>(&self, path: &'p Path, access: Access) -> Result<(OwnedFd, &'p OsStr, PathBuf)> {
+        let (dirs, name) = split(path)?;
+        let host = self.host(path);
+        let dir = self
+            .walk(&dirs, None, access)?
+            .ok_or_else(|| anyhow!("{}: its directory does not exist", host.display()))?;
+        Ok((dir, name, host))
+    }
+
+    /// Open the directory `names` below the root without following any symlink. A missing
+    /// directory is created with `create` as its mode, or else the answer is `None`.
+    fn walk(
+        &self,
+        names: &[&OsStr],
+        create: Option<u32>,
+        access: Access,
+    ) -> Result<Option<OwnedFd>> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let mut fd = rustix::fs::openat(rustix::fs::CWD, &self.dir, flags, Mode::empty())
+            .map_err(|e| io_error(e, "opening", &self.dir))?;
+        let mut host = self.dir.clone();
+        for name in names {
+            host.push(name);
+            fd = match open_dir_at(&fd, name) {
+                Ok(next) => next,
+                Err(Errno::NOENT) => match create {
+                    Some(mode) => make_dir_at(&fd, name, mode, &host)?,
+                    None => return Ok(None),
+                },
+                Err(e) => return Err(refusal(&fd, name, &host, e, access)),
+            };
+        }
+        Ok(Some(fd))
     }
 }
 
-/// `.name.tmp` beside the target: same directory, so the rename is atomic.
-fn temp_name(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.ovirt-node-reg.tmp"))
+/// The names of `path`; `..` is refused (taken beneath a root, it would climb out or be
+/// silently clamped, and either hides a mistake).
+fn names(path: &Path) -> Result<Vec<&OsStr>> {
+    let mut out = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::RootDir | Component::CurDir => {}
+            Component::ParentDir | Component::Prefix(_) => {
+                bail!("{}: `..` is not allowed in this path", path.display())
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The parent names and the last name of `path`.
+fn split(path: &Path) -> Result<(Vec<&OsStr>, &OsStr)> {
+    let mut dirs = names(path)?;
+    let name = dirs
+        .pop()
+        .ok_or_else(|| anyhow!("{:?}: names no file", path))?;
+    Ok((dirs, name))
+}
+
+fn openat(dir: &OwnedFd, name: &OsStr, flags: OFlags) -> rustix::io::Result<OwnedFd> {
+    rustix::fs::openat(dir, name, flags | OFlags::CLOEXEC, Mode::empty())
+}
+
+fn open_dir_at(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<OwnedFd> {
+    openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
+    )
+}
+
+/// Create a directory met missing on a walk, with exactly `mode` (mkdir's is narrowed by the
+/// umask), durably in its parent; then open it.
+fn make_dir_at(dir: &OwnedFd, name: &OsStr, mode: u32, host: &Path) -> Result<OwnedFd> {
+    let created = match rustix::fs::mkdirat(dir, name, raw_mode(mode)) {
+        Ok(()) => true,
+        Err(Errno::EXIST) => false, // made meanwhile: open it as it is
+        Err(e) => return Err(io_error(e, "creating", host)),
+    };
+    let fd = open_dir_at(dir, name).map_err(|e| refusal(dir, name, host, e, Access::Write))?;
+    if created {
+        rustix::fs::fchmod(&fd, raw_mode(mode))
+            .map_err(|e| io_error(e, "setting the mode of", host))?;
+        rustix::fs::fsync(dir).map_err(|e| io_error(e, "syncing the directory of", host))?;
+    }
+    Ok(fd)
+}
+
+/// Why opening `name` failed: a symlink is named as such, anything else as the OS says.
+fn refusal(dir: &OwnedFd, name: &OsStr, host: &Path, err: Errno, access: Access) -> anyhow::Error {
+    let is_link = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink);
+    if is_link {
+        link_error(host, access)
+    } else {
+        io_error(err, "opening", host)
+    }
+}
+
+fn link_error(host: &Path, access: Access) -> anyhow::Error {
+    let what = match access {
+        Access::Read => "follow it",
+        Access::Write => "write through it",
+    };
+    anyhow!("{}: is a symbolic link; refusing to {what}", host.display())
+}
+
+fn io_error(err: Errno, doing: &str, host: &Path) -> anyhow::Error {
+    anyhow::Error::new(std::io::Error::from(err)).context(format!("{doing} {}", host.display()))
+}
+
+/// A file may be written at `name` unless a directory is there, or a symlink that is not to
+/// be replaced.
+fn check_replaceable(dir: &OwnedFd, name: &OsStr, host: &Path, over_link: bool) -> Result<()> {
+    match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => match FileType::from_raw_mode(st.st_mode) {
+            FileType::Symlink if !over_link => Err(link_error(host, Access::Write)),
+            FileType::Directory => bail!("{}: is a directory", host.display()),
+            _ => Ok(()),
+        },
+        Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(io_error(e, "inspecting", host)),
+    }
+}
+
+fn write_temp(
+    dir: &OwnedFd,
+    tmp: &OsStr,
+    data: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<()> {
+    let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
+    let fd = rustix::fs::openat(dir, tmp, flags | OFlags::CLOEXEC, raw_mode(mode & 0o777))
+        .context("creating")?;
+    let mut f = File::from(fd);
+    f.write_all(data).context("writing")?;
+    fault::point("atomic.tmp_written");
+    if let Some((uid, gid)) = owner {
+        let (uid, gid) = ids(uid, gid)?;
+        rustix::fs::fchown(&f, Some(uid), Some(gid)).context("setting the owner")?;
+    }
+    // The umask may have narrowed the mode given to open(), and chown clears set-id bits.
+    rustix::fs::fchmod(&f, raw_mode(mode)).context("setting the mode")?;
+    f.sync_all().context("syncing")
+}
+
+fn list_fd(dir: &OwnedFd, host: &Path) -> Result<Vec<OsString>> {
+    let listing = |e| io_error(e, "listing", host);
+    let mut names = Vec::new();
+    for entry in Dir::read_from(dir).map_err(listing)? {
+        let name = entry.map_err(listing)?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(OsStr::from_bytes(&name).to_os_string());
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn remove_at(dir: &OwnedFd, name: &OsStr, host: &Path, depth: u32) -> Result<()> {
+    let kind = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => FileType::from_raw_mode(st.st_mode),
+        Err(Errno::NOENT) => return Ok(()),
+        Err(e) => return Err(io_error(e, "inspecting", host)),
+    };
+    if kind != FileType::Directory {
+        return rustix::fs::unlinkat(dir, name, AtFlags::empty())
+            .map_err(|e| io_error(e, "removing", host));
+    }
+    ensure!(
+        depth < MAX_TREE_DEPTH,
+        "{}: directory tree deeper than {MAX_TREE_DEPTH}",
+        host.display()
+    );
+    let sub = open_dir_at(dir, name).map_err(|e| refusal(dir, name, host, e, Access::Write))?;
+    for child in list_fd(&sub, host)? {
+        remove_at(&sub, &child, &host.join(&child), depth + 1)?;
+    }
+    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR).map_err(|e| io_error(e, "removing", host))
+}
+
+/// -1 means "leave unchanged" to chown(2): never a real owner.
+fn ids(uid: u32, gid: u32) -> Result<(Uid, Gid)> {
+    ensure!(
+        uid != u32::MAX && gid != u32::MAX,
+        "{uid}:{gid} is not a valid owner"
+    );
+    Ok((Uid::from_raw(uid), Gid::from_raw(gid)))
+}
+
+fn raw_mode(mode: u32) -> Mode {
+    Mode::from_raw_mode(mode & 0o7777)
+}
+
+/// `.name.ovirt-node-reg.tmp` beside the target: same directory, so the rename is atomic.
+fn temp_name(name: &OsStr) -> OsString {
+    let mut tmp = OsString::from(".");
+    tmp.push(name);
+    tmp.push(".ovirt-node-reg.tmp");
+    tmp
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn writes_with_exact_mode_and_replaces() {
-        let d = tempfile::tempdir().unwrap();
-        let p = d.path().join("a/b/secret");
-        write_atomic(&p, b"one", 0o600).unwrap();
-        write_atomic(&p, b"two", 0o600).unwrap();
-        assert_eq!(fs::read(&p).unwrap(), b"two");
-        assert_eq!(
-            fs::metadata(&p).unwrap().permissions().mode() & 0o7777,
-            0o600
-        );
-        let leftovers: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().collect();
-        assert_eq!(leftovers.len(), 1, "no temporary file left behind");
-    }
-
-    #[test]
-    fn read_optional_absent() {
-        let d = tempfile::tempdir().unwrap();
-        assert!(read_optional(&d.path().join("nope")).unwrap().is_none());
-    }
-}
+mod tests;

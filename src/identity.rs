@@ -8,8 +8,9 @@
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::fs;
+use std::path::Path;
 
-use crate::fsutil::{read_optional, write_atomic_str};
+use crate::fsutil::read_optional;
 use crate::paths::{Root, DMI_PRODUCT_UUID, ETC_HOSTNAME, KERNEL_HOSTNAME, SYS_CLASS_NET, VDSM_ID};
 use crate::values::Mac;
 
@@ -50,7 +51,8 @@ pub fn ensure(root: &Root) -> Result<(Identity, bool)> {
     let id = read(root)?;
     let wrote = id.id_source != IdSource::VdsmId;
     if wrote {
-        write_atomic_str(&root.join(VDSM_ID), &id.unique_id, 0o644)?;
+        root.fs()
+            .write_atomic(Path::new(VDSM_ID), id.unique_id.as_bytes(), 0o644)?;
     }
     Ok((id, wrote))
 }

@@ -7,7 +7,6 @@
 
 use anyhow::{Context, Result};
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use crate::paths::Root;
@@ -281,17 +280,15 @@ pub fn install_certs(store: &Store, m: &Material, owners: &Owners) -> Result<()>
 }
 
 /// Create an in-root directory (0755) when missing; with `owner`, also make it theirs.
+/// Like every write here, beneath the root and through no symlink: a planted
+/// `/etc/pki/vdsm/keys` link is an error, never a way to put keys elsewhere.
 fn make_dir(root: &Root, dir: &str, owner: Option<(u32, u32)>) -> Result<()> {
-    let live = root.join(dir);
-    if !live.is_dir() {
-        fs::create_dir_all(&live).with_context(|| format!("creating {dir}"))?;
-        fs::set_permissions(&live, fs::Permissions::from_mode(0o755))
-            .with_context(|| format!("setting the mode of {dir}"))?;
-    }
+    let (fs, path) = (root.fs(), Path::new(dir));
+    fs.create_dirs(path, 0o755)
+        .with_context(|| format!("creating {dir}"))?;
     if let Some((uid, gid)) = owner {
-        chown(&live, uid, gid)?;
-        fs::set_permissions(&live, fs::Permissions::from_mode(0o755))
-            .with_context(|| format!("setting the mode of {dir}"))?;
+        fs.set_owner(path, uid, gid)?;
+        fs.set_mode(path, 0o755)?;
     }
     Ok(())
 }
@@ -307,16 +304,15 @@ pub fn write_owned(
     uid: u32,
     gid: u32,
 ) -> Result<()> {
-    let live = store.root().join(path_str(path)?);
-    let exists = fs::symlink_metadata(&live).is_ok_and(|m| m.is_file());
-    if !exists {
-        crate::fsutil::write_atomic(&live, data, mode)
+    let fs = store.root().fs();
+    if fs.metadata(path)?.is_some_and(|m| m.is_file()) {
+        fs.set_owner(path, uid, gid)?;
+        // chown clears set-id bits only, but say exactly what we want.
+        fs.set_mode(path, mode)?;
+    } else {
+        fs.write_owned(path, data, mode, (uid, gid))
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    chown(&live, uid, gid)?;
-    // chown clears set-id bits only, but say exactly what we want.
-    fs::set_permissions(&live, fs::Permissions::from_mode(mode))
-        .with_context(|| format!("setting the mode of {}", path.display()))?;
     store
         .write_persisted(path, data, mode)
         .with_context(|| format!("installing {}", path.display()))?;
@@ -325,17 +321,17 @@ pub fn write_owned(
 
 /// A relative symlink beside its target, replaced when it points elsewhere, then stored.
 fn install_link(store: &Store, path: &Path, target: &str, uid: u32, gid: u32) -> Result<()> {
-    let live = store.root().join(path_str(path)?);
-    let current = fs::read_link(&live).ok();
+    let fs = store.root().fs();
+    let current = fs.read_link(path).ok();
     if current.as_deref() != Some(Path::new(target)) {
-        let staged = staged_name(&live);
-        let _ = fs::remove_file(&staged);
-        std::os::unix::fs::symlink(target, &staged)
+        let staged = staged_name(path);
+        fs.remove(&staged)?;
+        fs.symlink(Path::new(target), &staged)
             .with_context(|| format!("linking {} to {target}", path.display()))?;
-        fs::rename(&staged, &live).with_context(|| format!("installing {}", path.display()))?;
+        fs.rename(&staged, path)
+            .with_context(|| format!("installing {}", path.display()))?;
     }
-    std::os::unix::fs::lchown(&live, Some(uid), Some(gid))
-        .with_context(|| format!("setting the owner of {}", path.display()))?;
+    fs.set_owner(path, uid, gid)?;
     store
         .persist(path)
         .with_context(|| format!("persisting {}", path.display()))?;
@@ -345,16 +341,6 @@ fn install_link(store: &Store, path: &Path, target: &str, uid: u32, gid: u32) ->
 fn staged_name(live: &Path) -> PathBuf {
     let name = live.file_name().unwrap_or_default().to_string_lossy();
     live.with_file_name(format!(".{name}.ovirt-node-reg.new"))
-}
-
-fn path_str(path: &Path) -> Result<&str> {
-    path.to_str()
-        .with_context(|| format!("{}: not UTF-8", path.display()))
-}
-
-fn chown(live: &Path, uid: u32, gid: u32) -> Result<()> {
-    std::os::unix::fs::chown(live, Some(uid), Some(gid))
-        .with_context(|| format!("setting the owner of {}", live.display()))
 }
 
 // ---------------------------------------------------------------------------- vdsm.conf

@@ -5,6 +5,8 @@
 
 use std::path::{Component, Path, PathBuf};
 
+use crate::fsutil::Beneath;
+
 /// Files and directories, as absolute paths inside the root.
 pub const PROC_CMDLINE: &str = "/proc/cmdline";
 pub const DEFAULT_OVIRT: &str = "/etc/default/ovirt";
@@ -58,6 +60,11 @@ impl Root {
     /// The root directory itself.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Writes beneath the root: never through a symlink, never above it.
+    pub fn fs(&self) -> Beneath {
+        Beneath::new(&self.dir)
     }
 
     /// True when this is the real `/`.

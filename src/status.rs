@@ -7,10 +7,11 @@
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::escape;
-use crate::fsutil::{read_optional, write_atomic_str};
+use crate::fsutil::read_optional;
 use crate::paths::{Root, STATUS_FILE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,7 +132,8 @@ impl Status {
 /// Write the status file under `root` (0644: it holds nothing secret).
 pub fn write(root: &Root, status: &Status) -> Result<()> {
     let json = serde_json::to_string_pretty(status).context("encoding the status")?;
-    write_atomic_str(&root.join(STATUS_FILE), &(json + "\n"), 0o644)
+    root.fs()
+        .write_atomic(Path::new(STATUS_FILE), (json + "\n").as_bytes(), 0o644)
 }
 
 /// Read the status file; `None` when this boot has not run the binary yet.
@@ -206,7 +208,9 @@ mod tests {
     fn garbage_status_file_is_an_error_not_a_panic() {
         let d = tempfile::tempdir().unwrap();
         let root = Root::new(d.path());
-        write_atomic_str(&root.join(STATUS_FILE), "{not json", 0o644).unwrap();
+        root.fs()
+            .write_atomic(Path::new(STATUS_FILE), b"{not json", 0o644)
+            .unwrap();
         let err = read(&root).unwrap_err().to_string();
         assert!(err.contains("not a valid status file"), "{err}");
     }

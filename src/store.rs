@@ -7,8 +7,18 @@
 //! bind-mounted from the store over its live path, so what the system reads and writes there
 //! is the stored copy; a symlink is stored as a symlink and re-created, not mounted.
 //!
+//! Nothing escapes the root or the store: the store is a root of its own (a CONFIG disk is
+//! untrusted input), and every path is taken beneath the `--root` tree and beneath the store
+//! as written, through `fsutil::Beneath`. A symlink among the parents of a persisted path, on
+//! either side, is refused with an error naming it (persist the real path instead); so is a
+//! `..`. Only the last name may be a symlink, which is then stored as one. Bind mounts are
+//! made on the host paths just checked. A files list line
+//! that is `/`, relative, holds `..` or a NUL byte is refused with a warning naming it, and
+//! the other entries are still restored. Only `ovirt.reg.store=` itself, the operator's own
+//! setting, is resolved through symlinks inside the root (`/dev/disk/by-label/…`).
+//!
 //! Crash safety: every copy (file, symlink or directory tree, with its owner and mode) is
-//! built beside its target — files with `fsutil::write_atomic` — and swapped in with one
+//! built beside its target — files with `Beneath::write_atomic` — and swapped in with one
 //! `rename` (`RENAME_EXCHANGE` for directories); the steps are ordered so that a path is
 //! listed only while its stored copy is complete:
 //! persist = copy, mount, list; unpersist = unmount, copy back, unlist, delete.
@@ -19,18 +29,16 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use log::{debug, info, warn};
 use std::collections::VecDeque;
 use std::ffi::{CStr, OsStr, OsString};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{
-    DirBuilderExt, FileExt, FileTypeExt, MetadataExt, OpenOptionsExt, PermissionsExt,
-};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 
 use crate::fault;
-use crate::fsutil::{read_optional, sync_dir, write_atomic};
+use crate::fsutil::Beneath;
 use crate::paths::{
-    self, Root, CONFIG_LABEL, CONFIG_MOUNT, DEV, MOUNTINFO, STORE_FILES_LIST, STORE_STATE_DIR,
+    Root, CONFIG_LABEL, CONFIG_MOUNT, DEV, MOUNTINFO, STORE_FILES_LIST, STORE_STATE_DIR,
     SYS_CLASS_BLOCK,
 };
 
@@ -42,6 +50,8 @@ const MAX_DEPTH: u32 = 64;
 const MAX_LAYERS: u32 = 16;
 /// Largest file we persist: the store is a few MB, and a file is read whole into memory.
 const MAX_FILE: u64 = 64 << 20;
+/// Largest files list and state file we read (a CONFIG disk may carry anything).
+const MAX_STATE: u64 = 1 << 20;
 /// Name suffix of the entry built beside a directory or symlink before it is swapped in.
 const STAGING_SUFFIX: &str = ".ovirt-node-reg.new";
 
@@ -51,6 +61,9 @@ pub struct Store {
     root: Root,
     /// Host path of the store directory (e.g. `<root>/config`).
     dir: PathBuf,
+    /// Every write goes beneath one of these two: the `--root` tree and the store.
+    live: Beneath,
+    kept: Beneath,
 }
 
 /// What [`Store::persist`] did to the store.
@@ -72,6 +85,36 @@ enum Kind {
     Symlink,
 }
 
+/// An entry beneath one of the two roots: the live tree or the store.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    fs: &'a Beneath,
+    rel: &'a Path,
+}
+
+impl At<'_> {
+    fn host(&self) -> PathBuf {
+        self.fs.host(self.rel)
+    }
+
+    fn meta(&self) -> Result<Option<fs::Metadata>> {
+        self.fs.metadata(self.rel)
+    }
+
+    /// The kind of entry here (a final symlink not followed); `None` when absent.
+    fn kind(&self) -> Result<Option<Kind>> {
+        match self.meta()? {
+            Some(m) => Kind::of(&m).map(Some).ok_or_else(|| {
+                anyhow!(
+                    "{} is not a regular file, directory or symlink",
+                    self.host().display()
+                )
+            }),
+            None => Ok(None),
+        }
+    }
+}
+
 impl Kind {
     fn of(meta: &fs::Metadata) -> Option<Kind> {
         let t = meta.file_type();
@@ -90,7 +133,8 @@ impl Kind {
 /// One persistable path, checked and resolved.
 #[derive(Debug)]
 struct Target {
-    /// Absolute in-root path with its parents resolved: what the files list names.
+    /// Absolute in-root path as written (`.` and repeated `/` dropped): what the files list
+    /// names.
     path: PathBuf,
     /// The same path without the leading `/`: where the copy lives below the store.
     rel: PathBuf,
@@ -112,6 +156,8 @@ impl Store {
         debug!("config store at {}", dir.display());
         Ok(Store {
             root: root.clone(),
+            live: root.fs(),
+            kept: Beneath::new(&dir),
             dir,
         })
     }
@@ -128,7 +174,8 @@ impl Store {
     /// (symlinks: stored only) and list it. Refusals change nothing.
     pub fn persist(&self, path: &Path) -> Result<Persisted> {
         let t = self.target(path)?;
-        let kind = kind_at(&t.live)?.ok_or_else(|| {
+        let (live, kept) = (self.live_of(&t), self.kept_of(&t));
+        let kind = live.kind()?.ok_or_else(|| {
             anyhow!(
                 "cannot persist {}: no such file or directory",
                 t.path.display()
@@ -138,10 +185,10 @@ impl Store {
         if self.covered(&t, &listed)? {
             return Ok(Persisted::Unchanged);
         }
-        let changed = !same_tree(&t.live, &t.stored, 0)?;
+        let changed = !same_tree(live, kept, 0)?;
         if changed {
             self.make_store_parents(&t)?;
-            copy_entry(&t.live, &t.stored)
+            copy_entry(live, kept)
                 .with_context(|| format!("copying {} into the store", t.path.display()))?;
             fault::point("store.copied");
         }
@@ -167,22 +214,24 @@ impl Store {
     /// its owner; when content and mode are already right nothing is written.
     pub fn write_persisted(&self, path: &Path, data: &[u8], mode: u32) -> Result<Persisted> {
         let t = self.target(path)?;
-        let current = match fs::symlink_metadata(&t.live) {
-            Ok(m) if !m.is_file() => bail!("{}: not a regular file", t.path.display()),
-            Ok(m) => Some(m),
-            Err(_) => None,
+        let live = self.live_of(&t);
+        let current = match live.meta()? {
+            Some(m) if !m.is_file() => bail!("{}: not a regular file", t.path.display()),
+            m => m,
         };
         let unchanged = current
             .as_ref()
             .is_some_and(|m| m.mode() & 0o7777 == mode & 0o7777)
-            && fs::read(&t.live).is_ok_and(|old| old == data);
+            && live
+                .fs
+                .read(live.rel, MAX_FILE)
+                .is_ok_and(|old| old.as_deref() == Some(data));
         if !unchanged {
             if self.unmount_ours(&t)? {
                 fault::point("store.unmounted");
             }
-            stage_and_swap(&t.live, |staged| {
-                put_file(staged, data, mode, current.as_ref())
-            })?;
+            let owner = current.as_ref().map(|m| (m.uid(), m.gid()));
+            stage_and_swap(live, |staged| put_file(staged, data, mode, owner))?;
         }
         self.persist(path)
     }
@@ -202,7 +251,7 @@ impl Store {
         let listed = all.contains(&t.path);
         // An unlisted copy is what an interrupted persist or unpersist leaves: finish the job.
         ensure!(
-            listed || kind_at(&t.stored)?.is_some(),
+            listed || self.kept_of(&t).kind()?.is_some(),
             "{} is not persisted (not listed in {})",
             t.path.display(),
             self.dir.join(STORE_FILES_LIST).display()
@@ -212,8 +261,8 @@ impl Store {
             self.update_list(&t.path, false)?;
             fault::point("store.unlisted");
         }
-        remove_any(&t.stored)?;
-        sync_parent(&t.stored)?;
+        remove_any(self.kept_of(&t))?;
+        sync_parent(self.kept_of(&t))?;
         info!("unpersisted {}", t.path.display());
         Ok(())
     }
@@ -265,19 +314,19 @@ impl Store {
         Ok(done)
     }
 
-    /// The paths listed in the store, sorted and unique. Lines that are not absolute paths
-    /// are skipped with a warning (and kept in the file).
+    /// The paths listed in the store, sorted and unique. Lines that are not plain absolute
+    /// paths are refused with a warning naming them (and kept in the file).
     pub fn list(&self) -> Result<Vec<PathBuf>> {
         let file = self.dir.join(STORE_FILES_LIST);
-        let Some(bytes) = read_bytes_optional(&file)? else {
+        let Some(bytes) = self.kept.read(Path::new(STORE_FILES_LIST), MAX_STATE)? else {
             return Ok(Vec::new());
         };
         let mut out: Vec<PathBuf> = list_lines(&bytes)
             .filter_map(|line| match parse_list_line(line) {
-                Some(p) => Some(p),
-                None => {
+                Ok(p) => Some(p),
+                Err(why) => {
                     warn!(
-                        "{}: skipping bad line {:?}",
+                        "{}: refusing the line {:?}: {why}",
                         file.display(),
                         String::from_utf8_lossy(line)
                     );
@@ -291,22 +340,45 @@ impl Store {
 
     /// Our own state files inside the store (not bind-mounted, not in the files list),
     /// e.g. `rel = "ovirt-node-reg/state.json"`.
+    /// Like every write into the store, beneath it and through no symlink.
     pub fn write_state(&self, rel: &str, data: &[u8], mode: u32) -> Result<()> {
-        write_atomic(&self.state_path(rel)?, data, mode)
+        self.kept.write_atomic(state_path(rel)?, data, mode)
     }
 
+    /// A state file (at most 1 MiB), `None` when absent; a symlink is refused, not followed.
     pub fn read_state(&self, rel: &str) -> Result<Option<String>> {
-        read_optional(&self.state_path(rel)?)
+        self.kept.read_text(state_path(rel)?, MAX_STATE)
     }
 
-    fn state_path(&self, rel: &str) -> Result<PathBuf> {
-        let p = Path::new(rel);
-        let plain = p.components().all(|c| matches!(c, Component::Normal(_)));
-        ensure!(
-            plain && p.starts_with(STORE_STATE_DIR) && p != Path::new(STORE_STATE_DIR),
-            "{rel:?}: our state files are relative paths under {STORE_STATE_DIR}/ in the store"
-        );
-        Ok(self.dir.join(p))
+    /// A directory for state files, created when missing, with exactly `mode`.
+    pub fn make_state_dir(&self, rel: &str, mode: u32) -> Result<()> {
+        let p = state_path(rel)?;
+        self.kept.create_dirs(p, mode)?;
+        self.kept.set_mode(p, mode)
+    }
+
+    /// Remove a state file or directory (gone already is fine), durably.
+    pub fn remove_state(&self, rel: &str) -> Result<()> {
+        let p = state_path(rel)?;
+        self.kept.remove(p)?;
+        sync_parent(At {
+            fs: &self.kept,
+            rel: p,
+        })
+    }
+
+    fn live_of<'a>(&'a self, t: &'a Target) -> At<'a> {
+        At {
+            fs: &self.live,
+            rel: &t.rel,
+        }
+    }
+
+    fn kept_of<'a>(&'a self, t: &'a Target) -> At<'a> {
+        At {
+            fs: &self.kept,
+            rel: &t.rel,
+        }
     }
 
     /// Check and resolve a path given to persist / unpersist / restore.
@@ -321,8 +393,12 @@ impl Store {
             !path.as_os_str().as_bytes().contains(&b'\n'),
             "{path:?}: a path with a newline cannot be listed"
         );
-        let resolved = resolve(&self.root, path, false)
-            .with_context(|| format!("resolving {}", path.display()))?;
+        let resolved = plain(path).ok_or_else(|| {
+            anyhow!(
+                "{}: `..` is not allowed; give the path without it",
+                path.display()
+            )
+        })?;
         // "/" and "/etc" style paths: oVirt refuses them, a bind mount there would hide the system.
         ensure!(
             resolved.components().count() > 2,
@@ -345,9 +421,12 @@ impl Store {
             "{} would collide with our own state in the store",
             resolved.display()
         );
+        // Taken as written on both sides: a symlink among the parents is refused here.
+        self.live.metadata(&rel)?;
+        self.kept.metadata(&rel)?;
         Ok(Target {
-            live: self.root.join(&resolved),
-            stored: self.dir.join(&rel),
+            live: self.live.host(&rel),
+            stored: self.kept.host(&rel),
             rel,
             path: resolved,
         })
@@ -379,7 +458,7 @@ impl Store {
         };
         let o = self.target(outer)?;
         ensure!(
-            same_inode(&o.live, &o.stored),
+            same_inode(self.live_of(&o), self.kept_of(&o)),
             "{} is inside the persisted directory {}, which is not mounted (restore it first)",
             t.path.display(),
             outer.display()
@@ -398,21 +477,21 @@ impl Store {
         let mut rel = PathBuf::new();
         for part in t.rel.parent().into_iter().flat_map(Path::components) {
             rel.push(part);
-            let stored = self.dir.join(&rel);
-            if fs::symlink_metadata(&stored).is_ok() {
+            if self.kept.metadata(&rel)?.is_some() {
                 continue;
             }
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .create(&stored)
-                .with_context(|| format!("creating {}", stored.display()))?;
-            if let Ok(live) = fs::metadata(self.root.join(&rel)) {
-                set_owner(&stored, &live)?;
-                set_mode(&stored, live.mode())?;
-            } else {
-                set_mode(&stored, 0o755)?;
+            self.kept.create_dir(&rel, 0o700)?;
+            match self.live.metadata(&rel)? {
+                Some(live) if live.is_dir() => {
+                    self.kept.set_owner(&rel, live.uid(), live.gid())?;
+                    self.kept.set_mode(&rel, live.mode())?;
+                }
+                _ => self.kept.set_mode(&rel, 0o755)?,
             }
-            sync_parent(&stored)?;
+            sync_parent(At {
+                fs: &self.kept,
+                rel: &rel,
+            })?;
         }
         Ok(())
     }
@@ -421,7 +500,7 @@ impl Store {
     /// already. A stale mount (one pinning a copy that was since replaced) is taken off
     /// first, so mounts never stack and the live path always shows the current copy.
     fn mount_stored(&self, t: &Target) -> Result<()> {
-        if same_inode(&t.live, &t.stored) {
+        if same_inode(self.live_of(t), self.kept_of(t)) {
             return Ok(());
         }
         if self.unmount_ours(t)? {
@@ -467,19 +546,20 @@ impl Store {
         if self.unmount_ours(t)? {
             fault::point("store.unmounted");
         }
-        let Some(kind) = kind_at(&t.stored)? else {
+        let (live, kept) = (self.live_of(t), self.kept_of(t));
+        let Some(kind) = kept.kind()? else {
             warn!(
                 "stored copy of {} is missing; leaving the live one as it is",
                 t.path.display()
             );
             return Ok(());
         };
-        check_same_kind(t, kind)?;
-        if same_tree(&t.stored, &t.live, 0)? {
+        check_same_kind(t, live, kind)?;
+        if same_tree(kept, live, 0)? {
             return Ok(());
         }
-        make_parents(&t.live)?;
-        copy_entry(&t.stored, &t.live)
+        make_parents(live)?;
+        copy_entry(kept, live)
             .with_context(|| format!("copying the stored {} back", t.path.display()))?;
         fault::point("store.copied_back");
         Ok(())
@@ -487,19 +567,21 @@ impl Store {
 
     fn restore_one(&self, path: &Path) -> Result<()> {
         let t = self.target(path)?;
-        let kind = kind_at(&t.stored)?
+        let (live, kept) = (self.live_of(&t), self.kept_of(&t));
+        let kind = kept
+            .kind()?
             .ok_or_else(|| anyhow!("its stored copy {} is missing", t.stored.display()))?;
-        check_same_kind(&t, kind)?;
+        check_same_kind(&t, live, kind)?;
         match kind {
             Kind::Symlink => {
-                if !same_tree(&t.stored, &t.live, 0)? {
-                    make_parents(&t.live)?;
-                    copy_entry(&t.stored, &t.live)?;
+                if !same_tree(kept, live, 0)? {
+                    make_parents(live)?;
+                    copy_entry(kept, live)?;
                 }
                 Ok(())
             }
             Kind::File | Kind::Dir => {
-                create_missing(&t.live, kind)?;
+                create_missing(live, kind)?;
                 self.mount_stored(&t)
             }
         }
@@ -508,10 +590,10 @@ impl Store {
     /// Rewrite the files list with `path` added or removed. Other lines, even ones we cannot
     /// parse, are kept as they are: oVirt's own tools may have written them.
     fn update_list(&self, path: &Path, add: bool) -> Result<()> {
-        let file = self.dir.join(STORE_FILES_LIST);
-        let old = read_bytes_optional(&file)?.unwrap_or_default();
+        let file = Path::new(STORE_FILES_LIST);
+        let old = self.kept.read(file, MAX_STATE)?.unwrap_or_default();
         let mut lines: Vec<&[u8]> = list_lines(&old)
-            .filter(|l| parse_list_line(l).as_deref() != Some(path))
+            .filter(|l| parse_list_line(l).ok().as_deref() != Some(path))
             .collect();
         if add {
             lines.push(path.as_os_str().as_bytes());
@@ -523,8 +605,19 @@ impl Store {
             text.extend_from_slice(line);
             text.push(b'\n');
         }
-        write_atomic(&file, &text, 0o644)
+        self.kept.write_atomic(file, &text, 0o644)
     }
+}
+
+/// A state file's path: relative, under our state directory, plain names only.
+fn state_path(rel: &str) -> Result<&Path> {
+    let p = Path::new(rel);
+    let plain = p.components().all(|c| matches!(c, Component::Normal(_)));
+    ensure!(
+        plain && p.starts_with(STORE_STATE_DIR) && p != Path::new(STORE_STATE_DIR),
+        "{rel:?}: our state files are relative paths under {STORE_STATE_DIR}/ in the store"
+    );
+    Ok(p)
 }
 
 /// `ovirt.reg.store=`: a block device is mounted on /config; anything else is a directory store.
@@ -571,6 +664,14 @@ fn open_directory(root: &Root, path: &Path) -> Result<PathBuf> {
 /// else find the filesystem labelled CONFIG and mount it there.
 fn open_by_label(root: &Root) -> Result<PathBuf> {
     let point = root.join(CONFIG_MOUNT);
+    // The store found by label is mounted on /config in the root, never through a link there.
+    if let Some(m) = root.fs().metadata(Path::new(CONFIG_MOUNT))? {
+        ensure!(
+            !m.file_type().is_symlink(),
+            "{}: is a symbolic link; refusing to use it as the config store",
+            point.display()
+        );
+    }
     if is_mount_point(&point)? {
         info!(
             "{} is already mounted; using it as the config store",
@@ -601,7 +702,7 @@ fn mount_device(root: &Root, dev: &Path) -> Result<()> {
         );
         return Ok(());
     }
-    fs::create_dir_all(&point).with_context(|| format!("creating {}", point.display()))?;
+    root.fs().create_dirs(Path::new(CONFIG_MOUNT), 0o755)?;
     // The real node (/dev/vdb, not a /dev/disk/by-label link), as mount tools should show it.
     let dev = fs::canonicalize(dev).with_context(|| format!("resolving {}", dev.display()))?;
     rustix::mount::mount(
@@ -693,7 +794,8 @@ fn read_ext_label(dev: &Path) -> io::Result<Option<String>> {
     Ok(Some(String::from_utf8_lossy(&name[..len]).into_owned()))
 }
 
-/// Resolve an absolute in-root path as the running system would see it: symlinks in the
+/// Resolve an absolute in-root path as the running system would see it (only for
+/// `ovirt.reg.store=`, the operator's own setting): symlinks in the
 /// parents are followed, absolute link targets staying inside the root; the last component
 /// is followed only with `follow_last`. A `..` climbing above the root is an error rather
 /// than clamped: such a link was meant for another tree, and following it would escape.
@@ -767,10 +869,35 @@ fn list_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
         .filter(|l| !l.is_empty())
 }
 
-/// A files list line as a normalised absolute path; `None` for anything else.
-fn parse_list_line(line: &[u8]) -> Option<PathBuf> {
+/// A files list line as an absolute path (`.` and repeated `/` dropped). A CONFIG disk is
+/// untrusted input: `/`, a relative path, `..` and NUL are refused, with the reason.
+fn parse_list_line(line: &[u8]) -> Result<PathBuf, &'static str> {
+    if line.contains(&0) {
+        return Err("it holds a NUL byte");
+    }
     let path = Path::new(OsStr::from_bytes(line));
-    (path.is_absolute() && !line.contains(&0)).then(|| paths::normalize(path))
+    if !path.is_absolute() {
+        return Err("not an absolute path");
+    }
+    let path = plain(path).ok_or("`..` is not allowed")?;
+    if path == Path::new("/") {
+        return Err("the root directory cannot be persisted");
+    }
+    Ok(path)
+}
+
+/// An absolute path with `.` and repeated `/` dropped; `None` when it holds `..`, which is
+/// refused rather than resolved (below a root it would climb out or be clamped).
+fn plain(path: &Path) -> Option<PathBuf> {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(p) => out.push(p),
+            Component::ParentDir => return None,
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    Some(out)
 }
 
 /// Byte order, as `LC_ALL=C sort -u`; it also puts every directory before what is inside it.
@@ -781,8 +908,8 @@ fn sort_unique(paths: &mut Vec<PathBuf>) {
 
 /// The live entry must be what the store holds: a bind mount needs a file on a file and a
 /// directory on a directory, and we never delete a live directory to make room for a symlink.
-fn check_same_kind(t: &Target, stored: Kind) -> Result<()> {
-    match kind_at(&t.live)? {
+fn check_same_kind(t: &Target, live: At, stored: Kind) -> Result<()> {
+    match live.kind()? {
         Some(live) if live != stored => {
             bail!(
                 "{} is a {live:?} but its stored copy is a {stored:?}",
@@ -795,124 +922,121 @@ fn check_same_kind(t: &Target, stored: Kind) -> Result<()> {
 
 /// oVirt's restore creates a missing target (parents, then an empty file or directory) so
 /// that there is something to mount over. What it looks like hardly matters: the mount hides it.
-fn create_missing(live: &Path, kind: Kind) -> Result<()> {
-    if fs::symlink_metadata(live).is_ok() {
+fn create_missing(live: At, kind: Kind) -> Result<()> {
+    if live.meta()?.is_some() {
         return Ok(());
     }
     make_parents(live)?;
-    let made = match kind {
-        Kind::Dir => fs::DirBuilder::new().mode(0o700).create(live),
-        _ => OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(live)
-            .map(drop),
-    };
-    made.with_context(|| format!("creating {}", live.display()))
+    match kind {
+        Kind::Dir => live.fs.create_dir(live.rel, 0o700),
+        _ => live.fs.create_file(live.rel, 0o600),
+    }
 }
 
-fn make_parents(path: &Path) -> Result<()> {
-    match path.parent() {
-        Some(p) => fs::create_dir_all(p).with_context(|| format!("creating {}", p.display())),
-        None => Ok(()),
+fn make_parents(at: At) -> Result<()> {
+    match at.rel.parent() {
+        Some(p) if !p.as_os_str().is_empty() => at.fs.create_dirs(p, 0o755),
+        _ => Ok(()),
     }
 }
 
 /// Make `dst` a copy of `src` (file, symlink or directory tree, with owner and mode),
 /// replacing what was there in one atomic step.
-fn copy_entry(src: &Path, dst: &Path) -> Result<()> {
-    let meta =
-        fs::symlink_metadata(src).with_context(|| format!("inspecting {}", src.display()))?;
+fn copy_entry(src: At, dst: At) -> Result<()> {
+    let meta = src
+        .meta()?
+        .ok_or_else(|| anyhow!("{}: no such file or directory", src.host().display()))?;
     stage_and_swap(dst, |staged| build(src, staged, &meta, 0))
 }
 
 /// Build the new entry beside `dst` with `make`, complete with owner and mode, then swap it
-/// in with one rename: `dst` is never seen half-written, nor with the wrong owner (which
-/// `write_atomic` alone, followed by chown, would show for a moment).
-fn stage_and_swap(dst: &Path, make: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let staged = staging_path(dst);
-    remove_any(&staged)?; // left over by an interrupted run
-    if let Err(e) = make(&staged) {
-        let _ = remove_any(&staged);
+/// in with one rename: `dst` is never seen half-written, nor with the wrong owner.
+fn stage_and_swap(dst: At, make: impl FnOnce(At) -> Result<()>) -> Result<()> {
+    let staged_rel = staging_path(dst.rel);
+    let staged = At {
+        fs: dst.fs,
+        rel: &staged_rel,
+    };
+    remove_any(staged)?; // left over by an interrupted run
+    if let Err(e) = make(staged) {
+        let _ = remove_any(staged);
         return Err(e);
     }
     fault::point("store.staged");
-    swap_in(&staged, dst)
+    swap_in(staged, dst)
 }
 
 /// Create `dst`, which does not exist, as a copy of `src`.
-fn build(src: &Path, dst: &Path, meta: &fs::Metadata, depth: u32) -> Result<()> {
+fn build(src: At, dst: At, meta: &fs::Metadata, depth: u32) -> Result<()> {
     ensure!(
         depth <= MAX_DEPTH,
         "{}: directory tree deeper than {MAX_DEPTH}",
-        src.display()
+        src.host().display()
     );
     match Kind::of(meta) {
         Some(Kind::File) => {
-            ensure!(
-                meta.len() <= MAX_FILE,
-                "{}: larger than {MAX_FILE} bytes",
-                src.display()
-            );
-            let data = fs::read(src).with_context(|| format!("reading {}", src.display()))?;
-            put_file(dst, &data, meta.mode(), Some(meta))
+            let data = src
+                .fs
+                .read(src.rel, MAX_FILE)?
+                .ok_or_else(|| anyhow!("{}: vanished while copied", src.host().display()))?;
+            put_file(dst, &data, meta.mode(), Some((meta.uid(), meta.gid())))
         }
         Some(Kind::Symlink) => {
-            let target =
-                fs::read_link(src).with_context(|| format!("reading link {}", src.display()))?;
-            std::os::unix::fs::symlink(&target, dst)
-                .with_context(|| format!("creating symlink {}", dst.display()))?;
-            set_owner(dst, meta)
+            dst.fs.symlink(&src.fs.read_link(src.rel)?, dst.rel)?;
+            dst.fs.set_owner(dst.rel, meta.uid(), meta.gid())
         }
         Some(Kind::Dir) => {
             // Private while it is filled in; the real mode is set once it is complete.
-            fs::DirBuilder::new()
-                .mode(0o700)
-                .create(dst)
-                .with_context(|| format!("creating {}", dst.display()))?;
+            dst.fs.create_dir(dst.rel, 0o700)?;
             for name in entries(src)? {
-                let from = src.join(&name);
-                let m = fs::symlink_metadata(&from)
-                    .with_context(|| format!("inspecting {}", from.display()))?;
-                build(&from, &dst.join(&name), &m, depth + 1)?;
+                let (from, to) = (src.rel.join(&name), dst.rel.join(&name));
+                let from = At {
+                    fs: src.fs,
+                    rel: &from,
+                };
+                let m = from
+                    .meta()?
+                    .ok_or_else(|| anyhow!("{}: vanished while copied", from.host().display()))?;
+                build(
+                    from,
+                    At {
+                        fs: dst.fs,
+                        rel: &to,
+                    },
+                    &m,
+                    depth + 1,
+                )?;
             }
-            set_owner(dst, meta)?;
-            set_mode(dst, meta.mode())?;
-            sync_dir(dst)
+            dst.fs.set_owner(dst.rel, meta.uid(), meta.gid())?;
+            dst.fs.set_mode(dst.rel, meta.mode())?;
+            dst.fs.sync_dir(dst.rel)
         }
         None => bail!(
             "{}: not a regular file, directory or symlink",
-            src.display()
+            src.host().display()
         ),
     }
 }
 
-/// Write a file durably with `mode` (set before it gets its name, so a secret is never
-/// readable by others) and the owner of `owner`.
-fn put_file(dst: &Path, data: &[u8], mode: u32, owner: Option<&fs::Metadata>) -> Result<()> {
-    write_atomic(dst, data, mode & 0o7777)?;
-    if let Some(owner) = owner {
-        set_owner(dst, owner)?;
-        // chown clears set-user-ID bits: put the exact mode back.
-        set_mode(dst, mode)?;
+/// Write a file durably with `mode` and `owner`, both set before it gets its name, so a
+/// secret is never readable by others nor shown with the wrong owner.
+fn put_file(dst: At, data: &[u8], mode: u32, owner: Option<(u32, u32)>) -> Result<()> {
+    match owner {
+        Some(owner) => dst.fs.write_owned(dst.rel, data, mode, owner),
+        None => dst.fs.write_atomic(dst.rel, data, mode),
     }
-    Ok(())
 }
 
 /// Move the staged entry to `dst` atomically. rename(2) replaces a file or symlink, but not
 /// a directory: then exchange the two and delete the old one, now at the staged path.
-fn swap_in(staged: &Path, dst: &Path) -> Result<()> {
-    let swapped = || format!("moving {} to {}", staged.display(), dst.display());
-    let dst_kind = kind_at(dst)?;
-    if dst_kind.is_some() && (dst_kind == Some(Kind::Dir) || kind_at(staged)? == Some(Kind::Dir)) {
-        let cwd = rustix::fs::CWD;
-        rustix::fs::renameat_with(cwd, staged, cwd, dst, rustix::fs::RenameFlags::EXCHANGE)
-            .with_context(swapped)?;
+fn swap_in(staged: At, dst: At) -> Result<()> {
+    let dst_kind = dst.kind()?;
+    if dst_kind.is_some() && (dst_kind == Some(Kind::Dir) || staged.kind()? == Some(Kind::Dir)) {
+        dst.fs.exchange(staged.rel, dst.rel)?;
         fault::point("store.swapped");
         remove_any(staged)?;
     } else {
-        fs::rename(staged, dst).with_context(swapped)?;
+        dst.fs.rename(staged.rel, dst.rel)?;
     }
     sync_parent(dst)
 }
@@ -925,14 +1049,16 @@ fn staging_path(path: &Path) -> PathBuf {
 
 /// True when `b` holds what persisting `a` would store: same kind, owner, mode and content,
 /// recursively. A missing `b` is simply different.
-fn same_tree(a: &Path, b: &Path, depth: u32) -> Result<bool> {
+fn same_tree(a: At, b: At, depth: u32) -> Result<bool> {
     ensure!(
         depth <= MAX_DEPTH,
         "{}: directory tree deeper than {MAX_DEPTH}",
-        a.display()
+        a.host().display()
     );
-    let ma = fs::symlink_metadata(a).with_context(|| format!("inspecting {}", a.display()))?;
-    let Ok(mb) = fs::symlink_metadata(b) else {
+    let ma = a
+        .meta()?
+        .ok_or_else(|| anyhow!("{}: no such file or directory", a.host().display()))?;
+    let Some(mb) = b.meta()? else {
         return Ok(false);
     };
     if ma.dev() == mb.dev() && ma.ino() == mb.ino() {
@@ -946,17 +1072,19 @@ fn same_tree(a: &Path, b: &Path, depth: u32) -> Result<bool> {
         return Ok(false);
     }
     match ka {
-        Kind::File => {
-            Ok(ma.len() == mb.len() && ma.len() <= MAX_FILE && fs::read(a)? == fs::read(b)?)
-        }
-        Kind::Symlink => Ok(fs::read_link(a)? == fs::read_link(b)?),
+        Kind::File => Ok(ma.len() == mb.len()
+            && ma.len() <= MAX_FILE
+            && a.fs.read(a.rel, MAX_FILE)? == b.fs.read(b.rel, MAX_FILE)?),
+        Kind::Symlink => Ok(a.fs.read_link(a.rel)? == b.fs.read_link(b.rel)?),
         Kind::Dir => {
             let names = entries(a)?;
             if names != entries(b)? {
                 return Ok(false);
             }
             for name in &names {
-                if !same_tree(&a.join(name), &b.join(name), depth + 1)? {
+                let (ca, cb) = (a.rel.join(name), b.rel.join(name));
+                let (ca, cb) = (At { fs: a.fs, rel: &ca }, At { fs: b.fs, rel: &cb });
+                if !same_tree(ca, cb, depth + 1)? {
                     return Ok(false);
                 }
             }
@@ -967,78 +1095,42 @@ fn same_tree(a: &Path, b: &Path, depth: u32) -> Result<bool> {
 
 /// The sorted names in a directory that we copy: files, directories and symlinks.
 /// Sockets, fifos and devices are skipped: they cannot be copied meaningfully.
-fn entries(dir: &Path) -> Result<Vec<OsString>> {
+fn entries(dir: At) -> Result<Vec<OsString>> {
     let mut names = Vec::new();
-    for entry in fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))? {
-        let entry = entry.with_context(|| format!("listing {}", dir.display()))?;
-        let t = entry
-            .file_type()
-            .with_context(|| format!("inspecting {}", entry.path().display()))?;
-        if t.is_file() || t.is_dir() || t.is_symlink() {
-            names.push(entry.file_name());
-        } else {
-            debug!("not copying special file {}", entry.path().display());
+    for name in dir.fs.list(dir.rel)? {
+        let child = dir.rel.join(&name);
+        let child = At {
+            fs: dir.fs,
+            rel: &child,
+        };
+        match child.meta()?.as_ref().and_then(Kind::of) {
+            Some(_) => names.push(name),
+            None => debug!("not copying special file {}", child.host().display()),
         }
     }
-    names.sort();
     Ok(names)
 }
 
-/// The kind of entry at `path` (a final symlink not followed); `None` when absent.
-fn kind_at(path: &Path) -> Result<Option<Kind>> {
-    match fs::symlink_metadata(path) {
-        Ok(m) => Kind::of(&m).map(Some).ok_or_else(|| {
-            anyhow!(
-                "{} is not a regular file, directory or symlink",
-                path.display()
-            )
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("inspecting {}", path.display())),
-    }
-}
-
-fn same_inode(a: &Path, b: &Path) -> bool {
-    match (fs::symlink_metadata(a), fs::symlink_metadata(b)) {
-        (Ok(ma), Ok(mb)) => ma.dev() == mb.dev() && ma.ino() == mb.ino(),
+fn same_inode(a: At, b: At) -> bool {
+    match (a.meta(), b.meta()) {
+        (Ok(Some(ma)), Ok(Some(mb))) => ma.dev() == mb.dev() && ma.ino() == mb.ino(),
         _ => false,
     }
 }
 
-fn set_owner(path: &Path, meta: &fs::Metadata) -> Result<()> {
-    std::os::unix::fs::lchown(path, Some(meta.uid()), Some(meta.gid()))
-        .with_context(|| format!("setting owner of {}", path.display()))
+fn remove_any(at: At) -> Result<()> {
+    at.fs.remove(at.rel)
 }
 
-/// Never for symlinks: chmod follows them.
-fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode & 0o7777))
-        .with_context(|| format!("setting mode of {}", path.display()))
-}
-
-fn remove_any(path: &Path) -> Result<()> {
-    let removed = match fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => Err(e),
-    };
-    removed.with_context(|| format!("removing {}", path.display()))
-}
-
-fn sync_parent(path: &Path) -> Result<()> {
-    match path.parent() {
-        Some(p) if p.exists() => sync_dir(p),
-        _ => Ok(()),
+/// fsync the directory holding `at`, when it exists.
+fn sync_parent(at: At) -> Result<()> {
+    let parent = at.rel.parent().unwrap_or(Path::new(""));
+    let exists =
+        parent.as_os_str().is_empty() || at.fs.metadata(parent)?.is_some_and(|m| m.is_dir());
+    if exists {
+        at.fs.sync_dir(parent)?;
     }
-}
-
-fn read_bytes_optional(path: &Path) -> Result<Option<Vec<u8>>> {
-    match fs::read(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
+    Ok(())
 }
 
 /// The filesystem (major, minor) holding `path`, as /proc/self/mountinfo names it.
@@ -1139,6 +1231,7 @@ fn top_mount_at(path: &Path) -> Result<Option<MountEntry>> {
 mod tests {
     use super::*;
     use std::collections::BTreeMap;
+    use std::os::unix::fs::PermissionsExt;
     use std::process::Command;
 
     /// Set in the child that runs a mount test inside its own mount namespace.
@@ -1215,6 +1308,15 @@ mod tests {
 
     fn text(path: &Path) -> String {
         fs::read_to_string(path).unwrap()
+    }
+
+    /// Host paths on the same inode: one is mounted on the other.
+    fn same_inode(a: &Path, b: &Path) -> bool {
+        let (ma, mb) = (
+            fs::symlink_metadata(a).unwrap(),
+            fs::symlink_metadata(b).unwrap(),
+        );
+        ma.dev() == mb.dev() && ma.ino() == mb.ino()
     }
 
     fn mode(path: &Path) -> u32 {
@@ -1328,21 +1430,69 @@ mod tests {
         let list = f.store.dir().join(STORE_FILES_LIST);
         fs::write(
             &list,
-            b"/etc/b\nrelative/x\n\n  /etc//a  \n\xff\x00bad\n/etc/b\n",
+            b"/etc/b\nrelative/x\n\n  /etc//a/.  \n\xff\x00bad\n/etc/b\n/\n/etc/../shadow\n",
         )
         .unwrap();
         assert_eq!(
             f.store.list().unwrap(),
             vec![PathBuf::from("/etc/a"), PathBuf::from("/etc/b")]
         );
+        for (line, why) in [
+            (&b"relative/x"[..], "not an absolute path"),
+            (b"/", "the root directory"),
+            (b"/etc/../shadow", "`..` is not allowed"),
+            (b"/etc/\x00bad", "NUL"),
+        ] {
+            assert!(parse_list_line(line).unwrap_err().contains(why), "{line:?}");
+        }
         f.store.update_list(Path::new("/etc/a"), false).unwrap();
         f.store.update_list(Path::new("/etc/c"), true).unwrap();
         assert_eq!(
             fs::read(&list).unwrap(),
-            b"/etc/b\n/etc/c\nrelative/x\n\xff\x00bad\n".to_vec()
+            b"/\n/etc/../shadow\n/etc/b\n/etc/c\nrelative/x\n\xff\x00bad\n".to_vec()
         );
     }
 
+    mount_test!(symlinked_parents_are_refused_on_either_side, {
+        let f = fixture();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("keep"), "keep").unwrap();
+        f.write("/usr/etc/pki/x", "x", 0o644);
+        std::os::unix::fs::symlink("usr/etc", f.live("/etc")).unwrap();
+        f.write("/var/y", "y", 0o644);
+        f.write("/srv/good", "good", 0o644);
+        std::os::unix::fs::symlink(outside.path(), f.stored("/var")).unwrap();
+        let before = (snapshot(f.root.dir()), snapshot(outside.path()));
+        let err = format!(
+            "{:#}",
+            f.store.persist(Path::new("/etc/pki/x")).unwrap_err()
+        );
+        let named = format!("{}: is a symbolic link", f.live("/etc").display());
+        assert!(err.contains(&named), "{err}");
+        let err = format!("{:#}", f.store.persist(Path::new("/var/y")).unwrap_err());
+        let named = format!("{}: is a symbolic link", f.stored("/var").display());
+        assert!(err.contains(&named), "{err}");
+        assert_eq!(
+            (snapshot(f.root.dir()), snapshot(outside.path())),
+            before,
+            "a refusal changed something"
+        );
+        // The real path persists; a listed path under the planted link is skipped at restore.
+        f.store.persist(Path::new("/usr/etc/pki/x")).unwrap();
+        f.store.persist(Path::new("/srv/good")).unwrap();
+        f.store.update_list(Path::new("/var/y"), true).unwrap();
+        assert_eq!(
+            f.store.restore().unwrap(),
+            vec![PathBuf::from("/srv/good"), PathBuf::from("/usr/etc/pki/x")]
+        );
+        assert_eq!(
+            snapshot(outside.path()),
+            before.1,
+            "nothing written outside"
+        );
+    });
+
+    /// `ovirt.reg.store=` (the operator's setting) is the one path resolved through links.
     #[test]
     fn resolves_parent_links_inside_the_root() {
         let f = fixture();
@@ -1398,6 +1548,50 @@ mod tests {
     }
 
     #[test]
+    fn state_files_never_go_through_a_link_nor_grow_unbounded() {
+        let f = fixture();
+        f.write("/etc/passwd", "root:x:0:0::/root:/bin/sh\n", 0o644);
+        std::os::unix::fs::symlink("../etc", f.stored("/ovirt-node-reg")).unwrap();
+        let before = snapshot(&f.live("/etc"));
+        let named = format!(
+            "{}: is a symbolic link",
+            f.stored("/ovirt-node-reg").display()
+        );
+        for e in [
+            f.store
+                .write_state("ovirt-node-reg/state.json", b"{}", 0o600)
+                .unwrap_err(),
+            f.store.read_state("ovirt-node-reg/passwd").unwrap_err(),
+            f.store
+                .make_state_dir("ovirt-node-reg/pending", 0o700)
+                .unwrap_err(),
+            f.store.remove_state("ovirt-node-reg/passwd").unwrap_err(),
+        ] {
+            assert!(format!("{e:#}").contains(&named), "{e:#}");
+        }
+        assert_eq!(
+            snapshot(&f.live("/etc")),
+            before,
+            "nothing changed at the target"
+        );
+        fs::remove_file(f.stored("/ovirt-node-reg")).unwrap();
+        // A pending directory: made private, and its files removed with it.
+        f.store
+            .make_state_dir("ovirt-node-reg/pending", 0o700)
+            .unwrap();
+        f.store
+            .write_state("ovirt-node-reg/pending/k", b"k", 0o600)
+            .unwrap();
+        assert_eq!(mode(&f.stored("/ovirt-node-reg/pending")), 0o700);
+        f.store.remove_state("ovirt-node-reg/pending").unwrap();
+        assert!(!f.stored("/ovirt-node-reg/pending").exists());
+        // A state file from a hostile disk: bounded, and refused when bigger.
+        fs::write(f.stored("/ovirt-node-reg/state.json"), vec![b' '; 2 << 20]).unwrap();
+        let e = f.store.read_state("ovirt-node-reg/state.json").unwrap_err();
+        assert!(format!("{e:#}").contains("larger than"), "{e:#}");
+    }
+
+    #[test]
     fn configured_store_must_be_a_directory_or_device() {
         let d = tempfile::tempdir().unwrap();
         let root = Root::new(d.path());
@@ -1440,11 +1634,15 @@ mod tests {
             ("etc/ok.conf", "not an absolute path"),
             ("/", "top-level"),
             ("/etc", "top-level"),
-            ("/etc/x/..", "top-level"),
+            ("/etc/x/..", "`..` is not allowed"),
             ("/etc/missing.conf", "no such file"),
-            ("/var/lib/a/up/etc/passwd", "escapes the root"),
+            // Symlinked parents are refused, never followed: in the root or out of it.
+            (
+                "/var/lib/a/up/etc/passwd",
+                "var/lib/a/up: is a symbolic link",
+            ),
             ("/config/files", "config store"),
-            ("/var/cfg/etc/ok.conf", "config store"),
+            ("/var/cfg/etc/ok.conf", "var/cfg: is a symbolic link"),
             (
                 "/var/lib/a/sock",
                 "not a regular file, directory or symlink",
@@ -1552,12 +1750,14 @@ mod tests {
         f.store.unmount(p).unwrap();
         assert_eq!(mounts_on(&live), 0);
         assert_eq!(text(&live), "one");
-        crate::fsutil::write_atomic(&live, b"two", 0o644).unwrap();
+        f.root.fs().write_atomic(p, b"two", 0o644).unwrap();
         assert_eq!(f.store.persist(p).unwrap(), Persisted::Updated);
         assert_eq!((text(&live), text(&stored)), ("two".into(), "two".into()));
         assert_eq!(mounts_on(&live), 1);
         // The stored copy replaced behind the mount's back: the mount pins the old file.
-        crate::fsutil::write_atomic(&stored, b"three", 0o644).unwrap();
+        Beneath::new(f.store.dir())
+            .write_atomic(p, b"three", 0o644)
+            .unwrap();
         assert_eq!(text(&live), "two");
         assert_eq!(f.store.restore().unwrap(), vec![p.to_path_buf()]);
         assert_eq!(text(&live), "three", "restore replaced the stale mount");

@@ -11,7 +11,6 @@
 use std::fmt;
 use std::path::Path;
 
-use anyhow::Context;
 use base64::Engine as _;
 use log::{info, warn};
 
@@ -38,6 +37,8 @@ pub const SSH_KEY_SOURCES: [&str; 2] = [
 /// The comment that marks the engine's line in `authorized_keys` (the engine's default
 /// `SSHKeyAlias`); only lines ending with it are ever replaced.
 pub const ENGINE_KEY_COMMENT: &str = "ovirt-engine";
+/// Largest `authorized_keys` we read back and rewrite.
+const MAX_AUTHORIZED_KEYS: u64 = 1 << 20;
 
 /// The engine CA certificate.
 #[derive(Clone, PartialEq, Eq)]
@@ -543,21 +544,16 @@ pub fn update_authorized_keys(existing: &str, key: &SshKey) -> String {
     out
 }
 
-/// Install the key into root's `authorized_keys` (dir 0700, file 0600) and persist it.
+/// Install the key into root's `authorized_keys` (dir 0700, file 0600) and persist it. A
+/// planted `/root/.ssh` link is an error: nothing is created or chmod-ed through it.
 pub fn install_ssh_key(store: &Store, key: &SshKey) -> anyhow::Result<Persisted> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    let root = store.root();
-    let dir = root.join(paths::ROOT_SSH_DIR);
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
+    let fs = store.root().fs();
+    let dir = Path::new(paths::ROOT_SSH_DIR);
+    fs.create_dirs(dir, 0o700)?;
     // sshd refuses keys in a group- or world-writable directory.
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("setting the mode of {}", dir.display()))?;
-    let file = root.join(paths::ROOT_AUTHORIZED_KEYS);
-    let existing = crate::fsutil::read_optional(&file)?.unwrap_or_default();
+    fs.set_mode(dir, 0o700)?;
+    let file = Path::new(paths::ROOT_AUTHORIZED_KEYS);
+    let existing = fs.read_text(file, MAX_AUTHORIZED_KEYS)?.unwrap_or_default();
     let text = update_authorized_keys(&existing, key);
     store.write_persisted(
         Path::new(paths::ROOT_AUTHORIZED_KEYS),

@@ -271,7 +271,12 @@ fn refusals_fail_clearly_and_change_nothing() {
         ("persist /", "top-level"),
         ("persist /etc", "top-level"),
         ("persist /etc/missing.conf", "no such file"),
-        ("persist /var/lib/up/etc/passwd", "escapes the root"),
+        // A symlinked parent is refused, never followed (here it would climb out of the root).
+        (
+            "persist /var/lib/up/etc/passwd",
+            "var/lib/up: is a symbolic link",
+        ),
+        ("persist /etc/x/../ok.conf", "`..` is not allowed"),
         ("persist /config/files", "config store"),
         ("unpersist /etc/never.conf", "not persisted"),
     ] {

@@ -10,12 +10,15 @@
 use anyhow::Result;
 use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::fsutil::{read_optional, write_atomic};
 use crate::paths::{Root, IFCFG_DIR, NM_CONNECTIONS_DIR};
 use crate::store::{Persisted, Store};
 use crate::values::{Ipv6Mode, Mac, NetConf};
+
+/// Largest file of ours we read back to compare.
+const MAX_FILE: u64 = 1 << 20;
 
 /// How the bridge gets its IPv4 address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -394,15 +397,33 @@ pub fn write(root: &Root, store: Option<&Store>, file: &File) -> Result<bool> {
         let done = store.write_persisted(&file.path, file.text.as_bytes(), file.mode)?;
         return Ok(done != Persisted::Unchanged);
     }
-    let live = root.join(&file.path);
-    let current = read_optional(&live)?;
-    let mode_ok = std::fs::metadata(&live)
-        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777 == file.mode)
-        .unwrap_or(false);
-    if current.as_deref() == Some(file.text.as_str()) && mode_ok {
+    write_live(root, file, false)
+}
+
+/// [`write`] for `/etc/resolv.conf`, never persisted: a symlink there (a resolver's stub in
+/// /run) is replaced by the file, as a rename always did; what it points to is never opened.
+/// Early boot owns the resolver while it runs; NetworkManager writes it in the real root.
+pub fn write_resolv_conf(root: &Root, file: &File) -> Result<bool> {
+    write_live(root, file, true)
+}
+
+/// Write `file` in the root, beneath it and through no symlink, unless it is already right.
+fn write_live(root: &Root, file: &File, over_link: bool) -> Result<bool> {
+    let fs = root.fs();
+    let current = match fs.metadata(&file.path)? {
+        Some(m) if m.is_file() && m.mode() & 0o7777 == file.mode => {
+            fs.read(&file.path, MAX_FILE)?
+        }
+        _ => None,
+    };
+    if current.as_deref() == Some(file.text.as_bytes()) {
         return Ok(false);
     }
-    write_atomic(&live, file.text.as_bytes(), file.mode)?;
+    if over_link {
+        fs.write_replacing_link(&file.path, file.text.as_bytes(), file.mode)?;
+    } else {
+        fs.write_atomic(&file.path, file.text.as_bytes(), file.mode)?;
+    }
     Ok(true)
 }
 

@@ -575,7 +575,7 @@ fn write_resolver(root: &Root, cfg: &NetworkConfig, report: &mut NetReport) -> R
         mode: 0o644,
     };
     // Not persisted: in the installed system NetworkManager writes it from the profile.
-    if config_files::write(root, None, &file)? {
+    if config_files::write_resolv_conf(root, &file)? {
         report.changes.push(format!("wrote {RESOLV_CONF}"));
     }
     Ok(())
