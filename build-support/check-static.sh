@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Release gate for the shipped binary (design.md §7): fully static, no ELF interpreter, within
-# the 2.5 MiB budget, no test hooks, no aws-lc/openssl in Cargo.lock, and it runs in an empty
+# the 3.0 MiB budget, no test hooks, no aws-lc/openssl in Cargo.lock, and it runs in an empty
 # root the way it runs in an initramfs (no /lib, no /dev, no /proc). Usage: check-static.sh [BIN]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/static/ovirt-node-reg}
-LIMIT=2621440 # 2.5 MiB
+LIMIT=3145728 # 3.0 MiB (issue 13: room for the features that come next)
 
 fail() { printf '[check-static] FAIL: %s\n' "$*" >&2; exit 1; }
 ok() { printf '[check-static] ok: %s\n' "$*"; }
@@ -24,8 +24,8 @@ ok "no PT_INTERP"
 
 size=$(stat -c %s "$BIN")
 mib=$(awk -v s="$size" 'BEGIN { printf "%.2f", s / 1048576 }')
-[ "$size" -le "$LIMIT" ] || fail "size $size bytes ($mib MiB) > budget $LIMIT bytes (2.5 MiB)"
-ok "size $size bytes ($mib MiB), budget 2.5 MiB"
+[ "$size" -le "$LIMIT" ] || fail "size $size bytes ($mib MiB) > budget $LIMIT bytes (3.0 MiB)"
+ok "size $size bytes ($mib MiB), budget 3.0 MiB"
 
 # Fault points read OVIRT_NODE_REG_FAULT only in `test-hooks` builds (src/fault.rs): the
 # variable's name in the binary means a test build was shipped.

@@ -1,6 +1,6 @@
 //! Logging: `log` records to stderr and, in early boot, to the kernel log (`/dev/kmsg`),
 //! where the console and the journal pick them up. A few lines of our own instead of a
-//! logging crate: the size budget (2.5 MiB) needed the room for RSA keys.
+//! logging crate: the size budget (then 2.5 MiB) needed the room for RSA keys.
 
 use log::{LevelFilter, Log, Metadata, Record};
 use std::fs::{File, OpenOptions};
