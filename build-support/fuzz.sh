@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Fuzz the kernel command line parser for a bounded time: fuzz.sh [SECONDS] (default 60).
-# Fails (non-zero) if libFuzzer finds a crash, panic, timeout or OOM; the reproducer is left
-# in fuzz/artifacts/cmdline/. The corpus (fuzz/corpus/, not in git) grows across runs.
+# Fuzz the parsers of untrusted input, each for a bounded time:
+#   fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 10 s for every target)
+# Builds every target once, then runs each in turn; fails (non-zero) if libFuzzer finds a
+# crash, panic, timeout or OOM in any, naming the target and its reproducer(s) in
+# fuzz/artifacts/TARGET/. Each target starts from its checked-in seeds (fuzz/seeds/TARGET/);
+# the corpus it grows (fuzz/corpus/TARGET/, not in git) is kept across runs.
+# Replay one reproducer: fuzz.sh --replay TARGET FILE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SECS=${1:-60}
-TARGET=cmdline
+ALL=(cmdline dhcp sntp http_date retry_after pem der ssh_key v2_answer netlink
+    default_ovirt vdsm_reg_conf files_list state_json)
 # A fixed seed makes the run repeatable: CI explores the same inputs a developer already ran
 # for longer (FUZZ_SEED=random explores new ground; do that before committing parser changes).
 SEED=${FUZZ_SEED:-20261125}
@@ -22,28 +26,49 @@ else
     echo "[fuzz] no nightly: stable with RUSTC_BOOTSTRAP=1"
 fi
 
-# Seed an empty corpus with realistic lines so the fuzzer starts from the interesting shapes.
-CORPUS=fuzz/corpus/$TARGET
-if [ ! -d "$CORPUS" ] || [ -z "$(ls -A "$CORPUS")" ]; then
-    mkdir -p "$CORPUS"
-    printf '%s' 'BOOT_IMAGE=/vmlinuz root=live:LABEL=ovirt ro quiet management_server=engine.example.com:443' >"$CORPUS/seed-legacy"
-    printf '%s' 'management_server=[2001:db8::1]:8443 management_server_fingerprint=AB:CD BOOTIF=01-52-54-00-12-34-56 ip=dhcp' >"$CORPUS/seed-ipv6"
-    printf '%s' 'ovirt.reg.ca_pin=sha256:AAAA ovirt.reg.ca_pin=sha256:BBBB ovirt.reg.timeout=30 ovirt.reg.key=rsa ovirt.reg.debug "a b=c d" -- init=/bin/sh' >"$CORPUS/seed-new"
-    printf '%s' 'managment_server="engine.example.com" managementserver=x ovirt_vdsm_disable hostname= vlan=eth0.10:eth0 bond=bond0:eth0,eth1' >"$CORPUS/seed-odd"
-    printf '%s' 'bond_setup=bond0:eth0,eth1:mode=802.3ad,miimon=100,updelay=200,lacp_rate=fast ovirt.reg.token=t0k vdsm_reg.ticket=x ovirt.reg.insecure_token_on_cmdline' >"$CORPUS/seed-bond-token"
-fi
-
 # Start from the root lockfile so the fuzzed code uses the same dependency versions as the
 # shipped binary; cargo only adds libfuzzer-sys & co. (fuzz/Cargo.lock is therefore not in git.)
 cp Cargo.lock fuzz/Cargo.lock
-# Build separately so a compile error is not reported as a fuzzer finding.
-"${TC[@]}" fuzz build --fuzz-dir fuzz "$TARGET"
-echo "[fuzz] running $TARGET for ${SECS}s, seed $SEED"
-# -timeout: one input taking > 10 s is a hang; -rss_limit_mb: the parser must stay small.
-if ! "${TC[@]}" fuzz run --fuzz-dir fuzz "$TARGET" "$CORPUS" -- \
-    -seed="$SEED" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=1024 -print_final_stats=1; then
-    echo "[fuzz] FAIL: the fuzzer found a problem; reproducer(s) in fuzz/artifacts/$TARGET/:" >&2
-    ls -l "fuzz/artifacts/$TARGET/" >&2 || true
+
+if [ "${1:-}" = --replay ]; then
+    [ $# -eq 3 ] || { echo "usage: fuzz.sh --replay TARGET FILE" >&2; exit 2; }
+    "${TC[@]}" fuzz run --fuzz-dir fuzz "$2" "$3"
+    exit
+fi
+
+SECS=${1:-10}
+shift || true
+TARGETS=("$@")
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=("${ALL[@]}")
+for t in "${TARGETS[@]}"; do
+    [ -f "fuzz/fuzz_targets/$t.rs" ] || { echo "[fuzz] no target $t (have: ${ALL[*]})" >&2; exit 2; }
+done
+
+# Build first, so a compile error is not reported as a finding (and is not fuzzing time).
+if [ $# -eq 0 ]; then
+    "${TC[@]}" fuzz build --fuzz-dir fuzz
+else
+    for t in "${TARGETS[@]}"; do "${TC[@]}" fuzz build --fuzz-dir fuzz "$t"; done
+fi
+
+failed=()
+start=$SECONDS
+for t in "${TARGETS[@]}"; do
+    mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
+    echo "[fuzz] $t: ${SECS}s, seed $SEED"
+    # -timeout: one input taking > 10 s is a hang; -rss_limit_mb: the parsers must stay small.
+    # New inputs go to the first directory (the corpus); the seeds are only read.
+    if ! "${TC[@]}" fuzz run --fuzz-dir fuzz "$t" "fuzz/corpus/$t" "fuzz/seeds/$t" -- \
+        -seed="$SEED" -max_total_time="$SECS" -timeout=10 -rss_limit_mb=1024 \
+        -print_final_stats=1 2>&1 | grep -vE '^(#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)|"|###### )'; then
+        failed+=("$t")
+        echo "[fuzz] FAIL $t: reproducer(s), replay with: build-support/fuzz.sh --replay $t FILE" >&2
+        ls -l "fuzz/artifacts/$t/" >&2 || true
+    fi
+done
+echo "[fuzz] ${#TARGETS[@]} targets, $((SECONDS - start))s of fuzzing"
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "[fuzz] FAIL: ${failed[*]}" >&2
     exit 1
 fi
-echo "[fuzz] PASS: no crash in ${SECS}s"
+echo "[fuzz] PASS: no finding in ${SECS}s per target"

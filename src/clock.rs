@@ -567,6 +567,18 @@ fn query(
     sock.send(&encode_request(sent))
         .map_err(|e| e.to_string())?;
     let (reply, t4) = receive(&sock, clock, sent, timeout)?;
+    sntp_observation(&addr.to_string(), t1, &reply, t4, limits)
+}
+
+/// Pure: what a checked `reply` to a request sent at local `t1` and received at local `t4`
+/// says about the local clock, refused when the time it implies is outside `limits`.
+pub fn sntp_observation(
+    server: &str,
+    t1: Time,
+    reply: &Reply,
+    t4: Time,
+    limits: &Limits,
+) -> Result<Observation, String> {
     let (offset_ns, delay_ns) =
         offset_delay(t1, from_ntp(reply.receive), from_ntp(reply.transmit), t4)
             .ok_or("offset out of range")?;
@@ -576,7 +588,7 @@ fn query(
         .map_err(|e| format!("time refused: {e}"))?;
     Ok(Observation {
         source: Source::Sntp {
-            server: addr.to_string(),
+            server: server.to_string(),
         },
         offset_ns,
         error_ns: delay_ns.max(0) / 2,

@@ -64,21 +64,5 @@ pub fn apply(loaded: &mut Loaded, text: &str) {
     loaded.apply_layer(Source::Cmdline, &split(text));
 }
 
-/// Entry point for the fuzzer (`fuzz/`): any bytes must parse without panicking, and the
-/// settings that parsed must print back (`to_kargs`) to a command line that parses to the
-/// same configuration.
-pub fn fuzz_entry(data: &[u8]) {
-    let text = String::from_utf8_lossy(data);
-    let mut first = Loaded::default();
-    apply(&mut first, &text);
-    let mut again = Loaded::default();
-    apply(&mut again, &first.to_kargs().join(" "));
-    assert_eq!(
-        first.config.without_secrets(),
-        again.config.without_secrets(),
-        "round trip of {text:?}"
-    );
-}
-
 #[cfg(test)]
 mod tests;

@@ -10,6 +10,8 @@ pub mod escape;
 pub mod fault;
 pub mod flow;
 pub mod fsutil;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod identity;
 pub mod init;

@@ -5,7 +5,7 @@
 //! Installing the files (owners, modes, links) is a separate step; this module only makes and
 //! checks material.
 
-mod der;
+pub(crate) mod der;
 
 use std::net::IpAddr;
 use std::sync::Arc;

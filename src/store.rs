@@ -862,7 +862,7 @@ fn listed_ancestor<'a>(t: &Target, listed: &'a [PathBuf]) -> Option<&'a PathBuf>
         .find(|p| t.path.starts_with(p) && **p != t.path)
 }
 
-fn list_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn list_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
     bytes
         .split(|&b| b == b'\n')
         .map(<[u8]>::trim_ascii)
@@ -871,7 +871,7 @@ fn list_lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
 
 /// A files list line as an absolute path (`.` and repeated `/` dropped). A CONFIG disk is
 /// untrusted input: `/`, a relative path, `..` and NUL are refused, with the reason.
-fn parse_list_line(line: &[u8]) -> Result<PathBuf, &'static str> {
+pub(crate) fn parse_list_line(line: &[u8]) -> Result<PathBuf, &'static str> {
     if line.contains(&0) {
         return Err("it holds a NUL byte");
     }

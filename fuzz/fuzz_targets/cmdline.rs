@@ -1,9 +1,6 @@
-//! Kernel command lines are attacker-influenced input (PXE menus, boot loaders): parsing any
-//! byte string must never panic, hang or blow up memory.
+//! Fuzz target `cmdline`: the input and what is checked are in `ovirt_node_reg::fuzzing::cmdline`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    ovirt_node_reg::cmdline::fuzz_entry(data);
-});
+fuzz_target!(|data: &[u8]| ovirt_node_reg::fuzzing::cmdline(data));

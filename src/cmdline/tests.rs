@@ -403,7 +403,7 @@ fn token_inline_is_refused_without_the_flag() {
             "the error says it all: {:?}",
             l.warnings
         );
-        fuzz_entry(arg.as_bytes());
+        crate::fuzzing::cmdline(arg.as_bytes());
     }
     let l = load("ovirt.reg.insecure_token_on_cmdline=0 ovirt.reg.token=abc");
     assert_eq!(
@@ -493,11 +493,11 @@ fn kargs_round_trip() {
     assert!(first.errors.is_empty(), "{:?}", first.errors);
     let again = load(&first.to_kargs().join(" "));
     assert_eq!(first.config, again.config);
-    fuzz_entry(text.as_bytes());
+    crate::fuzzing::cmdline(text.as_bytes());
 }
 
 #[test]
-fn fuzz_entry_survives_garbage() {
+fn fuzz_finds_survive() {
     for input in [
         &b"ip=6:on"[..],
         b"ip=eth0:dhcp:1500",
@@ -515,6 +515,6 @@ fn fuzz_entry_survives_garbage() {
         b"BOOTIF=---",
         b"ovirt.reg.ca_pin=sha256:",
     ] {
-        fuzz_entry(input);
+        crate::fuzzing::cmdline(input);
     }
 }

@@ -407,14 +407,14 @@ fn u32_at(b: &[u8], at: usize) -> Option<u32> {
 }
 
 /// One netlink message: type, flags, sequence number and payload.
-struct Message<'a> {
-    ty: u16,
-    seq: u32,
-    payload: &'a [u8],
+pub(crate) struct Message<'a> {
+    pub(crate) ty: u16,
+    pub(crate) seq: u32,
+    pub(crate) payload: &'a [u8],
 }
 
 /// The messages in one datagram; stops at the first malformed header.
-fn messages(mut buf: &[u8]) -> Vec<Message<'_>> {
+pub(crate) fn messages(mut buf: &[u8]) -> Vec<Message<'_>> {
     let mut out = Vec::new();
     while let (Some(len), Some(ty), Some(seq)) = (u32_at(buf, 0), u16_at(buf, 4), u32_at(buf, 8)) {
         let len = len as usize;
@@ -450,7 +450,7 @@ fn c_string(data: &[u8]) -> String {
     String::from_utf8_lossy(&data[..end]).into_owned()
 }
 
-fn parse_link(payload: &[u8]) -> Option<Link> {
+pub(crate) fn parse_link(payload: &[u8]) -> Option<Link> {
     let mut link = Link {
         index: u32_at(payload, 4)?,
         flags: u32_at(payload, 8)?,
@@ -485,7 +485,7 @@ fn parse_linkinfo(data: &[u8], link: &mut Link) {
 }
 
 /// `(ifindex, address, prefix)` of an IPv4 address message.
-fn parse_addr(payload: &[u8]) -> Option<(u32, Ipv4Addr, u8)> {
+pub(crate) fn parse_addr(payload: &[u8]) -> Option<(u32, Ipv4Addr, u8)> {
     if *payload.first()? != AF_INET {
         return None;
     }
@@ -503,7 +503,7 @@ fn parse_addr(payload: &[u8]) -> Option<(u32, Ipv4Addr, u8)> {
 }
 
 /// `(ifindex, address, prefix)` of an IPv6 address message.
-fn parse_addr6(payload: &[u8]) -> Option<(u32, Ipv6Addr, u8)> {
+pub(crate) fn parse_addr6(payload: &[u8]) -> Option<(u32, Ipv6Addr, u8)> {
     if *payload.first()? != AF_INET6 {
         return None;
     }
@@ -516,7 +516,7 @@ fn parse_addr6(payload: &[u8]) -> Option<(u32, Ipv6Addr, u8)> {
     Some((index, addr, prefix))
 }
 
-fn parse_default_route(payload: &[u8]) -> Option<DefaultRoute> {
+pub(crate) fn parse_default_route(payload: &[u8]) -> Option<DefaultRoute> {
     let (family, dst_len, table) = (*payload.first()?, *payload.get(1)?, *payload.get(4)?);
     if family != AF_INET || dst_len != 0 || table != RT_TABLE_MAIN {
         return None;
@@ -678,7 +678,7 @@ impl Netlink {
 }
 
 /// An `NLMSG_ERROR` payload: error 0 is the ACK.
-fn ack_result(payload: &[u8], what: &str) -> Result<()> {
+pub(crate) fn ack_result(payload: &[u8], what: &str) -> Result<()> {
     let code = u32_at(payload, 0).map(|c| c as i32).unwrap_or(-1);
     if code == 0 {
         return Ok(());
