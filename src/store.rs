@@ -399,6 +399,10 @@ impl Store {
                 path.display()
             )
         })?;
+        ensure!(
+            !ends_in_white_space(&resolved),
+            "{path:?}: a path ending in white space cannot be listed (lines are trimmed)"
+        );
         // "/" and "/etc" style paths: oVirt refuses them, a bind mount there would hide the system.
         ensure!(
             resolved.components().count() > 2,
@@ -883,7 +887,18 @@ pub(crate) fn parse_list_line(line: &[u8]) -> Result<PathBuf, &'static str> {
     if path == Path::new("/") {
         return Err("the root directory cannot be persisted");
     }
+    if ends_in_white_space(&path) {
+        return Err("it ends in white space (`/a /.`), which a line cannot keep");
+    }
     Ok(path)
+}
+
+/// Lines of the files list are trimmed when read: such a path cannot be listed.
+fn ends_in_white_space(path: &Path) -> bool {
+    path.as_os_str()
+        .as_bytes()
+        .last()
+        .is_some_and(u8::is_ascii_whitespace)
 }
 
 /// An absolute path with `.` and repeated `/` dropped; `None` when it holds `..`, which is
@@ -1494,6 +1509,19 @@ mod tests {
 
     /// `ovirt.reg.store=` (the operator's setting) is the one path resolved through links.
     #[test]
+    fn files_list_paths_read_back_as_themselves() {
+        // Found by the fuzz target `files_list`: `/etc/x /.` named `/etc/x `, which written
+        // back as a line (trimmed when read) is `/etc/x`, another path.
+        assert!(parse_list_line(b"/etc/x /.").is_err());
+        assert!(parse_list_line(b"/etc/x\x0c/").is_err());
+        assert_eq!(
+            parse_list_line(b"/etc/a b/./c"),
+            Ok(PathBuf::from("/etc/a b/c"))
+        );
+        crate::fuzzing::files_list(b"/etc/x /.\n/etc/x\x0c/\n/etc/ok\n");
+    }
+
+    #[test]
     fn resolves_parent_links_inside_the_root() {
         let f = fixture();
         fs::create_dir_all(f.live("/usr/etc/pki")).unwrap();
@@ -1648,6 +1676,7 @@ mod tests {
                 "not a regular file, directory or symlink",
             ),
             ("/etc/a\nb", "newline"),
+            ("/etc/trailing ", "white space"),
             ("/ovirt-node-reg/state.json", "own state"),
         ] {
             let err = format!("{:#}", f.store.persist(Path::new(path)).unwrap_err());
