@@ -223,18 +223,30 @@ fn join_lines(lines: &[String]) -> String {
 
 /// `key=value` or `key = value` inside `[vars]` (ConfigParser writes the spaced form).
 fn parse_ini_vars(text: &str) -> Vec<(String, String)> {
+    let lines: Vec<&str> = text.lines().collect();
+    vars_assignments(&lines)
+        .map(|(_, k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// `(line index, key, value)` of every assignment inside a `[vars]` section, as vdsm-reg
+/// reads them: the one rule for the reader and the writer, so both see the same lines.
+fn vars_assignments<'a, S: AsRef<str>>(
+    lines: &'a [S],
+) -> impl Iterator<Item = (usize, &'a str, &'a str)> + 'a {
     let mut in_vars = false;
-    let mut out = Vec::new();
-    for line in text.lines().map(str::trim) {
+    lines.iter().enumerate().filter_map(move |(i, line)| {
+        let line = line.as_ref().trim();
         if line.starts_with('[') {
             in_vars = line == "[vars]";
-        } else if in_vars && !line.starts_with(['#', ';']) {
-            if let Some((k, v)) = line.split_once('=') {
-                out.push((k.trim().to_string(), v.trim().to_string()));
-            }
+            return None;
         }
-    }
-    out
+        if !in_vars || line.starts_with(['#', ';']) {
+            return None;
+        }
+        let (k, v) = line.split_once('=')?;
+        Some((i, k.trim(), v.trim()))
+    })
 }
 
 /// Read `vdsm-reg.conf` into `loaded`. The string `None` means unset, as in vdsm-reg;
@@ -290,8 +302,10 @@ pub fn render_vdsm_reg_conf(existing: &str, config: &Config) -> String {
         &config.engine_port().to_string(),
     );
     if let Some(fp) = &config.reg.ca_sha1 {
+        // Removed and added again (vdsm-config's `sed` and `echo >>`), but inside `[vars]`:
+        // appended after another section it would not be read back.
         lines.retain(|l| ini_key(l) != Some("fingerprint"));
-        lines.push(format!("fingerprint={fp}"));
+        set_ini_key(&mut lines, "fingerprint", &fp.to_string());
     }
     join_lines(&lines)
 }
@@ -300,9 +314,21 @@ fn ini_key(line: &str) -> Option<&str> {
     line.split_once('=').map(|(k, _)| k.trim())
 }
 
-/// Replace `key=…` (spaced or not) of `[vars]` in place, or add it at the end of `[vars]`.
+/// Replace every `key=…` (spaced or not) of `[vars]` in place, or add it at the end of the
+/// first `[vars]`. Every one: with the key twice, or `[vars]` twice, the reader takes the
+/// last, and vdsm-config's `sed` rewrites them all.
 fn set_ini_key(lines: &mut Vec<String>, key: &str, value: &str) {
     let line = format!("{key}={value}");
+    let found: Vec<usize> = vars_assignments(lines)
+        .filter(|(_, k, _)| *k == key)
+        .map(|(i, _, _)| i)
+        .collect();
+    for &i in &found {
+        lines[i] = line.clone();
+    }
+    if !found.is_empty() {
+        return;
+    }
     let start = lines
         .iter()
         .position(|l| l.trim() == "[vars]")
@@ -311,18 +337,12 @@ fn set_ini_key(lines: &mut Vec<String>, key: &str, value: &str) {
         .iter()
         .position(|l| l.trim_start().starts_with('['))
         .unwrap_or(lines.len() - start);
-    let section = start..start + len;
-    match section.clone().find(|&i| ini_key(&lines[i]) == Some(key)) {
-        Some(i) => lines[i] = line,
-        None => {
-            // After the last non-blank line of the section.
-            let at = section
-                .rev()
-                .find(|&i| !lines[i].trim().is_empty())
-                .map_or(start, |i| i + 1);
-            lines.insert(at, line);
-        }
-    }
+    // After the last non-blank line of the section.
+    let at = (start..start + len)
+        .rev()
+        .find(|&i| !lines[i].trim().is_empty())
+        .map_or(start, |i| i + 1);
+    lines.insert(at, line);
 }
 
 #[cfg(test)]

@@ -276,3 +276,28 @@ fn precedence_cmdline_over_files() {
         .to_string()
         .contains("kernel command line"));
 }
+
+#[test]
+fn vdsm_reg_conf_every_copy_of_a_key_is_rewritten() {
+    // Found by the fuzz target `vdsm_reg_conf`: with a key or `[vars]` twice the writer
+    // changed the first copy and the reader took the last; a fingerprint appended after
+    // another section was not read back at all.
+    let fp = "8F:3A:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:C2";
+    let new = from_cmdline(&format!(
+        "management_server=engine.example.com:8443 management_server_fingerprint={fp}"
+    ));
+    for existing in [
+        "[vars]\nvdc_host_name = old\nvdc_host_name = older\nfingerprint=None\n",
+        "[vars]\nvdc_host_name=old\n[loggers]\nkeys=root\n[vars]\nvdc_host_port = 80\n",
+        "[vars]\nvdc_host_name=old\n[other]\na=b\n",
+    ] {
+        let text = render_vdsm_reg_conf(existing, &new.config);
+        let mut back = Loaded::default();
+        apply_vdsm_reg_conf(&mut back, &text);
+        let engine = |l: &Loaded| l.config.reg.engine.as_ref().map(|e| e.host.clone());
+        assert_eq!(engine(&back), engine(&new), "{text}");
+        assert_eq!(back.config.engine_port(), 8443, "{text}");
+        assert_eq!(back.config.reg.ca_sha1, new.config.reg.ca_sha1, "{text}");
+    }
+    crate::fuzzing::vdsm_reg_conf(b"[vars]\nvdc_host_name=a:8443\n[vars]\nvdc_host_port=x\n");
+}
