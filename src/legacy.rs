@@ -6,8 +6,10 @@
 //!
 //! Both are updated line by line: unknown lines and comments are kept as they are.
 
-use crate::config::{Config, Loaded, RawSetting, Source, SETTINGS};
-use crate::values::{parse_ip, IpMethod, IpSetting};
+use std::net::IpAddr;
+
+use crate::config::{Config, Loaded, RawSetting, SettingError, Source, SETTINGS};
+use crate::values::{parse_ip, IpMethod, IpSetting, Netmask};
 
 // ---------------------------------------------------------------- /etc/default/ovirt
 
@@ -94,11 +96,10 @@ pub fn apply_default_ovirt(loaded: &mut Loaded, text: &str) {
             }
         }
     }
-    raw.extend(ip_from_vars(
-        get(IP_ADDRESS),
-        get(IP_GATEWAY),
-        get(IP_NETMASK),
-    ));
+    match ip_from_vars(get(IP_ADDRESS), get(IP_GATEWAY), get(IP_NETMASK)) {
+        Ok(ip) => raw.extend(ip),
+        Err(e) => loaded.errors.push(e),
+    }
     loaded.apply_layer(Source::DefaultOvirt, &raw);
 }
 
@@ -111,28 +112,33 @@ fn split_repeated<'a>(s: &crate::config::Setting, v: &'a str) -> Vec<&'a str> {
     }
 }
 
-/// `OVIRT_IP_ADDRESS` empty means DHCP (ovirt-early clears it for `ip=dhcp`).
-fn ip_from_vars(addr: Option<&str>, gw: Option<&str>, mask: Option<&str>) -> Vec<RawSetting> {
+/// `OVIRT_IP_ADDRESS` empty means DHCP (ovirt-early clears it for `ip=dhcp`). An address
+/// becomes `ip=ADDRESS::GATEWAY:NETMASK`, from checked values only: `ip=` is split at colons,
+/// so an odd value would spill into the next fields (a netmask `00::5` named interface `5`).
+fn ip_from_vars(
+    addr: Option<&str>,
+    gw: Option<&str>,
+    mask: Option<&str>,
+) -> Result<Vec<RawSetting>, SettingError> {
     let mut raw = Vec::new();
     match addr {
         Some("") => raw.push(RawSetting::new("ip", Some("dhcp"))),
         Some("off") => raw.push(RawSetting::new("ip", Some("off"))),
         Some(a) => {
-            let bracket = |s: &str| {
-                if s.contains(':') {
-                    format!("[{s}]")
-                } else {
-                    s.to_string()
-                }
-            };
             let v = format!(
                 "{}::{}:{}",
-                bracket(a),
-                gw.map(bracket).unwrap_or_default(),
-                mask.unwrap_or("")
+                ip_field(IP_ADDRESS, a)?,
+                gw.filter(|g| !g.is_empty())
+                    .map(|g| ip_field(IP_GATEWAY, g))
+                    .transpose()?
+                    .unwrap_or_default(),
+                mask.filter(|m| !m.is_empty())
+                    .map(netmask_field)
+                    .transpose()?
+                    .unwrap_or_default()
             );
             raw.push(RawSetting::new("ip", Some(&v)));
-            return raw;
+            return Ok(raw);
         }
         None => {}
     }
@@ -142,7 +148,32 @@ fn ip_from_vars(addr: Option<&str>, gw: Option<&str>, mask: Option<&str>) -> Vec
     if let Some(m) = mask.filter(|m| !m.is_empty()) {
         raw.push(RawSetting::new("netmask", Some(m)));
     }
-    raw
+    Ok(raw)
+}
+
+/// An address as one field of `ip=` (IPv6 in brackets).
+fn ip_field(var: &str, value: &str) -> Result<String, SettingError> {
+    match parse_ip(value) {
+        Some(IpAddr::V6(a)) => Ok(format!("[{a}]")),
+        Some(IpAddr::V4(a)) => Ok(a.to_string()),
+        None => Err(file_error(var, value, "an IP address")),
+    }
+}
+
+fn netmask_field(value: &str) -> Result<String, SettingError> {
+    value
+        .parse::<Netmask>()
+        .map(|_| value.to_string())
+        .map_err(|e| file_error(IP_NETMASK, value, e))
+}
+
+fn file_error(var: &str, value: &str, expected: &str) -> SettingError {
+    SettingError {
+        name: var.to_string(),
+        value: value.to_string(),
+        expected: expected.to_string(),
+        source: Source::DefaultOvirt,
+    }
 }
 
 /// The variables to store for the settings that came from the kernel command line

@@ -278,6 +278,31 @@ fn precedence_cmdline_over_files() {
 }
 
 #[test]
+fn default_ovirt_ip_values_stay_in_their_field() {
+    // Found by the fuzz target `default_ovirt`: the netmask `00::5` spilled into the later
+    // fields of the `ip=` built from the three variables and named the interface `5`.
+    let l = from_default_ovirt("OVIRT_IP_ADDRESS=fd00::5\nOVIRT_IP_NETMASK=00::5\n");
+    assert_eq!(l.config.net.ip, None);
+    let names: Vec<&str> = l.errors.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(names, ["OVIRT_IP_NETMASK"], "{:?}", l.errors);
+    let l = from_default_ovirt("OVIRT_IP_ADDRESS=10.0.0.5\nOVIRT_IP_GATEWAY=10.0.0.1:x:eth0\n");
+    assert_eq!(l.config.net.ip, None);
+    assert_eq!(
+        l.errors[0].to_string(),
+        "OVIRT_IP_GATEWAY=10.0.0.1:x:eth0: expected an IP address (from /etc/default/ovirt)"
+    );
+    // Brackets are accepted, as on the command line.
+    let l = from_default_ovirt(
+        "OVIRT_IP_ADDRESS=[fd00::5]\nOVIRT_IP_GATEWAY=[fd00::1]\nOVIRT_IP_NETMASK=64\n",
+    );
+    assert!(l.errors.is_empty(), "{:?}", l.errors);
+    let ip = l.config.net.ip.unwrap();
+    assert_eq!(ip.gateway, Some("fd00::1".parse().unwrap()));
+    assert_eq!((ip.netmask.unwrap().prefix, ip.interface), (64, None));
+    crate::fuzzing::default_ovirt(b"OVIRT_IP_ADDRESS=fd00::5\nOVIRT_IP_NETMASK=00::5\n");
+}
+
+#[test]
 fn vdsm_reg_conf_every_copy_of_a_key_is_rewritten() {
     // Found by the fuzz target `vdsm_reg_conf`: with a key or `[vars]` twice the writer
     // changed the first copy and the reader took the last; a fingerprint appended after
