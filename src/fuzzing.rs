@@ -8,7 +8,7 @@
 use std::net::Ipv4Addr;
 
 use crate::clock::{self, Decision, Limits, Time};
-use crate::config::{Loaded, Source};
+use crate::config::{Loaded, Setting, Source, SETTINGS};
 use crate::net::{dhcp, netlink};
 use crate::{engine, flow, http, legacy, pki, store, trust};
 
@@ -244,10 +244,15 @@ pub fn netlink(data: &[u8]) {
     assert!(total <= data.len(), "messages overlap");
 }
 
-/// `/etc/default/ovirt` as the node left it: what it sets, written back into the same file
-/// (as `flow` does when the command line sets it), reads back as the same configuration.
+/// `/etc/default/ovirt`, optionally after a kernel command line and a NUL byte. What the file
+/// sets, written back into it, reads back the same; and what the command line sets, written
+/// into it (as the `configured` step does on every boot), reads back as the command line's.
 pub fn default_ovirt(data: &[u8]) {
-    let text = String::from_utf8_lossy(data);
+    let (cmdline, file) = match data.iter().position(|&b| b == 0) {
+        Some(i) => (&data[..i], &data[i + 1..]),
+        None => (&[][..], data),
+    };
+    let text = String::from_utf8_lossy(file);
     let mut first = Loaded::default();
     legacy::apply_default_ovirt(&mut first, &text);
     // The file is written from the command line's settings: pretend each came from there.
@@ -256,14 +261,32 @@ pub fn default_ovirt(data: &[u8]) {
         .sources
         .values_mut()
         .for_each(|s| *s = Source::Cmdline);
-    let written = legacy::render_default_ovirt(&text, &legacy::default_ovirt_vars(&as_cmdline));
-    let mut again = Loaded::default();
-    legacy::apply_default_ovirt(&mut again, &written);
+    let again = reread_default_ovirt(&text, &as_cmdline);
     assert_eq!(
         first.config.without_secrets(),
         again.config.without_secrets(),
-        "{text:?} written as {written:?}"
+        "{text:?}"
     );
+
+    let mut cmd = Loaded::default();
+    crate::cmdline::apply(&mut cmd, &String::from_utf8_lossy(cmdline));
+    let again = reread_default_ovirt(&text, &cmd);
+    // `ip=` keeps only its address, gateway and netmask in this file.
+    let kept = |s: &&Setting| !s.secret && !matches!(s.name, "ip" | "netmask" | "gateway");
+    for s in SETTINGS.iter().filter(kept) {
+        if cmd.source_of(s.name) == Source::Cmdline {
+            let shown = |l: &Loaded| (s.show)(&l.config);
+            assert_eq!(shown(&again), shown(&cmd), "{} in {text:?}", s.name);
+        }
+    }
+}
+
+/// `text` updated with the variables of `loaded`, read again.
+fn reread_default_ovirt(text: &str, loaded: &Loaded) -> Loaded {
+    let written = legacy::render_default_ovirt(text, &legacy::default_ovirt_vars(loaded));
+    let mut again = Loaded::default();
+    legacy::apply_default_ovirt(&mut again, &written);
+    again
 }
 
 /// `vdsm-reg.conf`: the engine it names, written back into the same file (as vdsm-config

@@ -225,18 +225,22 @@ fn ip_address_value(ip: &IpSetting) -> String {
     }
 }
 
-/// Update `existing` (the current file, possibly empty) with `vars`: an assignment of the
-/// same name is replaced in place, others are appended; every other line is kept.
+/// Update `existing` (the current file, possibly empty) with `vars`: every assignment of the
+/// same name is replaced in place (the reader, like the shell, takes the last one), others
+/// are appended; every other line is kept.
 pub fn render_default_ovirt(existing: &str, vars: &[(String, String)]) -> String {
     let mut lines: Vec<String> = existing.lines().map(str::to_string).collect();
     for (name, value) in vars {
         let line = format!("{name}={}", quote_shell(value));
-        let pos = lines
-            .iter()
-            .position(|l| parse_shell_line(l).is_some_and(|(n, _)| &n == name));
-        match pos {
-            Some(i) => lines[i] = line,
-            None => lines.push(line),
+        let mut found = false;
+        for l in lines.iter_mut() {
+            if parse_shell_line(l).is_some_and(|(n, _)| &n == name) {
+                l.clone_from(&line);
+                found = true;
+            }
+        }
+        if !found {
+            lines.push(line);
         }
     }
     join_lines(&lines)

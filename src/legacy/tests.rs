@@ -326,3 +326,22 @@ fn vdsm_reg_conf_every_copy_of_a_key_is_rewritten() {
     }
     crate::fuzzing::vdsm_reg_conf(b"[vars]\nvdc_host_name=a:8443\n[vars]\nvdc_host_port=x\n");
 }
+
+#[test]
+fn default_ovirt_every_assignment_is_rewritten() {
+    // Found by the fuzz target `default_ovirt`: with a variable assigned twice, the writer
+    // replaced the first assignment and the reader took the last, so the command line's new
+    // value was written but never read back.
+    let l = from_cmdline("hostname=node2.example.com");
+    let existing = "OVIRT_HOSTNAME=a.example.com\n# x\nexport OVIRT_HOSTNAME='b.example.com'\n";
+    let text = render_default_ovirt(existing, &default_ovirt_vars(&l));
+    assert_eq!(
+        text,
+        "OVIRT_HOSTNAME=\"node2.example.com\"\n# x\nOVIRT_HOSTNAME=\"node2.example.com\"\n"
+    );
+    assert_eq!(
+        from_default_ovirt(&text).config.net.hostname,
+        l.config.net.hostname
+    );
+    crate::fuzzing::default_ovirt(format!("hostname=node2.example.com\0{existing}").as_bytes());
+}
