@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # THE test command (README, .ci/run): machine setup, lints, unit + integration tests, the static
-# release build and its gate, then a bounded fuzz run of every parser of untrusted input. Stops at the first failing stage.
+# release build and its gate, then a bounded fuzz run of every parser of untrusted input.
+# Stops at the first failing stage.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 START=$SECONDS
