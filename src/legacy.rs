@@ -296,7 +296,10 @@ pub fn apply_vdsm_reg_conf(loaded: &mut Loaded, text: &str) {
             .filter(|v| !v.is_empty() && *v != "None")
     };
     let mut raw = Vec::new();
-    if let Some(host) = get("vdc_host_name").or(get("vdc_host_ip")) {
+    // `None:71` is no engine either: the host part is what the writer puts in
+    // `vdc_host_name`, so an engine named `None` could not be written and read back.
+    let host_of = |k| get(k).filter(|v| v.split(':').next() != Some("None"));
+    if let Some(host) = host_of("vdc_host_name").or(host_of("vdc_host_ip")) {
         let host = if host.contains(':') && parse_ip(host).is_some() {
             format!("[{host}]")
         } else {

@@ -345,3 +345,14 @@ fn default_ovirt_every_assignment_is_rewritten() {
     );
     crate::fuzzing::default_ovirt(format!("hostname=node2.example.com\0{existing}").as_bytes());
 }
+
+#[test]
+fn vdsm_reg_conf_none_with_a_port_is_unset() {
+    // Found by the fuzz target `vdsm_reg_conf`: `None:71` named an engine `None`, which the
+    // writer puts back as `vdc_host_name=None`, read as unset.
+    let text = "[vars]\nvdc_host_name = None:71\nvdc_host_ip = 10.0.0.9\n";
+    let mut l = Loaded::default();
+    apply_vdsm_reg_conf(&mut l, text);
+    assert_eq!(l.config.reg.engine.unwrap().to_string(), "10.0.0.9");
+    crate::fuzzing::vdsm_reg_conf(b"[vars]\n[vars]\nvdc_host_name =None:71\n");
+}
