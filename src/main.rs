@@ -178,7 +178,12 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Status(c) => show_status(&root, c.json),
         Command::Boot(c) => Ok(boot(&root, &cmdline, cli.debug, flow::Run::Boot(c.stage))),
         Command::Reenroll(_) => Ok(boot(&root, &cmdline, cli.debug, flow::Run::Reenroll)),
-        Command::Register(c) => Ok(register(&root, &cmdline, c.engine.as_deref(), cli.debug)),
+        Command::Register(c) => Ok(finish(&flow::start_register(
+            &root,
+            &cmdline,
+            c.engine.as_deref(),
+            cli.debug,
+        ))),
         Command::Init(_) => anyhow::bail!("init runs only as process 1 (rdinit=/init or init=)"),
         Command::Worker(_) => ovirt_node_reg::worker::serve().map(|()| ExitCode::SUCCESS),
         Command::Persist(c) => store_paths(&root, &cmdline, &c.paths, true),
@@ -285,36 +290,6 @@ fn finish(st: &Status) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
-}
-
-/// `register [--engine HOST[:PORT]]`: the trust and register steps only.
-fn register(root: &Root, cmdline: &Path, engine: Option<&str>, debug: bool) -> ExitCode {
-    let prepared = load(root, cmdline).and_then(|mut loaded| {
-        if let Some(e) = engine {
-            let addr = e
-                .parse()
-                .map_err(|x| anyhow::anyhow!("--engine {e}: expected {x}"))?;
-            loaded.config.reg.engine = Some(addr);
-        }
-        anyhow::ensure!(
-            loaded.errors.is_empty(),
-            "invalid settings: {}",
-            loaded.error_summary()
-        );
-        let store = flow::open_store(root, &loaded)?;
-        Ok((loaded, store))
-    });
-    let st = match prepared {
-        Ok((loaded, store)) => {
-            flow::register(root, &loaded, &store, debug || loaded.config.reg.debug)
-        }
-        Err(e) => {
-            let mut st = Status::start();
-            st.set("registered", Outcome::Failed, Some(format!("{e:#}")));
-            st
-        }
-    };
-    finish(&st)
 }
 
 fn store_paths(root: &Root, cmdline: &Path, list: &[PathBuf], persist: bool) -> Result<ExitCode> {

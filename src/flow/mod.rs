@@ -181,6 +181,35 @@ pub fn start(root: &Root, cmdline: &Path, debug: bool, run: Run) -> Status {
     st
 }
 
+/// `register [--engine HOST[:PORT]]` from the command line: load the settings (`--engine`
+/// replaces the configured engine), open the store, run the trust and register steps only.
+/// Never an error: a failure to start becomes the status.
+pub fn start_register(root: &Root, cmdline: &Path, engine: Option<&str>, debug: bool) -> Status {
+    let prepared = crate::config::load_warned(root, cmdline).and_then(|mut loaded| {
+        if let Some(e) = engine {
+            let addr = e
+                .parse()
+                .map_err(|x| anyhow::anyhow!("--engine {e}: expected {x}"))?;
+            loaded.config.reg.engine = Some(addr);
+        }
+        anyhow::ensure!(
+            loaded.errors.is_empty(),
+            "invalid settings: {}",
+            loaded.error_summary()
+        );
+        let store = open_store(root, &loaded)?;
+        Ok((loaded, store))
+    });
+    match prepared {
+        Ok((loaded, store)) => register(root, &loaded, &store, debug || loaded.config.reg.debug),
+        Err(e) => {
+            let mut st = Status::start();
+            st.set("registered", Outcome::Failed, Some(format!("{e:#}")));
+            st
+        }
+    }
+}
+
 /// Where `boot` runs (design §4): the initramfs hook stops after `csr_submitted` so the boot
 /// goes on; the system unit (and a plain `boot`) runs every step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
