@@ -22,6 +22,7 @@ pub mod pki;
 pub mod retry;
 pub mod sandbox;
 pub mod secret;
+pub mod sources;
 pub mod status;
 pub mod store;
 pub mod trust;

@@ -5,11 +5,11 @@ use argh::FromArgs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use ovirt_node_reg::config::{self, Loaded, SETTINGS};
+use ovirt_node_reg::config::{Loaded, SETTINGS};
 use ovirt_node_reg::paths::{self, Root};
 use ovirt_node_reg::status::{self, Outcome, Status};
 use ovirt_node_reg::store::Persisted;
-use ovirt_node_reg::{escape, flow, logging};
+use ovirt_node_reg::{escape, flow, logging, sources};
 
 #[derive(FromArgs)]
 /// Register this oVirt Node with the oVirt Engine early in boot.
@@ -193,11 +193,11 @@ fn run(cli: &Cli) -> Result<ExitCode> {
 }
 
 fn load(root: &Root, cmdline: &Path) -> Result<Loaded> {
-    config::load_warned(root, cmdline)
+    sources::load_warned(root, cmdline)
 }
 
 fn config_show(root: &Root, cmdline: &Path, json: bool) -> Result<ExitCode> {
-    let loaded = config::load(root, cmdline)?;
+    let loaded = sources::load(root, cmdline)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&config_json(&loaded))?);
     } else {

@@ -152,7 +152,7 @@ pub fn open_store(root: &Root, loaded: &Loaded) -> Result<Store> {
 /// persisted files back, run the flow. Never an error: every failure becomes a status. The
 /// initramfs stage ends by releasing the store so the hand-over to the real root is clean.
 pub fn start(root: &Root, cmdline: &Path, debug: bool, run: Run) -> Status {
-    let opened = crate::config::load_warned(root, cmdline)
+    let opened = crate::sources::load_warned(root, cmdline)
         .and_then(|l| open_store(root, &l).map(|store| (l, store)));
     let (loaded, store) = match opened {
         Ok(x) => x,
@@ -185,7 +185,7 @@ pub fn start(root: &Root, cmdline: &Path, debug: bool, run: Run) -> Status {
 /// replaces the configured engine), open the store, run the trust and register steps only.
 /// Never an error: a failure to start becomes the status.
 pub fn start_register(root: &Root, cmdline: &Path, engine: Option<&str>, debug: bool) -> Status {
-    let prepared = crate::config::load_warned(root, cmdline).and_then(|mut loaded| {
+    let prepared = crate::sources::load_warned(root, cmdline).and_then(|mut loaded| {
         if let Some(e) = engine {
             let addr = e
                 .parse()
