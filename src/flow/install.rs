@@ -13,7 +13,6 @@ use crate::install::{self, Material, Owners};
 use crate::paths::Root;
 use crate::pki::{self, HostKey};
 use crate::secret::Secret;
-use crate::status;
 use crate::trust;
 
 /// `certs_installed`: each certificate checked against its key, its CA (the pinned one for
@@ -58,7 +57,7 @@ pub(super) fn certs_installed(ctx: &StepContext, state: &mut State) -> Result<St
         qemu_ca: &qemu_ca_pem,
     };
     install::install_certs(ctx.store, &material, &Owners::resolve(ctx.root))?;
-    let not_after = status::rfc3339(u64::try_from(vdsm.validity.not_after).unwrap_or(0));
+    let not_after = crate::calendar::rfc3339(vdsm.validity.not_after.max(0));
     info!("certificates installed; the vdsm certificate is valid until {not_after}");
     state.cert_not_after = Some(not_after);
     state.renew_per_mille = Some(700 + jitter_per_mille(200));
