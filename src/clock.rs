@@ -585,9 +585,6 @@ fn is_timeout(e: &io::Error) -> bool {
 
 // ------------------------------------------------------------------ engine Date header
 
-/// `get-version`: unauthenticated, small, answered by every engine.
-pub const DATE_PATH: &str = "/ovirt-engine/services/host-register?version=1&command=get-version";
-
 /// The offset implied by a `Date` of `date_secs` on an answer requested at local `t1` and
 /// received at `t4`. The server stamped it somewhere in between, truncated to the second:
 /// so the midpoint, plus half a second, with the half round trip and half a second as error.
@@ -645,7 +642,7 @@ pub fn measure_engine_date(
         let now = || clock.now().map_err(|e| DateError::Unusable(e.to_string()));
         let t1 = now()?;
         let resp = client
-            .get(DATE_PATH, attempt.remaining, 64 * 1024)
+            .get(crate::protocol::GET_VERSION, attempt.remaining, 64 * 1024)
             .map_err(DateError::Http)?;
         let t4 = now()?;
         let unusable = |m: String| DateError::Unusable(m);

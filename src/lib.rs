@@ -20,6 +20,7 @@ pub mod logging;
 pub mod net;
 pub mod paths;
 pub mod pki;
+pub mod protocol;
 pub mod retry;
 pub mod sandbox;
 pub mod secret;
