@@ -10,7 +10,7 @@ use super::enroll::{PendingKeys, PENDING_DIR, PENDING_QEMU_KEY, PENDING_VDSM_KEY
 use super::state::{host_address, trusted_ca};
 use super::{ca_cert, update_persisted, State, Step, StepContext, StepResult, MAX_CONFIG_FILE};
 use crate::install::{self, Material, Owners};
-use crate::paths::Root;
+use crate::paths::{self, Root};
 use crate::pki::{self, HostKey};
 use crate::secret::Secret;
 use crate::trust;
@@ -83,7 +83,7 @@ pub(super) fn renewal_due(root: &Root, state: &State) -> Option<String> {
         return Some("requested by ovirt-node-reg reenroll".into());
     }
     let read = |p: &str| root.fs().read_text(Path::new(p), MAX_CONFIG_FILE).ok()?;
-    let cert = read(install::VDSM_CERT)?;
+    let cert = read(paths::VDSM_CERT)?;
     let validity = pki::validity(&crate::trust::pem_certificate(&cert).ok()?).ok()?;
     let per_mille = state.renew_per_mille.unwrap_or(800);
     let now = std::time::SystemTime::now()
@@ -96,7 +96,7 @@ pub(super) fn renewal_due(root: &Root, state: &State) -> Option<String> {
             per_mille % 10
         ));
     }
-    let installed_ca = read(install::VDSM_CA)?;
+    let installed_ca = read(paths::VDSM_CA)?;
     (Some(installed_ca.trim()) != state.ca_pem.as_deref().map(str::trim))
         .then(|| "the engine CA changed".to_string())
 }
@@ -107,8 +107,8 @@ pub(super) fn stage_installed_keys(ctx: &StepContext) -> Result<()> {
         .make_state_dir(PENDING_DIR, 0o700)
         .context("making the pending key directory private")?;
     for (installed, pending) in [
-        (install::VDSM_KEY, PENDING_VDSM_KEY),
-        (install::QEMU_KEY, PENDING_QEMU_KEY),
+        (paths::VDSM_KEY, PENDING_VDSM_KEY),
+        (paths::QEMU_KEY, PENDING_QEMU_KEY),
     ] {
         let pem = ctx
             .root
@@ -134,19 +134,19 @@ pub(super) fn vdsm_configured(ctx: &StepContext, state: &mut State) -> Result<St
         .issued
         .as_ref()
         .context("no engine settings in the checkpoint")?;
-    update_persisted(ctx, install::VDSM_CONF, 0o644, |old| {
+    update_persisted(ctx, paths::VDSM_CONF, 0o644, |old| {
         install::render_vdsm_conf(old, issued.management_port, issued.ssl)
     })?;
     ctx.store
         .write_persisted(
-            Path::new(install::CORE_SYSCTL),
+            Path::new(paths::CORE_SYSCTL),
             install::core_sysctl().as_bytes(),
             0o644,
         )
         .context("writing the core-dump sysctl")?;
     if ctx.root.is_system() {
         // Now, for this boot; the drop-in keeps it for the next ones.
-        if let Err(e) = std::fs::write("/proc/sys/kernel/core_pattern", install::CORE_PATTERN) {
+        if let Err(e) = std::fs::write(paths::PROC_CORE_PATTERN, paths::CORE_PATTERN) {
             warn!("cannot set kernel.core_pattern: {e}");
         }
     }

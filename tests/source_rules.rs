@@ -1,10 +1,15 @@
-//! No import cycles between the library's top-level modules (issue 13): each module may
-//! use only modules below it, so it can be read, tested and changed without the ones above.
+//! Rules about where things live in `src/` (issue 13), checked on the source text.
 //!
-//! The graph is built from the source text: a node per top-level module of `src/` (a
-//! submodule counts under its parent, `src/net/dhcp.rs` is `net`), an edge for every
-//! `crate::X` path in `use` lines and in code. Comments and unit tests (`tests.rs` files, a
-//! trailing `#[cfg(test)] mod tests`) are left out: a test may use anything.
+//! * No import cycles between the library's top-level modules: each module may use only
+//!   modules below it, so it can be read, tested and changed without the ones above. The
+//!   graph has a node per top-level module of `src/` (a submodule counts under its parent,
+//!   `src/net/dhcp.rs` is `net`) and an edge for every `crate::X` path in `use` lines and in
+//!   code.
+//! * Absolute paths are written only in `src/paths.rs` (the engine's URL paths only in
+//!   `src/protocol.rs`).
+//!
+//! Comments and unit tests (`tests.rs` files, a trailing `#[cfg(test)] mod tests`) are left
+//! out: a test may use anything, and its fixtures are its own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -59,6 +64,59 @@ fn the_checker_sees_a_cycle_and_grouped_imports() {
     let shown = describe(&graph, cycle);
     assert!(shown.contains("a → b (src/a.rs:1)"), "{shown}");
     assert!(shown.contains("b → a (src/b/x.rs:1)"), "{shown}");
+}
+
+/// Files allowed to write absolute paths, and literals allowed elsewhere with the reason.
+const PATH_HOMES: [&str; 2] = ["paths.rs", "protocol.rs"];
+const PATH_EXCEPTIONS: [(&str, &str); 1] = [
+    // The form of a `root=` argument (`root=/dev/…`), not a file we open by name.
+    ("init.rs", "\"/dev/\""),
+];
+
+#[test]
+fn absolute_paths_only_in_paths_rs() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    for file in rust_files(&src) {
+        let rel = file.strip_prefix(&src).expect("under src/");
+        let name = rel.to_string_lossy().into_owned();
+        if PATH_HOMES.contains(&name.as_str()) || name.ends_with("tests.rs") {
+            continue;
+        }
+        let text = fs::read_to_string(&file).expect("readable source");
+        for (line, literal) in path_literals(&without_comments_and_tests(&text)) {
+            if !PATH_EXCEPTIONS.contains(&(name.as_str(), literal.as_str())) {
+                found.push(format!("  src/{name}:{line}: {literal}"));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "absolute paths outside src/paths.rs (name them there):\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_path_check_sees_literals_not_formats() {
+    let code = "let a = \"/etc/x\";\nlet b = format!(\"{A}/b\");\nlet c = \"a/b\";\n";
+    assert_eq!(path_literals(code), [(1, "\"/etc/x\"".to_string())]);
+}
+
+/// `(line, literal)` of each string literal that starts with `/` and a letter.
+fn path_literals(code: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    for (i, line) in code.lines().enumerate() {
+        for (at, _) in line.match_indices("\"/") {
+            let rest = &line[at + 1..];
+            if !rest[1..].starts_with(|c: char| c.is_ascii_alphabetic()) {
+                continue;
+            }
+            let end = rest.find('"').map_or(rest.len(), |e| e + 1);
+            out.push((i + 1, format!("\"{}", &rest[..end])));
+        }
+    }
+    out
 }
 
 /// Every top-level module's edges to the others.
