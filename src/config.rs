@@ -617,32 +617,3 @@ impl Loaded {
         self.sources.get(name).copied().unwrap_or(Source::Default)
     }
 }
-
-/// Read every source under `root`: vdsm-reg.conf, /etc/default/ovirt, then the kernel
-/// command line from `cmdline` (a host path; `/proc/cmdline` by default). A missing
-/// configuration file is simply empty; an unreadable command line is an error.
-/// [`load`], with every warning logged.
-pub fn load_warned(root: &crate::paths::Root, cmdline: &std::path::Path) -> anyhow::Result<Loaded> {
-    let loaded = load(root, cmdline)?;
-    for w in &loaded.warnings {
-        log::warn!("{w}");
-    }
-    Ok(loaded)
-}
-
-pub fn load(root: &crate::paths::Root, cmdline: &std::path::Path) -> anyhow::Result<Loaded> {
-    use crate::fsutil::read_optional;
-    use crate::paths::{DEFAULT_OVIRT, VDSM_REG_CONF};
-    use anyhow::Context;
-    let mut loaded = Loaded::default();
-    if let Some(text) = read_optional(&root.join(VDSM_REG_CONF))? {
-        crate::legacy::apply_vdsm_reg_conf(&mut loaded, &text);
-    }
-    if let Some(text) = read_optional(&root.join(DEFAULT_OVIRT))? {
-        crate::legacy::apply_default_ovirt(&mut loaded, &text);
-    }
-    let text = std::fs::read(cmdline)
-        .with_context(|| format!("reading the kernel command line from {}", cmdline.display()))?;
-    crate::cmdline::apply(&mut loaded, &String::from_utf8_lossy(&text));
-    Ok(loaded)
-}

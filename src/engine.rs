@@ -13,10 +13,9 @@ use log::info;
 use serde::{Deserialize, Serialize};
 
 use crate::http::{self, Answer, Client};
+use crate::protocol::{GET_VERSION, HOST_REGISTER};
 use crate::retry::{GaveUp, Retrier};
 use crate::secret::Secret;
-
-pub const HOST_REGISTER: &str = "/ovirt-engine/services/host-register";
 
 /// Small answers only: `OK\n` or an error page.
 const MAX_ANSWER: u64 = 64 * 1024;
@@ -148,10 +147,9 @@ fn registered(status: u16, body: &[u8]) -> Result<(), http::Error> {
 /// `get-version`: the highest protocol version the engine speaks (a stock engine says 1;
 /// design §5's version 2 will be advertised here).
 pub fn protocol_version(client: &Client, retrier: &mut Retrier) -> Result<u32, GaveUp<Error>> {
-    let path = format!("{HOST_REGISTER}?version=1&command=get-version");
     retrier.run("asking the engine for its protocol version", |attempt| {
         let resp = client
-            .get(&path, attempt.remaining, MAX_ANSWER)
+            .get(GET_VERSION, attempt.remaining, MAX_ANSWER)
             .map_err(Error)?;
         parse_version(resp.text().map_err(Error)?).map_err(Error)
     })

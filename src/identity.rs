@@ -11,7 +11,9 @@ use std::fs;
 use std::path::Path;
 
 use crate::fsutil::read_optional;
-use crate::paths::{Root, DMI_PRODUCT_UUID, ETC_HOSTNAME, KERNEL_HOSTNAME, SYS_CLASS_NET, VDSM_ID};
+use crate::paths::{
+    Root, DMI_PRODUCT_UUID, ETC_HOSTNAME, KERNEL_HOSTNAME, SSH_HOST_KEYS, SYS_CLASS_NET, VDSM_ID,
+};
 use crate::values::Mac;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -130,14 +132,6 @@ pub fn physical_macs(root: &Root) -> Vec<Mac> {
     macs.dedup();
     macs
 }
-
-/// This host's sshd public keys, in the order we report them (ECDSA is what the engine's
-/// SSH client negotiates first with a stock sshd).
-const SSH_HOST_KEYS: [&str; 3] = [
-    "/etc/ssh/ssh_host_ecdsa_key.pub",
-    "/etc/ssh/ssh_host_ed25519_key.pub",
-    "/etc/ssh/ssh_host_rsa_key.pub",
-];
 
 /// `SHA256:<base64>` of the first sshd host key found (OpenSSH's fingerprint form), sent
 /// as `sshKeyFingerprint` so the engine can pin this host's key; `None` without sshd keys.

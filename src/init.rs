@@ -21,21 +21,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::flow::{self, Run, Stage};
-use crate::paths::{self, Root};
+use crate::paths::{self, Root, BIN_SH, PRE_INIT, SBIN_INIT, SYSROOT};
 
-/// The image's hook that loads kernel modules before anything needs a device.
-pub const PRE_INIT: &str = "/etc/ovirt-node-reg/pre-init";
 /// Longer than any module load; a hook that hangs must not hang the boot.
 const PRE_INIT_LIMIT: Duration = Duration::from_secs(60);
-/// Where the real root is mounted before the switch.
-const SYSROOT: &str = "/sysroot";
 /// How long to wait for the `root=` device to appear (dracut's `rd.timeout` default is
 /// unbounded; a boot must not be).
 const ROOT_WAIT: Duration = Duration::from_secs(30);
-const DEFAULT_INIT: &str = "/sbin/init";
-const SHELL: &str = "/bin/sh";
 /// Mounted over the initramfs' root, moved into the real root at the switch.
-const API_MOUNTS: [&str; 4] = ["/dev", "/proc", "/sys", "/run"];
+const API_MOUNTS: [&str; 4] = [paths::DEV, paths::PROC, paths::SYS, paths::RUN];
 
 /// What the kernel command line says about the hand-over (the kernel's and dracut's own
 /// arguments; the flow reads ours).
@@ -129,7 +123,10 @@ pub fn run() -> ! {
     crate::logging::init(false, true);
     let text = fs::read_to_string(paths::PROC_CMDLINE).unwrap_or_default();
     let handover = Handover::parse(&text);
-    info!("init: process 1 at {:.3} s uptime", uptime());
+    info!(
+        "init: process 1 at {:.3} s uptime",
+        crate::logging::uptime()
+    );
     pre_init();
     let root = Root::new(Path::new("/"));
     let stage = handover.stage();
@@ -172,29 +169,23 @@ fn fatal(handover: &Handover, e: anyhow::Error) -> ! {
     stay_up(handover)
 }
 
-/// Seconds since the kernel started (the console's timestamps count the same way).
-pub fn uptime() -> f64 {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
-    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
-}
-
 fn mount_api() -> Result<()> {
     let nosuid = MountFlags::NOSUID;
     let table: [(&str, &str, MountFlags, &str); 4] = [
         (
-            "/proc",
+            paths::PROC,
             "proc",
             nosuid | MountFlags::NODEV | MountFlags::NOEXEC,
             "",
         ),
         (
-            "/sys",
+            paths::SYS,
             "sysfs",
             nosuid | MountFlags::NODEV | MountFlags::NOEXEC,
             "",
         ),
-        ("/dev", "devtmpfs", nosuid, "mode=0755"),
-        ("/run", "tmpfs", nosuid | MountFlags::NODEV, "mode=0755"),
+        (paths::DEV, "devtmpfs", nosuid, "mode=0755"),
+        (paths::RUN, "tmpfs", nosuid | MountFlags::NODEV, "mode=0755"),
     ];
     for (point, fstype, flags, data) in table {
         fs::create_dir_all(point).with_context(|| format!("creating {point}"))?;
@@ -228,7 +219,7 @@ fn console_stdio() {
     let Ok(console) = fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open("/dev/console")
+        .open(paths::DEV_CONSOLE)
     else {
         return;
     };
@@ -263,7 +254,7 @@ fn pre_init() {
 
 /// What the benchmark reads: time from the kernel's start and the peak memory.
 fn report(started: Instant) {
-    let own = fs::read_to_string("/proc/self/status")
+    let own = fs::read_to_string(paths::PROC_SELF_STATUS)
         .ok()
         .and_then(|s| {
             s.lines()
@@ -279,7 +270,7 @@ fn report(started: Instant) {
     };
     info!(
         "init: finished at {:.3} s uptime ({:.3} s in init); peak RSS {own} (workers {children} kB)",
-        uptime(),
+        crate::logging::uptime(),
         started.elapsed().as_secs_f64()
     );
 }
@@ -312,7 +303,7 @@ fn switch_root(handover: &Handover) -> Result<std::convert::Infallible> {
             dev.display()
         )
     })?;
-    let init = handover.init.as_deref().unwrap_or(DEFAULT_INIT);
+    let init = handover.init.as_deref().unwrap_or(SBIN_INIT);
     ensure!(
         Path::new(SYSROOT)
             .join(init.trim_start_matches('/'))
@@ -411,13 +402,13 @@ fn power_off() -> anyhow::Error {
 /// The emergency shell once (when there is one and it is allowed), then wait forever,
 /// reaping orphans: process 1 may not exit.
 fn stay_up(handover: &Handover) -> ! {
-    if handover.shell && Path::new(SHELL).exists() {
+    if handover.shell && Path::new(BIN_SH).exists() {
         eprintln!(
-            "ovirt-node-reg: init: starting the emergency shell {SHELL} (rd.shell=0 disables it)"
+            "ovirt-node-reg: init: starting the emergency shell {BIN_SH} (rd.shell=0 disables it)"
         );
-        match Command::new(SHELL).status() {
+        match Command::new(BIN_SH).status() {
             Ok(s) => eprintln!("ovirt-node-reg: init: the shell ended ({s})"),
-            Err(e) => eprintln!("ovirt-node-reg: init: cannot start {SHELL}: {e}"),
+            Err(e) => eprintln!("ovirt-node-reg: init: cannot start {BIN_SH}: {e}"),
         }
     }
     eprintln!("ovirt-node-reg: init: staying up for inspection");
@@ -474,10 +465,5 @@ mod tests {
     fn a_bad_root_spec_names_the_argument() {
         let e = wait_for_root("UUID=1234").unwrap_err().to_string();
         assert!(e.contains("root=UUID=1234") && e.contains("LABEL="), "{e}");
-    }
-
-    #[test]
-    fn uptime_is_positive() {
-        assert!(uptime() > 0.0);
     }
 }

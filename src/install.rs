@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::paths::Root;
+use crate::paths::{self, Root};
 use crate::secret::Secret;
 use crate::store::Store;
 
@@ -18,15 +18,6 @@ use crate::store::Store;
 pub const VDSM_UID: u32 = 36;
 pub const KVM_GID: u32 = 36;
 pub const QEMU_GID: u32 = 107;
-
-pub const VDSM_CONF: &str = "/etc/vdsm/vdsm.conf";
-pub const VDSM_KEY: &str = "/etc/pki/vdsm/keys/vdsmkey.pem";
-pub const VDSM_CERT: &str = "/etc/pki/vdsm/certs/vdsmcert.pem";
-pub const VDSM_CA: &str = "/etc/pki/vdsm/certs/cacert.pem";
-pub const QEMU_KEY: &str = "/etc/pki/vdsm/libvirt-migrate/server-key.pem";
-pub const TRUST_STORE: &str = "/etc/pki/vdsm";
-pub const CORE_SYSCTL: &str = "/etc/sysctl.d/ovirt-node-reg-core.conf";
-pub const CORE_PATTERN: &str = "/var/log/core/core.%p.%t.dump";
 
 /// Who owns an installed file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,98 +71,80 @@ const fn e(path: &'static str, user: User, group: Group, mode: u32, content: Con
 /// server ones. The libvirt and spice copies are copies, not links, as on a node (§5.2).
 pub const FILES: [Entry; 14] = [
     e(
-        "/etc/pki/vdsm/keys/vdsmkey.pem",
+        paths::VDSM_KEY,
         User::Vdsm,
         Group::Kvm,
         0o440,
         Content::VdsmKey,
     ),
     e(
-        "/etc/pki/vdsm/certs/vdsmcert.pem",
+        paths::VDSM_CERT,
+        User::Root,
+        Group::Kvm,
+        0o644,
+        Content::VdsmCert,
+    ),
+    e(paths::VDSM_CA, User::Root, Group::Kvm, 0o644, Content::Ca),
+    e(paths::SPICE_CA, User::Root, Group::Kvm, 0o644, Content::Ca),
+    e(
+        paths::SPICE_CERT,
         User::Root,
         Group::Kvm,
         0o644,
         Content::VdsmCert,
     ),
     e(
-        "/etc/pki/vdsm/certs/cacert.pem",
-        User::Root,
-        Group::Kvm,
-        0o644,
-        Content::Ca,
-    ),
-    e(
-        "/etc/pki/vdsm/libvirt-spice/ca-cert.pem",
-        User::Root,
-        Group::Kvm,
-        0o644,
-        Content::Ca,
-    ),
-    e(
-        "/etc/pki/vdsm/libvirt-spice/server-cert.pem",
-        User::Root,
-        Group::Kvm,
-        0o644,
-        Content::VdsmCert,
-    ),
-    e(
-        "/etc/pki/vdsm/libvirt-spice/server-key.pem",
+        paths::SPICE_KEY,
         User::Vdsm,
         Group::Kvm,
         0o440,
         Content::VdsmKey,
     ),
     e(
-        "/etc/pki/libvirt/clientcert.pem",
+        paths::LIBVIRT_CLIENT_CERT,
         User::Root,
         Group::Kvm,
         0o644,
         Content::VdsmCert,
     ),
     e(
-        "/etc/pki/libvirt/private/clientkey.pem",
+        paths::LIBVIRT_CLIENT_KEY,
         User::Vdsm,
         Group::Kvm,
         0o440,
         Content::VdsmKey,
     ),
+    e(paths::SYSTEM_CA, User::Root, Group::Kvm, 0o644, Content::Ca),
     e(
-        "/etc/pki/CA/cacert.pem",
-        User::Root,
-        Group::Kvm,
-        0o644,
-        Content::Ca,
-    ),
-    e(
-        "/etc/pki/vdsm/libvirt-migrate/ca-cert.pem",
+        paths::QEMU_CA,
         User::Root,
         Group::Kvm,
         0o644,
         Content::QemuCa,
     ),
     e(
-        "/etc/pki/vdsm/libvirt-migrate/server-cert.pem",
+        paths::QEMU_CERT,
         User::Root,
         Group::Kvm,
         0o644,
         Content::QemuCert,
     ),
     e(
-        "/etc/pki/vdsm/libvirt-migrate/server-key.pem",
+        paths::QEMU_KEY,
         User::Root,
         Group::Qemu,
         0o440,
         Content::QemuKey,
     ),
     e(
-        "/etc/pki/vdsm/libvirt-migrate/client-cert.pem",
+        paths::QEMU_CLIENT_CERT,
         User::Root,
         Group::Kvm,
         0o777,
         Content::Link("server-cert.pem"),
     ),
     e(
-        "/etc/pki/vdsm/libvirt-migrate/client-key.pem",
+        paths::QEMU_CLIENT_KEY,
         User::Root,
         Group::Qemu,
         0o777,
@@ -182,11 +155,11 @@ pub const FILES: [Entry; 14] = [
 /// Directories vdsm owns (§5.4: vdsm:kvm 0755). Other parents (`/etc/pki/libvirt`,
 /// `/etc/pki/CA`) belong to their packages: created root 0755 only when missing.
 pub const VDSM_DIRS: [&str; 5] = [
-    "/etc/pki/vdsm",
-    "/etc/pki/vdsm/keys",
-    "/etc/pki/vdsm/certs",
-    "/etc/pki/vdsm/libvirt-spice",
-    "/etc/pki/vdsm/libvirt-migrate",
+    paths::VDSM_PKI_DIR,
+    paths::VDSM_KEYS_DIR,
+    paths::VDSM_CERTS_DIR,
+    paths::SPICE_PKI_DIR,
+    paths::MIGRATE_PKI_DIR,
 ];
 
 /// Numeric ids of the names above, as this root resolves them.
@@ -201,8 +174,8 @@ impl Owners {
     /// From `<root>/etc/passwd` and `<root>/etc/group`, the fixed ids where a name is
     /// missing (a root tree without the vdsm packages, e.g. under `--root` in tests).
     pub fn resolve(root: &Root) -> Owners {
-        let passwd = fs::read_to_string(root.join("/etc/passwd")).unwrap_or_default();
-        let group = fs::read_to_string(root.join("/etc/group")).unwrap_or_default();
+        let passwd = fs::read_to_string(root.join(paths::ETC_PASSWD)).unwrap_or_default();
+        let group = fs::read_to_string(root.join(paths::ETC_GROUP)).unwrap_or_default();
         Owners {
             vdsm: lookup_id(&passwd, "vdsm").unwrap_or(VDSM_UID),
             kvm: lookup_id(&group, "kvm").unwrap_or(KVM_GID),
@@ -350,7 +323,7 @@ fn staged_name(live: &Path) -> PathBuf {
 pub fn render_vdsm_conf(old: &str, management_port: u16, ssl: bool) -> String {
     let wanted = [
         ("vars", "ssl", ssl.to_string()),
-        ("vars", "trust_store_path", TRUST_STORE.to_string()),
+        ("vars", "trust_store_path", paths::VDSM_PKI_DIR.to_string()),
         ("addresses", "management_port", management_port.to_string()),
     ];
     let mut lines: Vec<String> = old.lines().map(str::to_string).collect();
@@ -405,7 +378,7 @@ fn section_header(lines: &[String], section: &str) -> Option<usize> {
 
 /// The sysctl drop-in that keeps the core-dump pattern across reboots.
 pub fn core_sysctl() -> String {
-    format!("kernel.core_pattern = {CORE_PATTERN}\n")
+    format!("kernel.core_pattern = {}\n", paths::CORE_PATTERN)
 }
 
 #[cfg(test)]

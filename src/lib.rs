@@ -2,6 +2,7 @@
 //!
 //! One module per concern; see `docs/ARCHITECTURE.md` in the repository.
 
+pub mod calendar;
 pub mod clock;
 pub mod cmdline;
 pub mod config;
@@ -21,9 +22,11 @@ pub mod logging;
 pub mod net;
 pub mod paths;
 pub mod pki;
+pub mod protocol;
 pub mod retry;
 pub mod sandbox;
 pub mod secret;
+pub mod sources;
 pub mod status;
 pub mod store;
 pub mod trust;

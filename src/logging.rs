@@ -26,7 +26,7 @@ impl Log for Logger {
         // started, as the kernel prints them. One write per line keeps lines whole.
         let line = line(record);
         let console = if early() {
-            format!("[{:9.3}] {line}", crate::init::uptime())
+            format!("[{:9.3}] {line}", uptime())
         } else {
             line.clone()
         };
@@ -50,6 +50,12 @@ fn line(record: &Record) -> String {
         record.level(),
         crate::escape::controls(&message)
     )
+}
+
+/// Seconds since the kernel started (the console's timestamps count the same way).
+pub fn uptime() -> f64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
 }
 
 static EARLY: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -97,5 +103,10 @@ mod tests {
                 .build(),
         );
         assert_eq!(line, "[WARN] bad value x\\x1b[2J\\n[ERROR] forged\n");
+    }
+
+    #[test]
+    fn uptime_is_positive() {
+        assert!(super::uptime() > 0.0);
     }
 }

@@ -5,11 +5,11 @@ use argh::FromArgs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use ovirt_node_reg::config::{self, Loaded, SETTINGS};
+use ovirt_node_reg::config::{Loaded, SETTINGS};
 use ovirt_node_reg::paths::{self, Root};
 use ovirt_node_reg::status::{self, Outcome, Status};
 use ovirt_node_reg::store::Persisted;
-use ovirt_node_reg::{escape, flow, logging};
+use ovirt_node_reg::{escape, flow, logging, sources};
 
 #[derive(FromArgs)]
 /// Register this oVirt Node with the oVirt Engine early in boot.
@@ -178,7 +178,12 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Status(c) => show_status(&root, c.json),
         Command::Boot(c) => Ok(boot(&root, &cmdline, cli.debug, flow::Run::Boot(c.stage))),
         Command::Reenroll(_) => Ok(boot(&root, &cmdline, cli.debug, flow::Run::Reenroll)),
-        Command::Register(c) => Ok(register(&root, &cmdline, c.engine.as_deref(), cli.debug)),
+        Command::Register(c) => Ok(finish(&flow::start_register(
+            &root,
+            &cmdline,
+            c.engine.as_deref(),
+            cli.debug,
+        ))),
         Command::Init(_) => anyhow::bail!("init runs only as process 1 (rdinit=/init or init=)"),
         Command::Worker(_) => ovirt_node_reg::worker::serve().map(|()| ExitCode::SUCCESS),
         Command::Persist(c) => store_paths(&root, &cmdline, &c.paths, true),
@@ -188,11 +193,11 @@ fn run(cli: &Cli) -> Result<ExitCode> {
 }
 
 fn load(root: &Root, cmdline: &Path) -> Result<Loaded> {
-    config::load_warned(root, cmdline)
+    sources::load_warned(root, cmdline)
 }
 
 fn config_show(root: &Root, cmdline: &Path, json: bool) -> Result<ExitCode> {
-    let loaded = config::load(root, cmdline)?;
+    let loaded = sources::load(root, cmdline)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&config_json(&loaded))?);
     } else {
@@ -285,36 +290,6 @@ fn finish(st: &Status) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
-}
-
-/// `register [--engine HOST[:PORT]]`: the trust and register steps only.
-fn register(root: &Root, cmdline: &Path, engine: Option<&str>, debug: bool) -> ExitCode {
-    let prepared = load(root, cmdline).and_then(|mut loaded| {
-        if let Some(e) = engine {
-            let addr = e
-                .parse()
-                .map_err(|x| anyhow::anyhow!("--engine {e}: expected {x}"))?;
-            loaded.config.reg.engine = Some(addr);
-        }
-        anyhow::ensure!(
-            loaded.errors.is_empty(),
-            "invalid settings: {}",
-            loaded.error_summary()
-        );
-        let store = flow::open_store(root, &loaded)?;
-        Ok((loaded, store))
-    });
-    let st = match prepared {
-        Ok((loaded, store)) => {
-            flow::register(root, &loaded, &store, debug || loaded.config.reg.debug)
-        }
-        Err(e) => {
-            let mut st = Status::start();
-            st.set("registered", Outcome::Failed, Some(format!("{e:#}")));
-            st
-        }
-    };
-    finish(&st)
 }
 
 fn store_paths(root: &Root, cmdline: &Path, list: &[PathBuf], persist: bool) -> Result<ExitCode> {

@@ -45,6 +45,63 @@ pub const NM_CONNECTIONS_DIR: &str = "/etc/NetworkManager/system-connections";
 pub const IFCFG_DIR: &str = "/etc/sysconfig/network-scripts";
 pub const RUN_DIR: &str = "/run/ovirt-node-reg";
 pub const STATUS_FILE: &str = "/run/ovirt-node-reg/status.json";
+/// This host's sshd public keys, in the order we report them (ECDSA is what the engine's
+/// SSH client negotiates first with a stock sshd).
+pub const SSH_HOST_KEYS: [&str; 3] = [
+    "/etc/ssh/ssh_host_ecdsa_key.pub",
+    "/etc/ssh/ssh_host_ed25519_key.pub",
+    "/etc/ssh/ssh_host_rsa_key.pub",
+];
+/// Read for the vdsm, kvm and qemu ids.
+pub const ETC_PASSWD: &str = "/etc/passwd";
+pub const ETC_GROUP: &str = "/etc/group";
+
+// vdsm's files (ovirt-protocol.md §5.1, §5.4).
+pub const VDSM_CONF: &str = "/etc/vdsm/vdsm.conf";
+/// vdsm's PKI directory, also its `trust_store_path`.
+pub const VDSM_PKI_DIR: &str = "/etc/pki/vdsm";
+pub const VDSM_KEYS_DIR: &str = "/etc/pki/vdsm/keys";
+pub const VDSM_CERTS_DIR: &str = "/etc/pki/vdsm/certs";
+pub const SPICE_PKI_DIR: &str = "/etc/pki/vdsm/libvirt-spice";
+pub const MIGRATE_PKI_DIR: &str = "/etc/pki/vdsm/libvirt-migrate";
+pub const VDSM_KEY: &str = "/etc/pki/vdsm/keys/vdsmkey.pem";
+pub const VDSM_CERT: &str = "/etc/pki/vdsm/certs/vdsmcert.pem";
+pub const VDSM_CA: &str = "/etc/pki/vdsm/certs/cacert.pem";
+pub const SPICE_CA: &str = "/etc/pki/vdsm/libvirt-spice/ca-cert.pem";
+pub const SPICE_CERT: &str = "/etc/pki/vdsm/libvirt-spice/server-cert.pem";
+pub const SPICE_KEY: &str = "/etc/pki/vdsm/libvirt-spice/server-key.pem";
+pub const LIBVIRT_CLIENT_CERT: &str = "/etc/pki/libvirt/clientcert.pem";
+pub const LIBVIRT_CLIENT_KEY: &str = "/etc/pki/libvirt/private/clientkey.pem";
+pub const SYSTEM_CA: &str = "/etc/pki/CA/cacert.pem";
+pub const QEMU_CA: &str = "/etc/pki/vdsm/libvirt-migrate/ca-cert.pem";
+pub const QEMU_CERT: &str = "/etc/pki/vdsm/libvirt-migrate/server-cert.pem";
+pub const QEMU_KEY: &str = "/etc/pki/vdsm/libvirt-migrate/server-key.pem";
+pub const QEMU_CLIENT_CERT: &str = "/etc/pki/vdsm/libvirt-migrate/client-cert.pem";
+pub const QEMU_CLIENT_KEY: &str = "/etc/pki/vdsm/libvirt-migrate/client-key.pem";
+/// The sysctl drop-in that keeps the core-dump pattern across reboots.
+pub const CORE_SYSCTL: &str = "/etc/sysctl.d/ovirt-node-reg-core.conf";
+/// Where vdsm wants core dumps (the value of `kernel.core_pattern`).
+pub const CORE_PATTERN: &str = "/var/log/core/core.%p.%t.dump";
+
+// Process 1 (init): the image's hook, the hand-over, the API filesystems.
+/// The image's hook that loads kernel modules before anything needs a device.
+pub const PRE_INIT: &str = "/etc/ovirt-node-reg/pre-init";
+/// Where the real root is mounted before the switch.
+pub const SYSROOT: &str = "/sysroot";
+pub const SBIN_INIT: &str = "/sbin/init";
+pub const BIN_SH: &str = "/bin/sh";
+pub const PROC: &str = "/proc";
+pub const SYS: &str = "/sys";
+pub const RUN: &str = "/run";
+pub const DEV_CONSOLE: &str = "/dev/console";
+
+// This process and the running kernel itself: never under `--root`.
+/// The running kernel's core pattern (set for this boot; `CORE_SYSCTL` keeps it).
+pub const PROC_CORE_PATTERN: &str = "/proc/sys/kernel/core_pattern";
+/// Reaches our own binary even where nobody could not walk its directory.
+pub const PROC_SELF_EXE: &str = "/proc/self/exe";
+pub const PROC_SELF_STATUS: &str = "/proc/self/status";
+pub const PROC_SELF_FD: &str = "/proc/self/fd";
 
 /// A root directory under which all absolute paths are resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,22 +17,10 @@ use log::{info, warn};
 use crate::config::RegConfig;
 use crate::http::{self, Client, Endpoint, Response, Timeouts, MAX_BODY};
 use crate::paths;
+use crate::protocol::{CA_SOURCES, SSH_KEY_SOURCES};
 use crate::retry::{Class, Classify, GaveUp, Retrier};
 use crate::store::{Persisted, Store};
 use crate::values::{Sha1Fingerprint, Sha256Pin};
-
-/// Where the CA can be downloaded, newest engines first (ovirt-protocol.md §3.2, §6.5).
-pub const CA_SOURCES: [&str; 3] = [
-    "/ovirt-engine/services/host-register?version=1&command=get-pki-trust",
-    "/ovirt-engine/services/pki-resource?resource=ca-certificate&format=X509-PEM-CA",
-    "/ca.crt",
-];
-
-/// Where the engine's SSH public key can be downloaded.
-pub const SSH_KEY_SOURCES: [&str; 2] = [
-    "/ovirt-engine/services/host-register?version=1&command=get-ssh-trust",
-    "/engine.ssh.key.txt",
-];
 
 /// The comment that marks the engine's line in `authorized_keys` (the engine's default
 /// `SSHKeyAlias`); only lines ending with it are ever replaced.

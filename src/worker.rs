@@ -20,6 +20,7 @@ use std::time::Duration;
 use crate::clock::{self, Limits, Observation, SntpOptions, SystemClock};
 use crate::engine::{self, Enrollment, Registration};
 use crate::http::{Client, Endpoint, Timeouts};
+use crate::paths;
 use crate::retry::{Policy, Retrier, MAX_ATTEMPTS};
 use crate::secret::Secret;
 use crate::trust::{self, CaCert, Pins};
@@ -209,7 +210,7 @@ fn run_in(exe: &Path, job: &Job, debug: bool) -> Result<Reply> {
 
 /// /proc/self/exe reaches the binary even where nobody could not walk its directory.
 fn own_binary() -> Result<PathBuf> {
-    ["/proc/self/exe"]
+    [paths::PROC_SELF_EXE]
         .iter()
         .map(PathBuf::from)
         .find(|p| p.exists())
@@ -539,7 +540,7 @@ fn retrier(net: &Net) -> Retrier {
 }
 
 fn whoami() -> Reply {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let status = std::fs::read_to_string(paths::PROC_SELF_STATUS).unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()
@@ -564,15 +565,16 @@ fn whoami() -> Reply {
 
 /// Our open descriptors, less the one `read_dir` holds on /proc/self/fd itself.
 fn open_fds() -> Vec<i32> {
-    let Ok(dir) = std::fs::read_dir("/proc/self/fd") else {
+    let Ok(dir) = std::fs::read_dir(paths::PROC_SELF_FD) else {
         return Vec::new();
     };
     let mut fds: Vec<i32> = dir
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
         .filter(|fd| {
-            let target = std::fs::read_link(format!("/proc/self/fd/{fd}")).unwrap_or_default();
+            let target =
+                std::fs::read_link(format!("{}/{fd}", paths::PROC_SELF_FD)).unwrap_or_default();
             // The directory's descriptor, while it was being read.
-            !(target.starts_with("/proc") && target.ends_with("fd"))
+            !(target.starts_with(paths::PROC) && target.ends_with("fd"))
         })
         .collect();
     fds.sort_unstable();

@@ -258,7 +258,7 @@ fn precedence_cmdline_over_files() {
         "OVIRT_MANAGEMENT_SERVER=\"from-default\"\nOVIRT_HOSTNAME=\"h.example.com\"\n",
     );
     put("/cmdline", "management_server=from-cmdline\n");
-    let l = crate::config::load(&root, &root.join("/cmdline")).unwrap();
+    let l = crate::sources::load(&root, &root.join("/cmdline")).unwrap();
     assert_eq!(
         l.config.reg.engine.as_ref().unwrap().to_string(),
         "from-cmdline"
@@ -271,7 +271,7 @@ fn precedence_cmdline_over_files() {
     );
     assert_eq!(l.source_of("hostname"), Source::DefaultOvirt);
     assert_eq!(l.source_of("ovirt.reg.timeout"), Source::Default);
-    assert!(crate::config::load(&root, &root.join("/missing"))
+    assert!(crate::sources::load(&root, &root.join("/missing"))
         .unwrap_err()
         .to_string()
         .contains("kernel command line"));

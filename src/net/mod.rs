@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::config::NetworkConfig;
-use crate::paths::{Root, ETC_HOSTNAME, KERNEL_HOSTNAME, RESOLV_CONF};
+use crate::paths::{Root, ETC_HOSTNAME, KERNEL_HOSTNAME, RESOLV_CONF, SYS_CLASS_NET};
 use crate::store::Store;
 use crate::values::{IpMethod, Ipv6Mode, Mac};
 use config_files::{Addressing, Layout};
@@ -383,7 +383,7 @@ impl Run<'_> {
         let Some(want) = options.mode else {
             return Ok(());
         };
-        let dir = root.join(format!("/sys/class/net/{}/bonding", bond.name));
+        let dir = root.join(format!("{SYS_CLASS_NET}/{}/bonding", bond.name));
         let mode_file = dir.join("mode");
         let current = std::fs::read_to_string(&mode_file)
             .with_context(|| format!("reading {}", mode_file.display()))?;

@@ -5,6 +5,8 @@
 
 use anyhow::{bail, Context, Result};
 
+use crate::calendar;
+
 const SEQUENCE: u8 = 0x30;
 const INTEGER: u8 = 0x02;
 const EXPLICIT_0: u8 = 0xa0;
@@ -121,7 +123,9 @@ fn time(t: Tlv) -> Result<i64> {
     if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 60 {
         bail!("certificate time out of range");
     }
-    Ok(days_from_civil(year, mo, d) * 86_400 + h * 3600 + mi * 60 + s)
+    // In range: months and days were checked just above.
+    let days = calendar::days_from_civil(year, mo as u32, d as u32);
+    Ok(days * calendar::DAY + h * 3600 + mi * 60 + s)
 }
 
 fn digits(b: &[u8]) -> Result<i64> {
@@ -129,17 +133,6 @@ fn digits(b: &[u8]) -> Result<i64> {
         b'0'..=b'9' => Ok(acc * 10 + i64::from(c - b'0')),
         _ => bail!("certificate time has a non-digit"),
     })
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]
@@ -152,13 +145,6 @@ mod tests {
             content,
             whole: content,
         }
-    }
-
-    #[test]
-    fn civil_days() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(1969, 12, 31), -1);
     }
 
     #[test]

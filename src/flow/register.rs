@@ -1,0 +1,95 @@
+//! Step `registered`: the engine's SSH key installed, then the host registered (once per
+//! engine).
+
+use anyhow::{Context, Result};
+
+use super::{net_settings, update_persisted, State, Step, StepContext, StepResult};
+use crate::identity;
+use crate::legacy;
+use crate::paths;
+use crate::trust::{self, SshKey};
+use crate::worker::{self, HostInfo, Job, Reply};
+
+/// `registered`: the engine's SSH key installed for root, then `register` sent. Never
+/// sent twice for the same engine: once checkpointed, later boots skip it.
+pub(super) fn registered(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
+    if state.is_done(Step::Registered) {
+        return Ok(StepResult::Skipped(
+            "already registered; not registering again".into(),
+        ));
+    }
+    let ca_pem = state
+        .ca_pem
+        .clone()
+        .context("no trusted engine CA in the checkpoint")?;
+    let job = Job::SshKey {
+        net: net_settings(ctx, state),
+        ca_pem: ca_pem.clone(),
+    };
+    let Reply::SshKey { line } = worker::run(&job, ctx.debug)? else {
+        anyhow::bail!("the network worker answered the SSH key job with something else");
+    };
+    let key = SshKey::parse(&line).map_err(|e| anyhow::anyhow!("the engine SSH key: {e}"))?;
+    trust::install_ssh_key(ctx.store, &key).context("installing the engine SSH key")?;
+    let host = host_info(ctx, state)?;
+    let job = Job::Register {
+        net: net_settings(ctx, state),
+        ca_pem,
+        host: host.clone(),
+    };
+    let Reply::Registered { name, address } = worker::run(&job, ctx.debug)? else {
+        anyhow::bail!("the network worker answered the register job with something else");
+    };
+    let (name, address) = registered_as(&host, name, address)?;
+    state.registered_as = Some(format!("{name} ({address})"));
+    state.address = Some(address);
+    // The marker the stock node plugin checks, so it does not register a second time.
+    let vars = [("OVIRT_NODE_REGISTER".to_string(), "True".to_string())];
+    update_persisted(ctx, paths::DEFAULT_OVIRT, 0o644, |old| {
+        legacy::render_default_ovirt(old, &vars)
+    })?;
+    Ok(StepResult::Done)
+}
+
+/// The name and address the worker says it registered, checked before they are kept: the
+/// address goes into the certificate requests and the checkpoint, so it must be the one we
+/// gave or else an IP address, and the name the one we asked for (else the address).
+fn registered_as(host: &HostInfo, name: String, address: String) -> Result<(String, String)> {
+    let address_ok = match &host.address {
+        Some(given) => *given == address,
+        None => address.parse::<std::net::IpAddr>().is_ok(),
+    };
+    anyhow::ensure!(
+        address_ok,
+        "the network worker reported the address {address:?}: expected {}",
+        host.address.as_deref().unwrap_or("an IP address")
+    );
+    let expected = host.name.as_deref().unwrap_or(&address);
+    anyhow::ensure!(
+        name == expected,
+        "the network worker reported the name {name:?}: expected {expected:?}"
+    );
+    Ok((name, address))
+}
+
+fn host_info(ctx: &StepContext, state: &State) -> Result<HostInfo> {
+    let cfg = &ctx.loaded.config;
+    let name = cfg
+        .net
+        .hostname
+        .as_ref()
+        .map(|h| h.to_string())
+        .or_else(|| identity::hostname(ctx.root));
+    Ok(HostInfo {
+        name,
+        address: None,
+        unique_id: state
+            .unique_id
+            .clone()
+            .context("no host id in the checkpoint")?,
+        ssh_user: "root".into(),
+        ssh_port: 22,
+        ssh_key_fingerprint: identity::ssh_host_key_fingerprint(ctx.root),
+        vds_port: cfg.reg.vds_port,
+    })
+}
