@@ -126,6 +126,41 @@ impl Boot {
             }
     }
 
+    /// One line for the test's output: QEMU's wall time, the banner, the guest uptime at each
+    /// `QH-` marker the guest printed and at which the PID-1 binary finished.
+    pub fn report(&self) -> String {
+        let mut out = format!(
+            "[qemu] {}: {:.2} s QEMU start to exit; banner: {}",
+            self.name,
+            self.elapsed.as_secs_f64(),
+            self.banner().unwrap_or("-")
+        );
+        let markers = [
+            ("/init", "QH-INIT "),
+            ("modules loaded", "QH-MODULES "),
+            ("ovirt-node-reg exited", EXIT_MARKER),
+            ("the root", "QH-ROOT "),
+            ("vdsm listening", "QH-VDSM listening "),
+            ("QH-DONE", "QH-DONE "),
+        ];
+        let at: Vec<String> = markers
+            .iter()
+            .filter_map(|(what, m)| Some(format!("{what} {:.2} s", self.uptime_at(m)?)))
+            .collect();
+        if !at.is_empty() {
+            out.push_str(&format!("; guest uptime at {}", at.join(", ")));
+        }
+        let finished = self
+            .containing("init: finished at ")
+            .next()
+            .and_then(|l| l.split("init: finished at ").nth(1))
+            .and_then(|r| r.split_whitespace().next());
+        if let Some(f) = finished {
+            out.push_str(&format!("; PID 1 finished at {f} s guest uptime"));
+        }
+        out
+    }
+
     /// The log, for assertion messages (the tail: the whole file stays on disk).
     pub fn tail(&self) -> String {
         let lines: Vec<&str> = self.log.lines().collect();
@@ -140,7 +175,6 @@ impl Boot {
         )
     }
 
-    /// The test passed: its console log is not an artefact (unless `QH_KEEP_LOGS` is set).
     /// A boot through a real root (dracut, ISO): the root's init finished after the switch,
     /// `boot --stage system` exited 0 and the status is `ok` at `done`. `what` names the root
     /// in the messages; the console tail comes with every failure.
@@ -168,6 +202,7 @@ impl Boot {
         assert_eq!(st["step"], "done", "{st}");
     }
 
+    /// The test passed: its console log is not an artefact (unless `QH_KEEP_LOGS` is set).
     pub fn pass(self) {
         if std::env::var_os("QH_KEEP_LOGS").is_none() {
             let _ = fs::remove_file(&self.log_path);
