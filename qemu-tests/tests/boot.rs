@@ -7,6 +7,8 @@
 //! `target/qemu-artifacts/`. A missing qemu-system-x86, linux-image-amd64, busybox-static or
 //! socat fails the test with the package's name (build-support/setup.sh installs them).
 
+use std::collections::BTreeMap;
+
 use qemu_tests::qemu::{self, Boot};
 use qemu_tests::scenario::{Machine, Node, Scenario};
 
@@ -16,9 +18,28 @@ fn engine(test: &str) -> Scenario {
     Scenario::start(test, 1)
 }
 
-/// A machine of the busybox-`/init` image; `timeout` bounds the binary in the guest.
-fn machine<'s>(s: &'s Scenario, name: &str, timeout: u32) -> Machine<'s> {
-    s.machine(name).script().timeout(timeout)
+/// Boots machine `name` of the busybox-`/init` image with what `setup` adds; `timeout` bounds
+/// the binary in the guest. `/init` must finish and `network_up` be done.
+fn script_boot<'s>(
+    s: &'s Scenario,
+    name: &str,
+    timeout: u32,
+    setup: impl FnOnce(Machine<'s>) -> Machine<'s>,
+) -> (Node<'s>, Boot) {
+    let mut node = setup(s.machine(name).script().timeout(timeout)).build();
+    let boot = node.boot();
+    assert_step(&boot, "network_up");
+    (node, boot)
+}
+
+/// `QH-LINK` facts of link `name`, which must be a `kind` enslaved to `master` (`-`: none).
+fn assert_link(boot: &Boot, name: &str, kind: &str, master: &str) -> BTreeMap<String, String> {
+    let link = boot
+        .link(name)
+        .unwrap_or_else(|| panic!("no {name}\n{}", boot.tail()));
+    assert_eq!(link["kind"], kind, "{name}\n{}", boot.tail());
+    assert_eq!(link["master"], master, "{name}\n{}", boot.tail());
+    link
 }
 
 fn completed_steps(boot: &Boot) -> Vec<String> {
@@ -50,6 +71,15 @@ fn assert_registered(node: &Node, boot: &Boot) {
     );
 }
 
+/// The guest printed the marker `prefix` with exactly `rest`.
+fn assert_marker(boot: &Boot, prefix: &str, rest: &str, what: &str) {
+    assert!(
+        boot.lines(prefix).any(|l| l == rest),
+        "{what}: no {prefix}{rest}\n{}",
+        boot.tail()
+    );
+}
+
 fn assert_step(boot: &Boot, step: &str) {
     let done = completed_steps(boot);
     assert!(
@@ -64,23 +94,20 @@ fn assert_step(boot: &Boot, step: &str) {
 #[test]
 fn dhcp_bridge_registers() {
     let s = engine("dhcp_bridge_registers");
-    let mut node = machine(&s, "dhcp", 40).bootif(0).args("ip=dhcp").build();
-    let boot = node.boot();
+    let (node, boot) = script_boot(&s, "dhcp", 40, |m| m.bootif(0).args("ip=dhcp"));
     assert_eq!(boot.exit_code(), Some(0), "{}", boot.tail());
-    assert_step(&boot, "network_up");
-    let br = boot.link("ovirtmgmt").expect("bridge ovirtmgmt");
-    assert_eq!(br["kind"], "bridge", "{}", boot.tail());
+    let br = assert_link(&boot, "ovirtmgmt", "bridge", "-");
     assert_eq!(br["oper"], "up", "{}", boot.tail());
     assert_eq!(
         br["mac"], node.vm.nics[0].mac,
         "the bridge takes the NIC's MAC"
     );
-    assert_eq!(boot.link("eth0").expect("eth0")["master"], "ovirtmgmt");
-    assert!(
-        boot.lines("QH-ADDR ")
-            .any(|l| l == "ovirtmgmt 10.0.2.15/24"),
-        "the DHCP lease on the bridge\n{}",
-        boot.tail()
+    assert_link(&boot, "eth0", "nic", "ovirtmgmt");
+    assert_marker(
+        &boot,
+        "QH-ADDR ",
+        "ovirtmgmt 10.0.2.15/24",
+        "the DHCP lease on the bridge",
     );
     assert_registered(&node, &boot);
     boot.pass();
@@ -92,34 +119,28 @@ fn dhcp_bridge_registers() {
 #[test]
 fn vlan_under_the_bridge() {
     let s = engine("vlan_under_the_bridge");
-    let mut node = machine(&s, "vlan", 4)
-        .args("vlan=100:eth0 ip=10.0.2.15::10.0.2.2:255.255.255.0:node1::none")
-        .build();
-    let boot = node.boot();
-    assert_step(&boot, "network_up");
+    let (_, boot) = script_boot(&s, "vlan", 4, |m| {
+        m.args("vlan=100:eth0 ip=10.0.2.15::10.0.2.2:255.255.255.0:node1::none")
+    });
     assert_ne!(
         boot.exit_code(),
         Some(0),
         "the engine is unreachable over the VLAN"
     );
-    let vlan = boot
-        .link("eth0.100")
-        .unwrap_or_else(|| panic!("no eth0.100\n{}", boot.tail()));
-    assert_eq!(vlan["kind"], "vlan");
-    assert_eq!(vlan["master"], "ovirtmgmt", "{}", boot.tail());
-    assert!(
-        boot.lines("QH-VLAN ")
-            .any(|l| l == "name=eth0.100 id=100 parent=eth0"),
-        "the VLAN's id and parent\n{}",
-        boot.tail()
+    assert_link(&boot, "eth0.100", "vlan", "ovirtmgmt");
+    assert_marker(
+        &boot,
+        "QH-VLAN ",
+        "name=eth0.100 id=100 parent=eth0",
+        "the VLAN's id and parent",
     );
-    assert_eq!(boot.link("eth0").expect("eth0")["master"], "-");
-    assert_eq!(boot.link("ovirtmgmt").expect("bridge")["kind"], "bridge");
-    assert!(
-        boot.lines("QH-ADDR ")
-            .any(|l| l == "ovirtmgmt 10.0.2.15/24"),
-        "{}",
-        boot.tail()
+    assert_link(&boot, "eth0", "nic", "-");
+    assert_link(&boot, "ovirtmgmt", "bridge", "-");
+    assert_marker(
+        &boot,
+        "QH-ADDR ",
+        "ovirtmgmt 10.0.2.15/24",
+        "the static address on the bridge",
     );
     assert_eq!(
         s.count("register"),
@@ -134,27 +155,16 @@ fn vlan_under_the_bridge() {
 #[test]
 fn bond_under_the_bridge() {
     let s = engine("bond_under_the_bridge");
-    let mut node = machine(&s, "bond", 40)
-        .nic("52:54:00:12:34:57")
-        .args("bond=bond0:eth0,eth1:mode=1 ip=dhcp")
-        .build();
-    let boot = node.boot();
-    assert_step(&boot, "network_up");
-    let bond = boot
-        .link("bond0")
-        .unwrap_or_else(|| panic!("no bond0\n{}", boot.tail()));
-    assert_eq!(bond["kind"], "bond");
-    assert_eq!(bond["master"], "ovirtmgmt", "{}", boot.tail());
+    let (node, boot) = script_boot(&s, "bond", 40, |m| {
+        m.nic("52:54:00:12:34:57")
+            .args("bond=bond0:eth0,eth1:mode=1 ip=dhcp")
+    });
+    assert_link(&boot, "bond0", "bond", "ovirtmgmt");
     let facts = qemu::fields(boot.line("QH-BOND ").expect("bond facts"));
     assert_eq!(facts["mode"], "active-backup", "{}", boot.tail());
     assert_eq!(facts["slaves"], "eth0,eth1", "{}", boot.tail());
     for nic in ["eth0", "eth1"] {
-        assert_eq!(
-            boot.link(nic).expect("nic")["master"],
-            "bond0",
-            "{}",
-            boot.tail()
-        );
+        assert_link(&boot, nic, "nic", "bond0");
     }
     assert_eq!(boot.exit_code(), Some(0), "{}", boot.tail());
     assert_registered(&node, &boot);

@@ -11,8 +11,22 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use qemu_tests::qemu::Boot;
-use qemu_tests::scenario::{Node, Scenario};
+use qemu_tests::scenario::{Machine, Node, Scenario};
 use qemu_tests::{FaultKind, FaultSpec};
+
+/// Boots machine `name` of a stock engine's (protocol v1) test `s` with what `setup` adds and
+/// `ovirt.reg.timeout=40` (unless `setup` says otherwise); the boot must end registered.
+fn v1_boot<'s>(
+    s: &'s Scenario,
+    name: &str,
+    uuid: &str,
+    setup: impl FnOnce(Machine<'s>) -> Machine<'s>,
+) -> (Node<'s>, Boot) {
+    let mut node = setup(s.machine(name).uuid(uuid).timeout(40)).build();
+    let boot = node.boot();
+    assert_v1_registered(&node, &boot);
+    (node, boot)
+}
 
 /// A stock engine registered the host: the run ends `waiting` for the engine's host deploy.
 fn assert_v1_registered(node: &Node, boot: &Boot) {
@@ -31,6 +45,14 @@ fn assert_v1_registered(node: &Node, boot: &Boot) {
     node.assert_clean_disk(boot);
 }
 
+/// First boot of a new machine with an enrolment token (v2 engine): it must end done.
+fn token_first_boot<'s>(s: &'s Scenario, name: &str, uuid: &str) -> (Node<'s>, Boot) {
+    let mut node = s.machine(name).uuid(uuid).token().args("ip=dhcp").build();
+    let boot = node.boot();
+    node.assert_done(&boot);
+    (node, boot)
+}
+
 /// (a) First boot with a token file (0600, in the initramfs): trusted, registered, approved by
 /// the token, certificates and vdsm settings installed on the config disk, status `done`,
 /// the disk clean.
@@ -38,14 +60,7 @@ fn assert_v1_registered(node: &Node, boot: &Boot) {
 fn token_first_boot_enrols() {
     let s = Scenario::start("token_first_boot_enrols", 2);
     let uuid = "4c4c4544-0042-3510-8052-b4c04f4e5201";
-    let mut node = s
-        .machine("pid1-token")
-        .uuid(uuid)
-        .token()
-        .args("ip=dhcp")
-        .build();
-    let boot = node.boot();
-    node.assert_done(&boot);
+    let (node, boot) = token_first_boot(&s, "pid1-token", uuid);
     assert_eq!(s.count("register"), 1);
     node.assert_registered_once(&boot);
     node.assert_certs(&boot);
@@ -81,14 +96,7 @@ fn token_first_boot_enrols() {
 fn second_boot_sends_no_register() {
     let s = Scenario::start("second_boot_sends_no_register", 2);
     let uuid = "4c4c4544-0042-3510-8052-b4c04f4e5202";
-    let mut node = s
-        .machine("pid1-second")
-        .uuid(uuid)
-        .token()
-        .args("ip=dhcp")
-        .build();
-    let first = node.boot();
-    node.assert_done(&first);
+    let (mut node, first) = token_first_boot(&s, "pid1-second", uuid);
     let mark = s.mark();
     let boot = node.reboot("pid1-second-2");
     node.assert_done(&boot);
@@ -105,16 +113,11 @@ fn second_boot_sends_no_register() {
 #[test]
 fn engine_down_then_up() {
     let s = Scenario::start("engine_down_then_up", 1);
-    let mut node = s
-        .machine("pid1-down")
-        .uuid("4c4c4544-0042-3510-8052-b4c04f4e5203")
-        .args("ip=dhcp")
-        .build();
     // The binary starts about 2 s after QEMU: it meets a refusing engine for about 8 s.
     s.sim
         .set_fault(FaultSpec::new(FaultKind::Refuse { secs: 10 }));
-    let boot = node.boot();
-    assert_v1_registered(&node, &boot);
+    let uuid = "4c4c4544-0042-3510-8052-b4c04f4e5203";
+    let (_, boot) = v1_boot(&s, "pid1-down", uuid, |m| m.timeout(60).args("ip=dhcp"));
     // Through guestfwd a down engine is a connection that closes at once (slirp accepts,
     // socat cannot connect), not a refusal: the node must retry it all the same.
     assert!(
@@ -177,14 +180,10 @@ fn wrong_ca_pin_fails_closed() {
 #[test]
 fn clock_years_off_is_stepped() {
     let s = Scenario::start("clock_years_off_is_stepped", 1);
-    let mut node = s
-        .machine("pid1-clock")
-        .uuid("4c4c4544-0042-3510-8052-b4c04f4e5205")
-        .rtc("2001-01-01")
-        .timeout(40)
-        .args("ip=dhcp")
-        .build();
-    let boot = node.boot();
+    let uuid = "4c4c4544-0042-3510-8052-b4c04f4e5205";
+    let (_, boot) = v1_boot(&s, "pid1-clock", uuid, |m| {
+        m.rtc("2001-01-01").args("ip=dhcp")
+    });
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()
@@ -207,7 +206,6 @@ fn clock_years_off_is_stepped() {
         (step - expected).abs() < 300.0,
         "step {step} s, expected about {expected} s: {line}"
     );
-    assert_v1_registered(&node, &boot);
     eprintln!(
         "[qemu] clock: stepped {step:.0} s ({:.2} years)",
         step / (365.25 * 86_400.0)
@@ -220,15 +218,8 @@ fn clock_years_off_is_stepped() {
 #[test]
 fn dhcp_with_bootif() {
     let s = Scenario::start("dhcp_with_bootif", 1);
-    let mut node = s
-        .machine("pid1-dhcp")
-        .uuid("4c4c4544-0042-3510-8052-b4c04f4e5206")
-        .timeout(40)
-        .bootif(0)
-        .args("ip=dhcp")
-        .build();
-    let boot = node.boot();
-    assert_v1_registered(&node, &boot);
+    let uuid = "4c4c4544-0042-3510-8052-b4c04f4e5206";
+    let (node, boot) = v1_boot(&s, "pid1-dhcp", uuid, |m| m.bootif(0).args("ip=dhcp"));
     let kf = node.assert_bridge_over(&boot, "eth0");
     assert!(kf.contains("method=auto"), "{kf}");
     let reg = node.assert_registered_once(&boot);
@@ -240,14 +231,10 @@ fn dhcp_with_bootif() {
 #[test]
 fn static_ip() {
     let s = Scenario::start("static_ip", 1);
-    let mut node = s
-        .machine("pid1-static")
-        .uuid("4c4c4544-0042-3510-8052-b4c04f4e5207")
-        .timeout(40)
-        .args("ip=10.0.2.15::10.0.2.2:255.255.255.0:node1:eth0:off")
-        .build();
-    let boot = node.boot();
-    assert_v1_registered(&node, &boot);
+    let uuid = "4c4c4544-0042-3510-8052-b4c04f4e5207";
+    let (node, boot) = v1_boot(&s, "pid1-static", uuid, |m| {
+        m.args("ip=10.0.2.15::10.0.2.2:255.255.255.0:node1:eth0:off")
+    });
     let kf = node.assert_bridge_over(&boot, "eth0");
     assert!(kf.contains("method=manual"), "{kf}");
     assert!(kf.contains("10.0.2.15/24"), "{kf}");
@@ -258,16 +245,10 @@ fn static_ip() {
 #[test]
 fn bootif_picks_the_second_nic() {
     let s = Scenario::start("bootif_picks_the_second_nic", 1);
-    let mut node = s
-        .machine("pid1-bootif")
-        .uuid("4c4c4544-0042-3510-8052-b4c04f4e5208")
-        .nic("52:54:00:12:34:57")
-        .timeout(40)
-        .bootif(1)
-        .args("ip=dhcp")
-        .build();
-    let boot = node.boot();
-    assert_v1_registered(&node, &boot);
+    let uuid = "4c4c4544-0042-3510-8052-b4c04f4e5208";
+    let (node, boot) = v1_boot(&s, "pid1-bootif", uuid, |m| {
+        m.nic("52:54:00:12:34:57").bootif(1).args("ip=dhcp")
+    });
     node.assert_bridge_over(&boot, "eth1");
     boot.pass();
 }
