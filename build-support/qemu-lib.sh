@@ -3,7 +3,7 @@
 # shellcheck disable=SC2034
 # Shared by demo.sh and bench.sh (sourced): the guest kernel, the engine simulator on loopback
 # and one QEMU boot (TCG, user-mode networking with restrict=on: the guest reaches only the
-# simulator, forwarded from 10.0.2.100). The Rust tests have the same in qemu-tests/src/qemu.rs.
+# simulator, forwarded from 10.0.2.100). The Rust tests have the same in qemu-tests/src/qemu/.
 
 # shellcheck source=image/kernel.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../image/kernel.sh"   # guest_kver

@@ -22,7 +22,7 @@ BASE_PKGS=(musl-tools musl-dev e2fsprogs util-linux file binutils shellcheck cur
 ROUTE_B_SEC_PKGS=(rustc-web cargo-web rust-web-src)
 ROUTE_B_PKGS=(libunwind-14-dev)
 MUSL_TARGET=x86_64-unknown-linux-musl
-# QEMU boot tests (qemu-tests/src/qemu.rs, shared/docs/qemu-harness.md §1): TCG qemu, the guest
+# QEMU boot tests (qemu-tests/src/qemu/, docs/qemu-harness.md §1): TCG qemu, the guest
 # kernel (INITRD=No: no /boot/initrd.img is built), busybox for the guest's /init, socat for
 # guestfwd, xz to unpack the kernel's vmlinux; dracut (+ network) for the dracut initramfs of the
 # module (it replaces initramfs-tools, harmless on a build machine), cpio and kmod (depmod,

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Sourced by the image/ scripts and build-support/qemu-lib.sh: the one place that picks the
-# guest kernel (the Rust harness's twin is qemu-tests/src/qemu.rs kernel_version).
+# guest kernel (the Rust harness's twin is qemu-tests/src/qemu/host.rs kernel_version).
 
 # guest_kver: the newest kernel K (version order) with both /lib/modules/K/modules.dep and a
 # readable /boot/vmlinuz-K, i.e. the Debian kernel installed from apt. Never hard-coded: the

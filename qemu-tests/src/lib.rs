@@ -1,4 +1,5 @@
-//! Engine simulator and QEMU boot harness ([`qemu`]) for ovirt-node-reg.
+//! Engine simulator, QEMU boot harness ([`qemu`]) and the boot tests' common set-up
+//! ([`scenario`]) for ovirt-node-reg.
 //!
 //! The simulator stands in for the oVirt Engine's registration side: the `host-register`
 //! servlet (protocol v1, ovirt-protocol.md §3), the `pki-resource` servlet and the legacy
@@ -23,6 +24,7 @@ pub mod http;
 pub mod qemu;
 pub mod rate_limit;
 mod router;
+pub mod scenario;
 pub mod server;
 pub mod servlet;
 pub mod servlet_v2;

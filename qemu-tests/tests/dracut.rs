@@ -7,58 +7,44 @@
 //! engine auto-approves this host. About 15-25 s per boot under TCG, plus one image build
 //! (cached in target/qemu-cache).
 
-use std::time::Instant;
+use std::time::Duration;
 
-use qemu_tests::qemu::{self, Disk, Flavour, Vm};
-use qemu_tests::{SimConfig, Simulator};
+use qemu_tests::qemu::Flavour;
+use qemu_tests::scenario::Scenario;
+use qemu_tests::SimConfig;
 
 fn dracut_boot(flavour: Flavour, uuid: &str) {
-    let started = Instant::now();
     let name = format!("dracut-{}", flavour.name());
-    let sim = Simulator::start(SimConfig {
+    let config = SimConfig {
         auto_approve: vec![uuid.into()],
         ..SimConfig::default()
-    })
-    .expect("simulator starts");
-    sim.set_retry_after(1);
-    let disk = Disk::new(&name).expect("config disk");
-    let mut vm = Vm::dracut(&name, sim.port(), &disk, flavour).unwrap_or_else(|e| panic!("{e:#}"));
-    vm.uuid = uuid.into();
-    // dracut about 25 s, two stages bounded by ovirt.reg.timeout each: a failure is told
-    // by the markers, not by the kill.
-    vm.timeout = std::time::Duration::from_secs(180);
-    vm.append = format!(
-        "management_server={}:{} ovirt.reg.ca_pin=sha256:{} ovirt.reg.timeout=45 \
-         ovirt.reg.retry_base=1 ovirt.reg.retry_cap=2 ovirt.reg.approval_timeout=30 ip=dhcp",
-        qemu::GUEST_ENGINE_ADDR,
-        sim.port(),
-        sim.ca_sha256()
+    };
+    let s = Scenario::with(&name.replace('-', "_"), config);
+    let mut node = s
+        .machine(&name)
+        .uuid(uuid)
+        .dracut(flavour)
+        // dracut about 25 s, two stages bounded by ovirt.reg.timeout each: a failure is told
+        // by the markers, not by the kill.
+        .vm_timeout(Duration::from_secs(180))
+        .timeout(45)
+        .args("ip=dhcp")
+        .build();
+    let boot = node.boot();
+    node.assert_done(&boot);
+    assert_eq!(
+        s.count("register"),
+        1,
+        "one register, from the initramfs stage"
     );
-    let boot = qemu::boot(&vm).unwrap_or_else(|e| panic!("{e:#}"));
-    eprintln!(
-        "[qemu] test dracut_{}: 1 boot, QEMU {:.2} s; test {:.1} s (with the image build)",
-        flavour.name(),
-        boot.elapsed.as_secs_f64(),
-        started.elapsed().as_secs_f64()
+    node.assert_registered_once(&boot);
+    node.assert_certs(&boot);
+    assert!(
+        node.disk().read("/etc/vdsm/vdsm.id").is_some(),
+        "vdsm.id on the store\n{}",
+        boot.tail()
     );
-    boot.assert_system_stage_done("the test root");
-    let regs = sim
-        .requests()
-        .iter()
-        .filter(|e| e.command() == Some("register"))
-        .count();
-    assert_eq!(regs, 1, "one register, from the initramfs stage");
-    let host = sim.host(uuid).expect("host registered");
-    assert_eq!(host.registrations, 1);
-    for f in [
-        "/etc/pki/vdsm/certs/vdsmcert.pem",
-        "/etc/pki/vdsm/keys/vdsmkey.pem",
-        "/etc/vdsm/vdsm.id",
-    ] {
-        assert!(disk.read(f).is_some(), "{f} on the store\n{}", boot.tail());
-    }
-    disk.fsck()
-        .unwrap_or_else(|e| panic!("{e:#}\n{}", boot.tail()));
+    node.assert_clean_disk(&boot);
     boot.pass();
 }
 

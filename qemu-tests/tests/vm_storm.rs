@@ -14,16 +14,16 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use qemu_tests::hosts::HostStatus;
-use qemu_tests::qemu::{self, Boot, Disk, Nic, Vm};
-use qemu_tests::{SimConfig, Simulator};
+use qemu_tests::qemu::Boot;
+use qemu_tests::scenario::{Machine, Scenario};
+use qemu_tests::SimConfig;
 
 const NODES: usize = 8;
 /// Low enough that two booting nodes exceed it (a registration is about 6 requests in 2 s).
 const RATE_LIMIT: u32 = 2;
-const TOKEN_FILE: &str = "/etc/ovirt-node-reg/token";
 
 /// The storms run one after the other, so each has the two QEMU slots to itself.
 static ONE_STORM: Mutex<()> = Mutex::new(());
@@ -37,80 +37,66 @@ enum Kind {
 }
 
 /// Deadlines long enough to wait out a busy engine: nobody may give up.
-const PATIENT: &str = "ovirt.reg.timeout=200 ovirt.reg.retry_base=1 ovirt.reg.retry_cap=8 \
-                       ovirt.reg.approval_timeout=150 rd.shell=0";
+fn patient(m: Machine<'_>) -> Machine<'_> {
+    m.timeout(200).retry_cap(8).approval_timeout(150)
+}
 
 #[test]
 fn eight_vms_one_engine() {
-    storm(Kind::Direct);
+    storm("eight_vms_one_engine", Kind::Direct);
 }
 
 #[test]
 fn eight_pxe_vms_one_tree() {
-    storm(Kind::Pxe);
+    storm("eight_pxe_vms_one_tree", Kind::Pxe);
 }
 
-fn storm(kind: Kind) {
+fn storm(test: &str, kind: Kind) {
     let _one = ONE_STORM.lock().unwrap_or_else(|e| e.into_inner());
     let label = if kind == Kind::Pxe {
         "pxe-storm"
     } else {
         "storm"
     };
-    let sim = Simulator::start(SimConfig {
+    let config = SimConfig {
         protocol_version: 2,
         rate_limit: RATE_LIMIT,
         ..SimConfig::default()
-    })
-    .expect("simulator starts");
-    sim.set_retry_after(1);
+    };
+    let s = Scenario::with(test, config);
+    let sim = &s.sim;
     let start = Instant::now();
     // One tree for the whole rack: no token, BOOTIF from pxelinux, no ip= needed.
     let tree = (kind == Kind::Pxe).then(|| {
-        qemu::pxe_tree(label, sim.port(), &sim.ca_sha256(), None, PATIENT)
+        patient(s.machine(label).pxe("pxelinux.0"))
+            .pxe_tree(None)
             .unwrap_or_else(|e| panic!("{e:#}"))
     });
-    let mut nodes = Vec::new();
-    for i in 0..NODES {
-        let name = format!("{label}-{i}");
-        let uuid = match kind {
-            Kind::Direct => format!("4c4c4544-0042-3510-8052-b4c04f4e54{i:02}"),
-            Kind::Pxe => format!("4c4c4544-0042-3510-8052-b4c04f4e55{i:02}"),
-        };
-        let mac = format!("52:54:00:12:35:{i:02x}");
-        let disk = Disk::new(&name).expect("config disk");
-        let (mut vm, token) = match &tree {
-            None => {
-                let token = sim
-                    .create_token(Duration::from_secs(900), Some(&uuid))
-                    .expect("token")
-                    .token;
-                let mut vm = Vm::pid1(&name, sim.port(), &disk);
-                vm.extra(TOKEN_FILE, format!("{token}\n").as_bytes(), 0o600);
-                vm.append = format!(
-                    "management_server={}:{} ovirt.reg.ca_pin=sha256:{} {PATIENT} ip=dhcp \
-                     BOOTIF=01-{} ovirt.reg.token_file={TOKEN_FILE}",
-                    qemu::GUEST_ENGINE_ADDR,
-                    sim.port(),
-                    sim.ca_sha256(),
-                    mac.replace(':', "-")
-                );
-                (vm, Some(token))
-            }
-            Some(tree) => (Vm::pxe(&name, sim.port(), &disk, tree, "pxelinux.0"), None),
-        };
-        vm.uuid = uuid;
-        vm.nics = vec![Nic { mac }];
-        vm.timeout = Duration::from_secs(240);
-        nodes.push((vm, disk, token));
-    }
+    let nodes: Vec<_> = (0..NODES)
+        .map(|i| {
+            let uuid = match kind {
+                Kind::Direct => format!("4c4c4544-0042-3510-8052-b4c04f4e54{i:02}"),
+                Kind::Pxe => format!("4c4c4544-0042-3510-8052-b4c04f4e55{i:02}"),
+            };
+            let m = s
+                .machine(&format!("{label}-{i}"))
+                .uuid(&uuid)
+                .mac(&format!("52:54:00:12:35:{i:02x}"))
+                .vm_timeout(Duration::from_secs(240));
+            let m = match &tree {
+                None => m.token().bootif(0).args("ip=dhcp"),
+                Some(tree) => m.pxe_from(tree, "pxelinux.0"),
+            };
+            patient(m).build()
+        })
+        .collect();
     // The engine's administrator: approves every host waiting for approval (PXE storm).
     let stop = AtomicBool::new(false);
     // One thread per node; the harness lets two QEMUs run at once, the others wait.
-    let boots: Vec<Boot> = std::thread::scope(|s| {
+    let boots: Vec<Boot> = std::thread::scope(|scope| {
         if kind == Kind::Pxe {
-            let (sim, stop) = (&sim, &stop);
-            s.spawn(move || {
+            let stop = &stop;
+            scope.spawn(move || {
                 // Bounded: the boots' own timeouts end the storm long before.
                 let until = Instant::now() + Duration::from_secs(1800);
                 while !stop.load(Ordering::Relaxed) && Instant::now() < until {
@@ -123,10 +109,7 @@ fn storm(kind: Kind) {
                 }
             });
         }
-        let handles: Vec<_> = nodes
-            .iter()
-            .map(|(vm, _, _)| s.spawn(move || qemu::boot(vm)))
-            .collect();
+        let handles: Vec<_> = nodes.iter().map(|n| scope.spawn(move || n.run())).collect();
         let boots = handles
             .into_iter()
             .map(|h| h.join().expect("boot thread"))
@@ -147,59 +130,19 @@ fn storm(kind: Kind) {
         .expect("boots");
     let span = last.duration_since(first).unwrap_or_default();
     let mut report = Vec::new();
-    for ((vm, disk, token), boot) in nodes.iter().zip(&boots) {
-        assert!(
-            boot.banner()
-                .is_some_and(|b| b.starts_with("ovirt-node-reg: ok, step done")),
-            "{}: not done\n{}",
-            vm.name,
-            boot.tail()
-        );
-        assert!(boot.powered_off(), "{}\n{}", vm.name, boot.tail());
-        if let Some(token) = token {
-            assert!(
-                !boot.log.contains(token.as_str()),
-                "the token is never logged"
-            );
-        }
-        let host = sim
-            .host(&vm.uuid)
-            .unwrap_or_else(|| panic!("{}: not registered\n{}", vm.name, boot.tail()));
-        assert_eq!(
-            host.registrations, 1,
-            "{}: registered once: {host:?}",
-            vm.name
-        );
+    for (node, boot) in nodes.iter().zip(&boots) {
+        node.assert_done(boot);
+        assert!(boot.powered_off(), "{}\n{}", boot.name, boot.tail());
+        let host = node.assert_registered_once(boot);
         assert_eq!(host.status, HostStatus::Approved, "{host:?}");
-        let st = disk
-            .read("/ovirt-node-reg/status.json")
-            .unwrap_or_else(|| panic!("{}: no status.json\n{}", vm.name, boot.tail()));
-        assert!(st.contains("\"done\""), "{}: {st}", vm.name);
-        assert!(
-            disk.read("/etc/pki/vdsm/certs/vdsmcert.pem").is_some(),
-            "{}: no certificate",
-            vm.name
-        );
-        disk.fsck()
-            .unwrap_or_else(|e| panic!("{e:#}\n{}", boot.tail()));
-        let started = boot.started.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
-        // Requests of this node: the simulator sees every guest as 10.0.2.100's forward, so
-        // they are told apart by the host id in the query (`register`) and by time otherwise.
-        let register_ms = sim
-            .requests()
-            .iter()
-            .filter(|e| e.command() == Some("register") && e.status == Some(200))
-            .find(|e| {
-                e.query
-                    .iter()
-                    .any(|(_, v)| v.eq_ignore_ascii_case(&vm.uuid))
-            })
-            .map(|e| e.unix_ms.saturating_sub(started) as f64 / 1000.0);
+        node.assert_certs(boot);
+        node.assert_clean_disk(boot);
         report.push(format!(
             "{} {:.1} s (registered at {} s, done at {:.1} s uptime)",
-            vm.name,
+            boot.name,
             boot.elapsed.as_secs_f64(),
-            register_ms.map_or("-".into(), |t| format!("{t:.1}")),
+            node.registered_after(boot)
+                .map_or("-".into(), |t| format!("{t:.1}")),
             boot.step_done_at("done").unwrap_or(f64::NAN)
         ));
     }

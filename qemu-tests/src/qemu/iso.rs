@@ -1,0 +1,143 @@
+//! The node ISO (`image/mkiso.sh`): its two big parts (the dracut initramfs with
+//! dmsquash-live and the live root), cached like the other images, and the ISO itself, made
+//! per machine because it may carry a token.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+
+use anyhow::{ensure, Context, Result};
+
+use super::host::{host, need, static_binary, target_dir, tempfile_dir, which, workspace, Host};
+use super::images::{build_cached, files_under, inputs_key, run_script, token_file};
+
+/// The ISO's live root (`image/mkroot-live.sh --root`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LiveRoot {
+    /// busybox init with the units' order: 5 MB, about 5 s to build.
+    Busybox,
+    /// Debian minbase with systemd running the real units (mmdebstrap: downloads from the
+    /// Debian mirror, about 2 min, 45 MB).
+    Systemd,
+}
+
+impl LiveRoot {
+    pub fn name(self) -> &'static str {
+        match self {
+            LiveRoot::Busybox => "busybox",
+            LiveRoot::Systemd => "systemd",
+        }
+    }
+}
+
+/// The ISO's two big parts, built once and cached by the hash of their inputs: the dracut
+/// initramfs with dmsquash-live (`image/mkinitrd-dracut.sh --live`, 30-60 s) and the live
+/// root (`image/mkroot-live.sh`).
+fn iso_parts(host: &Host, root: LiveRoot) -> Result<(PathBuf, PathBuf)> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    need("dracut", "dracut")?;
+    ensure!(
+        Path::new("/usr/lib/dracut/modules.d/90dmsquash-live").is_dir(),
+        "dracut's dmsquash-live module is missing: the ISO tests need the Debian package \
+         dracut-live (build-support/setup.sh installs it)"
+    );
+    need("dmsetup", "dmsetup")?;
+    need("mksquashfs", "squashfs-tools")?;
+    need("openssl", "openssl")?;
+    let bin = static_binary()?;
+    let ws = workspace();
+    let dir = target_dir().join("qemu-cache");
+    fs::create_dir_all(&dir)?;
+
+    let script = ws.join("image/mkinitrd-dracut.sh");
+    let mut files = vec![script.clone(), bin.clone()];
+    files.extend(files_under(&ws.join("dracut"))?);
+    let key = inputs_key(&files, &[&host.kver, "live"])?;
+    let initrd = dir.join(format!("dracut-live-{}.img", &key[..24]));
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script)
+        .arg(&bin)
+        .arg(&initrd)
+        .args(["--live", "--kver", &host.kver]);
+    build_cached(&initrd, &mut cmd, "image/mkinitrd-dracut.sh --live")?;
+
+    let script = ws.join("image/mkroot-live.sh");
+    let openssl = which("openssl").context("openssl")?;
+    let mut files = vec![
+        script.clone(),
+        bin.clone(),
+        openssl,
+        ws.join("dracut/ovirt-node-reg.service"),
+    ];
+    files.extend(files_under(&ws.join("image/live"))?);
+    if root == LiveRoot::Systemd {
+        need("mmdebstrap", "mmdebstrap")?;
+    }
+    let key = inputs_key(&files, &[root.name()])?;
+    let rootfs = dir.join(format!("root-live-{}-{}.squashfs", root.name(), &key[..24]));
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script)
+        .arg(&rootfs)
+        .arg(&bin)
+        .args(["--root", root.name()]);
+    build_cached(&rootfs, &mut cmd, "image/mkroot-live.sh")?;
+    Ok((initrd, rootfs))
+}
+
+/// The node ISO for machine `name` (`target/qemu-disks/<name>.iso`, mode 0600: it may hold a
+/// token), made by `image/mkiso.sh` from the cached parts with `append` as the boot entry's
+/// kernel arguments (no boot prompt) and, with `token`, the token in an initramfs overlay
+/// (`ovirt.reg.token_file=/etc/ovirt-node-reg/token`), the root `root`. About 2 s once the
+/// parts exist.
+pub fn iso_image(name: &str, root: LiveRoot, append: &str, token: Option<&str>) -> Result<PathBuf> {
+    let host = host()?;
+    need("xorriso", "xorriso")?;
+    need("grub-mkimage", "grub-common")?;
+    need("mformat", "mtools")?;
+    ensure!(
+        Path::new("/usr/lib/grub/x86_64-efi").is_dir(),
+        "/usr/lib/grub/x86_64-efi missing: the ISO tests need the Debian package \
+         grub-efi-amd64-bin (build-support/setup.sh installs it)"
+    );
+    ensure!(
+        Path::new("/usr/lib/ISOLINUX/isolinux.bin").is_file(),
+        "/usr/lib/ISOLINUX/isolinux.bin missing: the ISO tests need the Debian package isolinux"
+    );
+    ensure!(
+        Path::new("/usr/lib/syslinux/modules/bios/ldlinux.c32").is_file(),
+        "ldlinux.c32 missing: the ISO tests need the Debian package syslinux-common"
+    );
+    let (initrd, rootfs) = iso_parts(&host, root)?;
+    let bin = static_binary()?;
+    let disks = target_dir().join("qemu-disks");
+    fs::create_dir_all(&disks)?;
+    let out = disks.join(format!("{name}.iso"));
+    let _ = fs::remove_file(&out);
+    let work = tempfile_dir(&disks, name)?;
+    let result = (|| -> Result<()> {
+        let mut cmd = Command::new("bash");
+        cmd.arg(workspace().join("image/mkiso.sh"))
+            .arg(&bin)
+            .arg(&out)
+            .arg("--append")
+            .arg(append)
+            .args(["--timeout", "0", "--kernel"])
+            .arg(format!("/boot/vmlinuz-{}", host.kver))
+            .arg("--initrd")
+            .arg(&initrd)
+            .arg("--rootfs")
+            .arg(&rootfs);
+        if let Some(token) = token {
+            cmd.arg("--token-file").arg(token_file(&work, token)?);
+        }
+        run_script(&mut cmd, "image/mkiso.sh")?;
+        fs::set_permissions(&out, fs::Permissions::from_mode(0o600))?;
+        Ok(())
+    })();
+    let _ = fs::remove_dir_all(&work);
+    result?;
+    Ok(out)
+}

@@ -1,0 +1,56 @@
+//! The minimal direct-kernel QEMU harness (docs/qemu-harness.md, Recipe A).
+//!
+//! One boot: an initramfs made by `image/mkinitrd-min.sh` (the only builder; cached by the hash
+//! of its inputs in `target/qemu-cache`) from the static `target/static/ovirt-node-reg` (built by
+//! `build-support/build-static.sh`, or `QH_BIN`), busybox-static and the Debian kernel's
+//! modules; that kernel as an uncompressed `vmlinux` booted through its PVH note; TCG (never KVM
+//! unless `QH_ACCEL=kvm`); user-mode networking with `restrict=on` and a `guestfwd` per NIC from
+//! `10.0.2.100:PORT` to the simulator on `127.0.0.1:PORT` (the guest reaches nothing else); an
+//! optional config disk ([`Disk`], ext4 labelled `CONFIG`); the serial console in a file; a hard
+//! timeout after which the harness kills QEMU itself. At most [`MAX_VMS`] boots run at once.
+//! QEMU exits 0 even after a kernel panic, so callers judge a boot by what the guest printed
+//! ([`Boot`]), the disk and the simulator's events, never by QEMU's exit code.
+//!
+//! Two images ([`Image`]):
+//! * [`Image::Pid1`]: the binary itself is `/init` (its PID-1 mode); the harness adds
+//!   `ovirt.reg.poweroff` so it powers off when done; the store is the config disk.
+//! * [`Image::ScriptInit`]: busybox sh is `/init` ([`INIT`]): it mounts proc/sys/dev/run, a tmpfs
+//!   on `/config` (the store), runs the image's pre-init (the modules), runs
+//!   `ovirt-node-reg --kmsg boot`, prints `QH-EXIT rc=N`, `ovirt-node-reg status --json`, the
+//!   links it sees and the clock, then powers off. The VLAN and bond tests read those links.
+//!
+//! Two more boot paths: [`Image::Dracut`] (the dracut initramfs and a tiny ext4 root) and
+//! [`Image::Iso`] (the node ISO from `image/mkiso.sh` on the CD-ROM, `-cdrom ISO -boot d`, no
+//! `-kernel`, with [`Vm::vdsm_port`]: `hostfwd` from 127.0.0.1 only to the guest's vdsm port;
+//! [`boot_with`] runs the engine's check while the guest waits).
+//!
+//! Missing host tools are errors that name the Debian package (`build-support/setup.sh`
+//! installs them all): a boot test never skips.
+//!
+//! One module per concern: [`host`] (tools, kernel, directories, the static binary),
+//! [`images`] (the initramfs, dracut, root and PXE images, cached), [`iso`] (the node ISO),
+//! [`disk`] (the config disk), [`vm`] (a boot and its QEMU command line), [`run`] (running it)
+//! and [`boot`](mod@boot) (reading what the guest printed). Everything public is re-exported
+//! here, so callers use `qemu::Vm`, `qemu::boot`, ….
+
+pub mod boot;
+pub mod disk;
+pub mod host;
+pub mod images;
+pub mod iso;
+pub mod run;
+pub mod vm;
+
+pub use crate::config::GUEST_ENGINE_ADDR;
+
+pub use boot::{fields, Boot, DONE_MARKER, EXIT_MARKER};
+pub use disk::Disk;
+pub use host::{
+    artifacts_dir, host, is_static_elf, kernel_version, static_binary, target_dir, workspace, Host,
+};
+pub use images::{
+    initramfs_file, pxe_tree, root_disk, vmlinux, Extra, Flavour, Image, INIT, MODULES,
+};
+pub use iso::{iso_image, LiveRoot};
+pub use run::{boot, boot_with, total_qemu_time, BOOT_TIMES, MAX_VMS};
+pub use vm::{free_port, Nic, Pxe, Vm, OVMF_CODE, OVMF_VARS, VDSM_PORT};

@@ -1,0 +1,152 @@
+//! Running a boot: at most [`MAX_VMS`] QEMUs at once, the hard timeout (QEMU itself is
+//! killed), the console log and QEMU's stderr in `target/qemu-artifacts`, one line per boot in
+//! [`BOOT_TIMES`].
+
+use std::fs;
+use std::io::Write;
+use std::process::Stdio;
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context, Result};
+
+use super::boot::Boot;
+use super::host::{artifacts_dir, host};
+use super::vm::Vm;
+
+/// QEMU boots at once, at most (the machine has 2 cores; doc §4: one VM per core).
+pub const MAX_VMS: usize = 2;
+
+/// At most [`MAX_VMS`] QEMUs at once in this process.
+struct Slot;
+
+static SLOTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+static TOTAL_MS: Mutex<u128> = Mutex::new(0);
+
+impl Slot {
+    fn take() -> Slot {
+        let (m, cv) = &SLOTS;
+        let mut n = m.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= MAX_VMS {
+            n = cv.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        Slot
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let (m, cv) = &SLOTS;
+        *m.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        cv.notify_one();
+    }
+}
+
+/// In the artefacts directory: `name<TAB>seconds` per boot, appended by every test process.
+pub const BOOT_TIMES: &str = "boot-times.tsv";
+
+/// QEMU wall time of every boot of this test process so far.
+pub fn total_qemu_time() -> Duration {
+    Duration::from_millis(*TOTAL_MS.lock().unwrap_or_else(|e| e.into_inner()) as u64)
+}
+
+/// Boots `vm` and waits for QEMU to exit, killing it at `vm.timeout`. The console log goes to
+/// `target/qemu-artifacts/<name>.serial.log` and stays there unless [`Boot::pass`] is called.
+pub fn boot(vm: &Vm) -> Result<Boot> {
+    boot_with(vm, None)
+}
+
+/// [`boot`], calling `on_marker.1` once, while the guest runs, as soon as a console line
+/// starts with `on_marker.0` (e.g. the ISO root's `QH-VDSM listening`: the engine checks the
+/// node's vdsm port while the guest waits for it).
+pub fn boot_with(vm: &Vm, mut on_marker: Option<(&str, &mut dyn FnMut())>) -> Result<Boot> {
+    let host = host()?;
+    let arts = artifacts_dir();
+    fs::create_dir_all(&arts)?;
+    let log_path = arts.join(format!("{}.serial.log", vm.name));
+    let _ = fs::remove_file(&log_path);
+    let err_path = arts.join(format!("{}.qemu-stderr.log", vm.name));
+    let mut cmd = vm.command(&host, &log_path)?;
+    let stderr = fs::File::create(&err_path)?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr);
+    let slot = Slot::take();
+    let start = Instant::now();
+    let started = SystemTime::now();
+    let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
+    let mut timed_out = false;
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if let Some((marker, f)) = &mut on_marker {
+            let seen = fs::read(&log_path).is_ok_and(|b| {
+                String::from_utf8_lossy(&b)
+                    .lines()
+                    .any(|l| l.trim_end_matches('\r').starts_with(*marker))
+            });
+            if seen {
+                f();
+                on_marker = None;
+            }
+        }
+        if start.elapsed() >= vm.timeout {
+            timed_out = true;
+            // QEMU itself, not a wrapper: the serial file is written as the guest prints.
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let elapsed = start.elapsed();
+    drop(slot);
+    *TOTAL_MS.lock().unwrap_or_else(|e| e.into_inner()) += elapsed.as_millis();
+    let log = String::from_utf8_lossy(&fs::read(&log_path).unwrap_or_default()).into_owned();
+    let qemu_stderr = fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = fs::remove_file(&err_path);
+    if !qemu_stderr.trim().is_empty() {
+        // Keep QEMU's complaints with the console log.
+        let _ = fs::OpenOptions::new()
+            .append(true)
+            .open(&log_path)
+            .and_then(|mut f| write!(f, "\n--- qemu stderr ---\n{qemu_stderr}"));
+    }
+    // One line per boot for the test command's total (build-support/test-all.sh).
+    let _ = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(arts.join(BOOT_TIMES))
+        .and_then(|mut f| writeln!(f, "{}\t{:.2}", vm.name, elapsed.as_secs_f64()));
+    eprintln!(
+        "[qemu] boot {}: {:.2} s QEMU wall time{}",
+        vm.name,
+        elapsed.as_secs_f64(),
+        if timed_out {
+            " (killed at the timeout)"
+        } else {
+            ""
+        }
+    );
+    let boot = Boot {
+        name: vm.name.clone(),
+        log,
+        log_path,
+        started,
+        elapsed,
+        timed_out,
+        qemu_stderr,
+        image: vm.image,
+    };
+    if timed_out {
+        bail!(
+            "{}: no poweroff within {:?}\n{}",
+            vm.name,
+            vm.timeout,
+            boot.tail()
+        );
+    }
+    Ok(boot)
+}
