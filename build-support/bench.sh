@@ -68,7 +68,7 @@ for i in $(seq "$RUNS"); do
     new_config_disk "$DISK"
     t0=$(date +%s%N)
     qemu_boot "$WORK/boot-$i.log" "$KERNEL" "$WORK/run.img" \
-        "console=ttyS0 panic=-1 quiet BOOTIF=01-${MAC//:/-} ip=dhcp management_server=10.0.2.100:$PORT $PIN ovirt.reg.token_file=/etc/ovirt-node-reg/token ovirt.reg.poweroff" \
+        "console=ttyS0 panic=-1 no_timer_check quiet BOOTIF=01-${MAC//:/-} ip=dhcp management_server=10.0.2.100:$PORT $PIN ovirt.reg.token_file=/etc/ovirt-node-reg/token ovirt.reg.poweroff" \
         -uuid "$(cat /proc/sys/kernel/random/uuid)"
     wait "$QEMU_PID" || true
     QEMU_PID=
@@ -85,7 +85,7 @@ for i in $(seq "$RUNS"); do
     workers+=("$(grep -ao 'workers [0-9]* kB' "$WORK/boot-$i.log" | head -1 | grep -o '[0-9]*')")
 
     t0=$(date +%s%N)
-    qemu_boot "$WORK/base-$i.log" "$KERNEL" "$WORK/baseline.img" "console=ttyS0 panic=-1 quiet"
+    qemu_boot "$WORK/base-$i.log" "$KERNEL" "$WORK/baseline.img" "console=ttyS0 panic=-1 no_timer_check quiet"
     wait "$QEMU_PID" || true
     QEMU_PID=
     base+=($((($(date +%s%N) - t0) / 1000000)))
@@ -103,7 +103,7 @@ out "peak RSS: process 1 $(m "${rss[@]}") kB, largest worker $(m "${workers[@]}"
 token=$(admin -X POST -d '{"ttl_secs":600}' "$ENGINE/admin/tokens" | sed -nE 's/.*"token": *"([^"]+)".*/\1/p')
 (umask 077 && printf '%s\n' "$token" >"$WORK/token")
 image/mkpxe.sh "$WORK/pxe" --initrd "$WORK/min.img" --engine "10.0.2.100:$PORT" --pin "${PIN#ovirt.reg.ca_pin=}" \
-    --token-file "$WORK/token" --append "console=ttyS0 panic=-1 quiet ovirt.reg.poweroff" >/dev/null
+    --token-file "$WORK/token" --append "console=ttyS0 panic=-1 no_timer_check quiet ovirt.reg.poweroff" >/dev/null
 new_config_disk "$DISK"
 t0=$(date +%s%N)
 PXE_TFTP="$WORK/pxe" qemu_boot "$WORK/pxe.log" "" "" "" -uuid "$(cat /proc/sys/kernel/random/uuid)"

@@ -34,7 +34,7 @@ cat "$WORK/sim.out"
 
 UUID=4c4c4544-0042-3510-8052-b4c04f4e3232
 MAC=52:54:00:12:34:56
-CMDLINE="console=ttyS0 panic=-1 quiet BOOTIF=01-${MAC//:/-} ip=dhcp hostname=node1.demo \
+CMDLINE="console=ttyS0 panic=-1 no_timer_check quiet BOOTIF=01-${MAC//:/-} ip=dhcp hostname=node1.demo \
 management_server=10.0.2.100:$PORT $PIN ovirt.reg.approval_timeout=60 ovirt.reg.poweroff"
 DISK=$WORK/config.img
 new_config_disk "$DISK"

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 
 use super::host::{host, need, run_tool, static_binary, target_dir, tempfile_dir, workspace, Host};
+use super::vm::BASE_APPEND;
 use super::GUEST_ENGINE_ADDR;
 
 /// Modules the guest loads (`mkinitrd-min.sh --modules`, which adds their `modules.dep`
@@ -412,7 +413,7 @@ pub fn root_disk(name: &str) -> Result<PathBuf> {
 /// the kernel the harness boots, the PID-1 initramfs ([`Image::Pid1`], no extras), the engine
 /// at `10.0.2.100:engine_port` with CA pin `sha256:<pin_hex>`, an optional enrolment token
 /// (its own 0600 initramfs overlay, never on the command line), and the kernel arguments
-/// `console=ttyS0 panic=-1 quiet ovirt.reg.poweroff <append>` (pxelinux adds BOOTIF with
+/// `BASE_APPEND ovirt.reg.poweroff <append>` (pxelinux adds BOOTIF with
 /// IPAPPEND 2, the iPXE script from `${netX/mac}`).
 pub fn pxe_tree(
     name: &str,
@@ -442,7 +443,7 @@ pub fn pxe_tree(
             .arg(format!("sha256:{pin_hex}"))
             .arg("--append")
             .arg(format!(
-                "console=ttyS0 panic=-1 quiet ovirt.reg.poweroff {}",
+                "{BASE_APPEND} ovirt.reg.poweroff {}",
                 append.trim()
             ));
         if let Some(token) = token {
