@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the shipped binary: fully static musl, profile min-z -> target/static/ovirt-node-reg.
 # Route A: rustup's musl target, when it is already installed (never downloading a target with rustup).
-# Route B: Debian rustc-web + rust-web-src + -Zbuild-std + musl-gcc (shared/docs/toolchain.md §3).
+# Route B: Debian rustc-web + rust-web-src + -Zbuild-std + musl-gcc (docs/toolchain.md §3).
 # The route B settings live here, not in .cargo/config.toml, so plain `cargo test` stays gnu.
 # Both routes build without default features: the `test-hooks` feature (fault points, test-only
 # jobs) stays out of the shipped binary; check-static.sh checks it did.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Release gate for the shipped binary (design.md §7): fully static, no ELF interpreter, within
+# Release gate for the shipped binary (docs/design.md §7): fully static, no ELF interpreter, within
 # the 3.0 MiB budget, no test hooks, no aws-lc/openssl in Cargo.lock, and it runs in an empty
 # root the way it runs in an initramfs (no /lib, no /dev, no /proc). Usage: check-static.sh [BIN]
 set -euo pipefail
@@ -18,7 +18,7 @@ case $desc in
 *) fail "not statically linked: $desc" ;;
 esac
 # `file`/`ldd` can say "static" for a musl-gcc static-pie that still carries a PT_INTERP and
-# then fails in the initramfs (toolchain.md §3.4 #3), so look at the program headers too.
+# then fails in the initramfs (docs/toolchain.md §3.4 #3), so look at the program headers too.
 if interp=$(readelf -lW "$BIN" | grep -A1 INTERP); then fail "has a PT_INTERP: $interp"; fi
 ok "no PT_INTERP"
 

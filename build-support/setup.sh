@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prepare a Debian 12 machine to build and test ovirt-node-reg (see shared/docs/toolchain.md).
+# Prepare a Debian 12 machine to build and test ovirt-node-reg (see docs/toolchain.md).
 # Idempotent and non-interactive: a second run only checks and returns within a second or two.
 # It never downloads a Rust toolchain (never a rustup download of a target): where the rustup musl target is
 # absent it installs route B (Debian's rustc-web + std sources) from bookworm-security instead.

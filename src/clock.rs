@@ -1,4 +1,4 @@
-//! A trustworthy clock before any certificate check (design §3 `clock`, issue 5).
+//! A trustworthy clock before any certificate check (docs/design.md §3 `clock`, issue 5).
 //!
 //! A node booting with its RTC years off fails every TLS check (certificates "not yet valid"
 //! or "expired"). So, before trust:

@@ -305,7 +305,7 @@ fn show_list<T: fmt::Display>(items: &[T], sep: &str) -> Vec<String> {
         .join(sep)]
 }
 
-/// Every setting the binary understands (ovirt-protocol.md §1, design §6).
+/// Every setting the binary understands (docs/ovirt-protocol.md §1, docs/design.md §6).
 pub static SETTINGS: &[Setting] = &[
     opt!(
         "management_server",

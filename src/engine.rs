@@ -1,4 +1,4 @@
-//! The host-register protocol, version 1: the `register` request (ovirt-protocol.md §3).
+//! The host-register protocol, version 1: the `register` request (docs/ovirt-protocol.md §3).
 //!
 //! Parameter names are the ones the engine's `RegisterServlet.registerV1` reads (§3.3). In
 //! particular the vdsm port goes in `vdsPort`: the stock clients' `port=` is ignored by the
@@ -27,7 +27,7 @@ pub struct Registration {
     pub name: String,
     /// Address the engine uses to reach the host (stored as its host name).
     pub address: String,
-    /// `/etc/vdsm/vdsm.id` or the SMBIOS UUID (§6.1).
+    /// `/etc/vdsm/vdsm.id` or the SMBIOS UUID (docs/ovirt-protocol.md §6.1).
     pub unique_id: String,
     pub ssh_user: String,
     pub ssh_port: u16,
@@ -93,7 +93,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "host-register request failed: {}", self.0)?;
         if let http::Error::Status { code: 400, .. } = self.0 {
-            // The engine answers 400 for every client error (§6.3).
+            // The engine answers 400 for every client error (docs/ovirt-protocol.md §6.3).
             f.write_str(" (the engine rejected the request: check the unique id and parameters)")?;
         }
         Ok(())
@@ -130,7 +130,7 @@ pub fn register(
     Ok(())
 }
 
-/// The servlet's one success answer is `200` with the body `OK` (ovirt-protocol.md §3.2, as
+/// The servlet's one success answer is `200` with the body `OK` (docs/ovirt-protocol.md §3.2, as
 /// docs/protocol-v2.md §1 restates it). Anything else, e.g. a login page a proxy serves with
 /// 200, did not register the host: a permanent failure, never a success.
 fn registered(status: u16, body: &[u8]) -> Result<(), http::Error> {
@@ -145,7 +145,7 @@ fn registered(status: u16, body: &[u8]) -> Result<(), http::Error> {
 }
 
 /// `get-version`: the highest protocol version the engine speaks (a stock engine says 1;
-/// design §5's version 2 will be advertised here).
+/// docs/design.md §5's version 2 will be advertised here).
 pub fn protocol_version(client: &Client, retrier: &mut Retrier) -> Result<u32, GaveUp<Error>> {
     retrier.run("asking the engine for its protocol version", |attempt| {
         let resp = client
@@ -171,10 +171,10 @@ pub const MAX_V2_ANSWER: u64 = 64 * 1024;
 /// The enrolment token header: a header, because query strings end up in access logs.
 pub const TOKEN_HEADER: &str = "X-Ovirt-Enrollment-Token";
 
-/// Longest `reason` shown on the console (§7); the engine's text is never interpreted.
+/// Longest `reason` shown on the console (docs/protocol-v2.md §7); the engine's text is never interpreted.
 const MAX_REASON: usize = 512;
 
-/// What the engine signed, as the approved answer carries it (§4). Public material only.
+/// What the engine signed, as the approved answer carries it (docs/protocol-v2.md §4). Public material only.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Issued {
     pub vdsm_cert: String,
@@ -229,7 +229,7 @@ pub enum Enrollment {
     UnknownHost { reason: String },
     /// Registered but never submitted (a poll after a crash before submitting).
     NoEnrollment { reason: String },
-    /// A 400/405 that is not JSON: a stock engine after all (§1); take the v1 path.
+    /// A 400/405 that is not JSON: a stock engine after all (docs/protocol-v2.md §1); take the v1 path.
     StockEngine,
     /// A JSON error the node cannot fix by retrying (a bug, not transient).
     Refused { code: u16, reason: String },
@@ -287,7 +287,7 @@ fn v2_path(command: &str, unique_id: &str) -> String {
     format!("{HOST_REGISTER}?{query}")
 }
 
-/// The JSON body of every v2 answer (§4); unknown fields are ignored.
+/// The JSON body of every v2 answer (docs/protocol-v2.md §4); unknown fields are ignored.
 #[derive(Deserialize)]
 struct Body {
     status: String,

@@ -363,7 +363,7 @@ fn read_answer(mut resp: ureq::http::Response<ureq::Body>, max_body: u64) -> Res
     })
 }
 
-/// rustls with ring, TLS 1.2 and 1.3; nothing else in the tree (toolchain.md §6.1).
+/// rustls with ring, TLS 1.2 and 1.3; nothing else in the tree (docs/toolchain.md §6.1).
 fn tls_builder() -> ureq::tls::TlsConfigBuilder {
     TlsConfig::builder()
         .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))

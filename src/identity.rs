@@ -1,6 +1,6 @@
 //! Who this host is: the unique id vdsm computes, MAC addresses, host name.
 //!
-//! Unique id (ovirt-protocol.md §6.1, v1 rules): the first line of `/etc/vdsm/vdsm.id`
+//! Unique id (docs/ovirt-protocol.md §6.1, v1 rules): the first line of `/etc/vdsm/vdsm.id`
 //! if present; else the SMBIOS system UUID, lower-cased (vdsm reads it with
 //! python-dmidecode; we read the same value from sysfs, which needs no tool); else a random
 //! UUID, which the caller stores in `vdsm.id` (as host-deploy does) so it never changes.

@@ -1,4 +1,4 @@
-//! Installing what the engine signed: the files, owners and modes of ovirt-protocol.md §5.4
+//! Installing what the engine signed: the files, owners and modes of docs/ovirt-protocol.md §5.4
 //! (Era D, the engine's Ansible roles), `vdsm.conf` (§5.1) and the core-dump pattern. Every
 //! file goes through the store, so it survives the reboot of a stateless node.
 //!
@@ -66,7 +66,7 @@ const fn e(path: &'static str, user: User, group: Group, mode: u32, content: Con
     }
 }
 
-/// ovirt-protocol.md §5.4 (Era D): CA and certificate files root:kvm 0644, vdsm keys
+/// docs/ovirt-protocol.md §5.4 (Era D): CA and certificate files root:kvm 0644, vdsm keys
 /// vdsm:kvm 0440, the QEMU key root:qemu 0440, the QEMU client files symlinks to the
 /// server ones. The libvirt and spice copies are copies, not links, as on a node (§5.2).
 pub const FILES: [Entry; 14] = [

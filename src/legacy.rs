@@ -1,7 +1,7 @@
 //! The configuration files the real oVirt Node reads and writes, kept compatible:
 //!
 //! * `/etc/default/ovirt`: shell variables `OVIRT_<NAME>="value"`, written by the node's
-//!   early boot from the kernel command line (ovirt-protocol.md §1.1, §1.3).
+//!   early boot from the kernel command line (docs/ovirt-protocol.md §1.1, §1.3).
 //! * `/etc/vdsm-reg/vdsm-reg.conf`: INI section `[vars]` of vdsm-reg (§2.2, §2.3).
 //!
 //! Both are updated line by line: unknown lines and comments are kept as they are.

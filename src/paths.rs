@@ -35,7 +35,7 @@ pub const STORE_CA_PIN: &str = "ovirt-node-reg/ca-pin";
 /// Where the engine's SSH key goes (the engine logs in as root to deploy the host).
 pub const ROOT_SSH_DIR: &str = "/root/.ssh";
 pub const ROOT_AUTHORIZED_KEYS: &str = "/root/.ssh/authorized_keys";
-/// Where `vdsm-tool register` keeps the engine CA (ovirt-protocol.md §3.4 step 4).
+/// Where `vdsm-tool register` keeps the engine CA (docs/ovirt-protocol.md §3.4 step 4).
 pub const ENGINE_CA_PEM: &str = "/etc/pki/ovirt-engine/ca.pem";
 /// Name servers (written by the network step; NetworkManager owns it in the real root).
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -56,7 +56,7 @@ pub const SSH_HOST_KEYS: [&str; 3] = [
 pub const ETC_PASSWD: &str = "/etc/passwd";
 pub const ETC_GROUP: &str = "/etc/group";
 
-// vdsm's files (ovirt-protocol.md §5.1, §5.4).
+// vdsm's files (docs/ovirt-protocol.md §5.1, §5.4).
 pub const VDSM_CONF: &str = "/etc/vdsm/vdsm.conf";
 /// vdsm's PKI directory, also its `trust_store_path`.
 pub const VDSM_PKI_DIR: &str = "/etc/pki/vdsm";

@@ -20,7 +20,7 @@ use crate::secret::Secret;
 use crate::trust::CaCert;
 use crate::values::KeyType;
 
-/// The `OU` the engine gives QEMU certificates (ovirt-protocol.md §4.3).
+/// The `OU` the engine gives QEMU certificates (docs/ovirt-protocol.md §4.3).
 pub const QEMU_UNIT: &str = "qemu";
 
 /// What a key and its certificate are for.
@@ -144,7 +144,7 @@ pub struct Validity {
 
 impl Validity {
     /// The moment `per_mille` of the lifetime has passed; the caller picks a jittered
-    /// 700–900 for re-enrolment (design §4).
+    /// 700–900 for re-enrolment (docs/design.md §4).
     pub fn renew_at(&self, per_mille: u16) -> i64 {
         let span = i128::from((self.not_after - self.not_before).max(0));
         let part = span * i128::from(per_mille) / 1000;

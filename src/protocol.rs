@@ -1,4 +1,4 @@
-//! The engine's URL paths, each written once (ovirt-protocol.md §3, §6.5; docs/protocol-v2.md).
+//! The engine's URL paths, each written once (docs/ovirt-protocol.md §3, §6.5; docs/protocol-v2.md).
 //! `engine` sends the host-register requests, `trust` fetches the CA and the SSH key, `clock`
 //! reads the engine's `Date`: all from here.
 
@@ -19,7 +19,7 @@ pub const HOST_REGISTER: &str = host_register!();
 /// `get-version`: unauthenticated, small, answered by every engine.
 pub const GET_VERSION: &str = host_register!("version=1&command=get-version");
 
-/// Where the CA can be downloaded, newest engines first (ovirt-protocol.md §3.2, §6.5).
+/// Where the CA can be downloaded, newest engines first (docs/ovirt-protocol.md §3.2, §6.5).
 pub const CA_SOURCES: [&str; 3] = [
     host_register!("version=1&command=get-pki-trust"),
     "/ovirt-engine/services/pki-resource?resource=ca-certificate&format=X509-PEM-CA",

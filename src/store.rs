@@ -1,5 +1,5 @@
 //! The persistent config store (`/config`), with oVirt Node's persist semantics
-//! (ovirt-protocol.md §2.10).
+//! (docs/ovirt-protocol.md §2.10).
 //!
 //! The store is a directory — normally the ext4 filesystem labelled `CONFIG`, mounted on
 //! `/config` — holding a copy of every persisted path at the same place below it, plus the list

@@ -191,7 +191,7 @@ pub struct EngineAddr {
     pub port: Option<u16>,
 }
 
-/// The engine's HTTPS port when none is given (engine >= 3.1, ovirt-protocol.md §6.5).
+/// The engine's HTTPS port when none is given (engine >= 3.1, docs/ovirt-protocol.md §6.5).
 pub const DEFAULT_ENGINE_PORT: u16 = 443;
 
 impl FromStr for EngineAddr {

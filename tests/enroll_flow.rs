@@ -1,6 +1,6 @@
 //! The whole enrolment (docs/protocol-v2.md) with the real binary against the engine simulator
 //! in-process, loopback only: manual approval across two boots, token auto-approval, final
-//! rejection, a stock engine, the installed files against ovirt-protocol.md §5.4, `openssl
+//! rejection, a stock engine, the installed files against docs/ovirt-protocol.md §5.4, `openssl
 //! verify`, the simulator's mTLS check against a stand-in vdsm that loads only the installed
 //! files, a reboot that sends nothing new, and one key pair per enrolment across crashes.
 //! Each run is a "boot" in a private mount namespace with a short `ovirt.reg.timeout`.
@@ -317,7 +317,7 @@ fn stock_engine_stops_after_registering() {
     );
 }
 
-/// ovirt-protocol.md §5.4 (Era D): path, uid, gid, mode; uid/gid 36 and 107 because the test
+/// docs/ovirt-protocol.md §5.4 (Era D): path, uid, gid, mode; uid/gid 36 and 107 because the test
 /// root has no passwd/group naming vdsm, kvm and qemu. Links: mode 0o777.
 const TABLE: [(&str, u32, u32, u32); 14] = [
     ("/etc/pki/vdsm/keys/vdsmkey.pem", 36, 36, 0o440),

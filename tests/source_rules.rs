@@ -314,3 +314,94 @@ fn describe(graph: &Graph, component: &[String]) -> String {
     }
     out
 }
+
+/// Where the repository's text may point for its facts: its own `docs/`, never a folder
+/// outside the checkout, and only at documents that exist.
+const CITING_DIRS: &[&str] = &[
+    "src",
+    "tests",
+    "docs",
+    "build-support",
+    "image",
+    "dracut",
+    "fuzz/fuzz_targets",
+    "qemu-tests/src",
+    "qemu-tests/tests",
+];
+
+#[test]
+fn citations_stay_inside_the_repository() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<PathBuf> = CITING_DIRS
+        .iter()
+        .flat_map(|d| text_files(&root.join(d)))
+        .collect();
+    files.extend(["README.md", "qemu-tests/README.md", "Cargo.toml"].map(|f| root.join(f)));
+    let mut found = Vec::new();
+    for file in files {
+        let text = fs::read_to_string(&file).unwrap_or_default();
+        let rel = file
+            .strip_prefix(root)
+            .expect("in the repo")
+            .display()
+            .to_string();
+        if rel == "tests/source_rules.rs" {
+            continue; // its own examples of bad citations
+        }
+        for (n, line) in text.lines().enumerate() {
+            for bad in bad_citations(root, line) {
+                found.push(format!("  {rel}:{}: {bad}", n + 1));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "citations outside docs/:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn the_citation_check_sees_outside_and_missing_documents() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    assert_eq!(bad_citations(root, "see docs/design.md §4").len(), 0);
+    assert_eq!(bad_citations(root, "see ../shared/docs/design.md").len(), 1);
+    assert_eq!(bad_citations(root, "(docs/no-such-file.md §2)").len(), 1);
+}
+
+/// A line's citations that leave the repository or name a `docs/*.md` that is not there.
+fn bad_citations(root: &Path, line: &str) -> Vec<String> {
+    let mut bad = Vec::new();
+    if line.contains("shared/docs") || line.contains("../shared") {
+        bad.push("a folder outside the repository".to_string());
+    }
+    for (at, _) in line.match_indices("docs/") {
+        let name: String = line[at..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || "/._-".contains(*c))
+            .collect();
+        let name = name.trim_end_matches('.');
+        let preceded = line[..at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '/');
+        if name.ends_with(".md") && !preceded && !root.join(name).is_file() {
+            bad.push(format!("{name} does not exist"));
+        }
+    }
+    bad
+}
+
+fn text_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = fs::read_dir(dir) else {
+        return out;
+    };
+    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        if path.is_dir() {
+            out.extend(text_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

@@ -1,8 +1,8 @@
 //! The simulator's PKI: an engine CA, the HTTPS server certificate it signs, the engine
 //! certificate (whose public key is also the engine SSH key, as `get-ssh-trust` derives it on a
-//! real engine, ovirt-protocol.md §3.2) and a second, unrelated CA for the wrong-CA fault.
+//! real engine, docs/ovirt-protocol.md §3.2) and a second, unrelated CA for the wrong-CA fault.
 //!
-//! All keys are ECDSA P-256: ring cannot generate RSA keys (toolchain.md §7), and the node must
+//! All keys are ECDSA P-256: ring cannot generate RSA keys (docs/toolchain.md §7), and the node must
 //! not care about the key type anyway.
 
 use std::fs;
@@ -86,7 +86,7 @@ impl CertificateAuthority {
         &self.issuer
     }
 
-    /// The CA as the engine serves it (76-column PEM, ovirt-protocol.md §3.2).
+    /// The CA as the engine serves it (76-column PEM, docs/ovirt-protocol.md §3.2).
     pub fn pem(&self) -> String {
         engine_pem(&self.der)
     }
@@ -183,7 +183,7 @@ fn ca_params(common_name: &str) -> Result<CertificateParams> {
 }
 
 /// Leaf defaults after the engine's enrolment script: back-dated one day against clock skew,
-/// 1827 days validity (ovirt-protocol.md §4.2).
+/// 1827 days validity (docs/ovirt-protocol.md §4.2).
 fn leaf_params(sans: Vec<String>, common_name: &str) -> Result<CertificateParams> {
     let mut p = CertificateParams::new(sans)?;
     p.distinguished_name = rcgen::DistinguishedName::new();
@@ -249,7 +249,7 @@ pub fn sha256_hex(der: &[u8]) -> String {
 }
 
 /// The legacy `management_server_fingerprint` format: SHA-1 of the DER, lower-case hex
-/// bytes joined by `:` (vdsm-tool, ovirt-protocol.md §3.4 step 4).
+/// bytes joined by `:` (vdsm-tool, docs/ovirt-protocol.md §3.4 step 4).
 pub fn sha1_colon(der: &[u8]) -> String {
     let d = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, der);
     hex(d.as_ref(), ":")

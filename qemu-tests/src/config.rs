@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::faults::FaultSpec;
 
 /// The address QEMU guests reach the host at through `guestfwd` with `restrict=on`
-/// (qemu-harness.md §7); the server certificate must name it.
+/// (docs/qemu-harness.md §7); the server certificate must name it.
 pub const GUEST_ENGINE_ADDR: &str = "10.0.2.100";
 
 #[derive(Debug, Clone)]
@@ -50,7 +50,7 @@ pub struct SimConfig {
     pub rate_limit_retry_after: Option<u64>,
 }
 
-/// `VdsCertificateValidityInDays` default (ovirt-protocol.md §4.2).
+/// `VdsCertificateValidityInDays` default (docs/ovirt-protocol.md §4.2).
 pub const DEFAULT_CERT_DAYS: u64 = 1827;
 
 impl Default for SimConfig {

@@ -1,5 +1,5 @@
 //! The engine's host table as far as registration sees it (`RegisterVdsQuery`,
-//! ovirt-protocol.md §3.5): new hosts are added pending approval unless an auto-approve
+//! docs/ovirt-protocol.md §3.5): new hosts are added pending approval unless an auto-approve
 //! pattern matches, a known unique id changes nothing, and an administrator approves or
 //! rejects through the admin API.
 
@@ -117,7 +117,7 @@ impl Hosts {
 }
 
 /// The engine strips every character outside `[A-Za-z0-9-.:_]` from the id before lookup
-/// and store (ovirt-protocol.md §3.5, §6.1).
+/// and store (docs/ovirt-protocol.md §3.5, §6.1).
 pub fn sanitize_unique_id(id: &str) -> String {
     id.chars()
         .filter(|c| c.is_ascii_alphanumeric() || "-.:_".contains(*c))

@@ -400,7 +400,7 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 /// IMF-fixdate (RFC 9110 §5.6.7). The node may use the engine's `Date` as a clock fallback
-/// (design §1 step 3), so the simulator must send a correct one.
+/// (docs/design.md §1 step 3), so the simulator must send a correct one.
 pub fn http_date(t: std::time::SystemTime) -> String {
     let secs = t
         .duration_since(std::time::UNIX_EPOCH)

@@ -2,7 +2,7 @@
 //! ([`scenario`]) for ovirt-node-reg.
 //!
 //! The simulator stands in for the oVirt Engine's registration side: the `host-register`
-//! servlet (protocol v1, ovirt-protocol.md §3), the `pki-resource` servlet and the legacy
+//! servlet (protocol v1, docs/ovirt-protocol.md §3), the `pki-resource` servlet and the legacy
 //! `/ca.crt` and `/engine.ssh.key.txt` paths, with its own CA, an admin API, an event log and
 //! fault switches. Tests start it in-process:
 //!

@@ -38,7 +38,7 @@ pub const TOKEN_FILE: &str = "/etc/ovirt-node-reg/token";
 /// The persisted NetworkManager keyfiles on the store.
 pub const KEYFILES: &str = "/etc/NetworkManager/system-connections";
 
-/// What the installed host must have on its store (ovirt-protocol.md §5.4, src/install.rs).
+/// What the installed host must have on its store (docs/ovirt-protocol.md §5.4, src/install.rs).
 pub const CERT_FILES: &[&str] = &[
     "/etc/pki/vdsm/keys/vdsmkey.pem",
     "/etc/pki/vdsm/certs/vdsmcert.pem",
@@ -310,7 +310,7 @@ impl<'s> Machine<'s> {
     }
 
     /// Kernel arguments of this test, after the common ones (the last occurrence of a key
-    /// wins, doc §3).
+    /// wins, docs/qemu-harness.md §3).
     pub fn args(mut self, args: &str) -> Self {
         self.args.push(' ');
         self.args.push_str(args.trim());

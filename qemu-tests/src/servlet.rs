@@ -1,4 +1,4 @@
-//! The engine endpoints as the real servlets answer them (ovirt-protocol.md §3, §6.5):
+//! The engine endpoints as the real servlets answer them (docs/ovirt-protocol.md §3, §6.5):
 //! `RegisterServlet` (host-register v1), `PKIResourceServlet` and the legacy paths that the
 //! engine maps onto the latter.
 

@@ -1,4 +1,4 @@
-//! Host certificates as the engine's `pki-enroll-request.sh` issues them (ovirt-protocol.md
+//! Host certificates as the engine's `pki-enroll-request.sh` issues them (docs/ovirt-protocol.md
 //! §4.2, §4.3; docs/protocol-v2.md §5): the subject is forced to `/O=<org>/CN=<address>`
 //! (plus `/OU=qemu` for QEMU) whatever the CSR says, the SAN follows `CertificateUtils`, the
 //! start is back-dated and the extensions are those of `cert.template`.

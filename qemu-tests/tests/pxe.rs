@@ -1,4 +1,4 @@
-//! PXE boots (qemu-harness.md §6): the firmware's iPXE ROM does DHCP and loads the tree made by
+//! PXE boots (docs/qemu-harness.md §6): the firmware's iPXE ROM does DHCP and loads the tree made by
 //! `image/mkpxe.sh` from QEMU's own TFTP server (user-mode networking, `restrict=on`, the
 //! engine only through `guestfwd` to 10.0.2.100); the tree's initramfs is the minimal PID-1
 //! image, its enrolment token a second initramfs (0600). Two NICs, the second one the boot NIC

@@ -1,4 +1,4 @@
-//! The simulator's engine endpoints answer as ovirt-protocol.md §3 says the real servlets do.
+//! The simulator's engine endpoints answer as docs/ovirt-protocol.md §3 says the real servlets do.
 //! Loopback only; every wait is bounded.
 
 use qemu_tests::client::{Client, Reply};
@@ -177,7 +177,7 @@ fn register_with_all_parameters() {
 #[test]
 fn register_defaults_and_the_ignored_port_parameter() {
     let (sim, c) = start();
-    // Stock clients send `port=`, which the servlet never reads (ovirt-protocol.md §3.3).
+    // Stock clients send `port=`, which the servlet never reads (docs/ovirt-protocol.md §3.3).
     assert_eq!(
         v1(&c, "command=register&uniqueId=u%2F1&port=1234").status,
         200

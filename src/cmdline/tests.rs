@@ -1,4 +1,4 @@
-//! Every kernel argument of ovirt-protocol.md §1 and design §6, with real examples.
+//! Every kernel argument of docs/ovirt-protocol.md §1 and docs/design.md §6, with real examples.
 
 use super::*;
 use crate::config::Source;

@@ -16,7 +16,7 @@ use crate::status::{self, Outcome};
 use crate::store::Store;
 use crate::worker::{self, Job, Reply};
 
-/// The status of a host whose engine deploys certificates itself (stock oVirt, design §5).
+/// The status of a host whose engine deploys certificates itself (stock oVirt, docs/design.md §5).
 pub const STOCK_ENGINE_REASON: &str = "registered, waiting for engine host deploy";
 
 /// The pending private keys, in the store's private state until the certificates are

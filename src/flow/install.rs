@@ -16,7 +16,7 @@ use crate::secret::Secret;
 use crate::trust;
 
 /// `certs_installed`: each certificate checked against its key, its CA (the pinned one for
-/// vdsm) and this host's address, then the files of ovirt-protocol.md §5.4 installed.
+/// vdsm) and this host's address, then the files of docs/ovirt-protocol.md §5.4 installed.
 pub(super) fn certs_installed(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
     if state.is_done(Step::CertsInstalled) {
         return Ok(StepResult::Skipped("certificates already installed".into()));
@@ -72,7 +72,7 @@ fn jitter_per_mille(max: u16) -> u16 {
     u16::try_from(d.as_millis()).unwrap_or(0)
 }
 
-/// Why an enrolled host must enrol again (design §4): its certificate passed its renewal
+/// Why an enrolled host must enrol again (docs/design.md §4): its certificate passed its renewal
 /// point, or the engine CA now trusted is not the installed one. Local files only: a boot
 /// with nothing due sends nothing.
 pub(super) fn renewal_due(root: &Root, state: &State) -> Option<String> {

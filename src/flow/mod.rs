@@ -210,7 +210,7 @@ pub fn start_register(root: &Root, cmdline: &Path, engine: Option<&str>, debug: 
     }
 }
 
-/// Where `boot` runs (design §4): the initramfs hook stops after `csr_submitted` so the boot
+/// Where `boot` runs (docs/design.md §4): the initramfs hook stops after `csr_submitted` so the boot
 /// goes on; the system unit (and a plain `boot`) runs every step.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stage {

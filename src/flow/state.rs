@@ -81,7 +81,7 @@ impl State {
     }
 
     /// Forget every step after `configured`: a new engine means trusting and registering
-    /// again (design §4: re-registration only when the engine changes).
+    /// again (docs/design.md §4: re-registration only when the engine changes).
     pub(super) fn reset_for_engine(&mut self, engine: &str) {
         if self.engine.as_deref().is_some_and(|e| e != engine) {
             info!(

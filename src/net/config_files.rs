@@ -1,7 +1,7 @@
 //! The files the network step writes: `/etc/resolv.conf`, `/etc/hostname`, and the
 //! persisted network configuration the installed system reads on the next boot —
 //! NetworkManager keyfiles (default) or legacy initscripts ifcfg files
-//! (`ovirt.reg.netconf=ifcfg`, the layout of ovirt-protocol.md §1.3 and §2.8).
+//! (`ovirt.reg.netconf=ifcfg`, the layout of docs/ovirt-protocol.md §1.3 and §2.8).
 //!
 //! Building the text is pure (tested field by field); writing goes through the store's
 //! `write_persisted` when there is a store, else the one atomic write, and only when the
@@ -194,7 +194,7 @@ fn bond_keyfile(id: &str, name: &str, options: &[String], master: Option<(&str, 
     s
 }
 
-/// vdsm's default when `bond=` gives no options (ovirt-protocol.md §2.8).
+/// vdsm's default when `bond=` gives no options (docs/ovirt-protocol.md §2.8).
 fn effective_bond_options(options: &[String]) -> Vec<String> {
     if options.is_empty() {
         vec!["mode=802.3ad".into(), "miimon=150".into()]

@@ -1,6 +1,6 @@
 //! Just enough DER to read a certificate's public key and validity. webpki checks chains but
 //! does not hand out `notAfter`, and a full X.509 parser would cost the binary far more than
-//! these few lines (size budget, design §7). Everything here is input from the network:
+//! these few lines (size budget, docs/design.md §7). Everything here is input from the network:
 //! every length is checked, nothing panics.
 
 use anyhow::{bail, Context, Result};

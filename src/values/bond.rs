@@ -116,7 +116,7 @@ pub struct BondOptions {
 
 impl BondOptions {
     /// vdsm's default when `bond=` gives no options: `mode=802.3ad miimon=150`
-    /// (ovirt-protocol.md §2.8).
+    /// (docs/ovirt-protocol.md §2.8).
     pub const VDSM_DEFAULT: BondOptions = BondOptions {
         mode: Some(MODE_802_3AD),
         miimon: Some(150),

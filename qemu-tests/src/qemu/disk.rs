@@ -1,5 +1,5 @@
 //! The config disk: made with `mkfs.ext4`, read back on the host after QEMU exits (debugfs,
-//! e2ls) and checked with `e2fsck -fn` (doc §4).
+//! e2ls) and checked with `e2fsck -fn` (docs/qemu-harness.md §4).
 
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -19,7 +19,7 @@ use super::vm::BASE_APPEND;
 use super::GUEST_ENGINE_ADDR;
 
 /// Modules the guest loads (`mkinitrd-min.sh --modules`, which adds their `modules.dep`
-/// closure): virtio, the bridge, VLANs and bonds, ext4 and crc32c for the config disk (doc §2).
+/// closure): virtio, the bridge, VLANs and bonds, ext4 and crc32c for the config disk (docs/qemu-harness.md §2).
 pub const MODULES: &[&str] = &[
     "virtio_pci",
     "virtio_net",
@@ -143,7 +143,7 @@ fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
 }
 
-/// The kernel's inner ELF `vmlinux` (doc §4: the bzImage is xz; PVH boot of the ELF skips
+/// The kernel's inner ELF `vmlinux` (docs/qemu-harness.md §4: the bzImage is xz; PVH boot of the ELF skips
 /// about 2 s of decompression under TCG), cached per kernel version in `target/qemu-cache`.
 pub fn vmlinux(kver: &str) -> Result<PathBuf> {
     static LOCK: Mutex<()> = Mutex::new(());

@@ -14,7 +14,7 @@ use super::boot::Boot;
 use super::host::{artifacts_dir, host};
 use super::vm::Vm;
 
-/// QEMU boots at once, at most (the machine has 2 cores; doc §4: one VM per core).
+/// QEMU boots at once, at most (the machine has 2 cores; docs/qemu-harness.md §4: one VM per core).
 pub const MAX_VMS: usize = 2;
 
 /// At most [`MAX_VMS`] QEMUs at once in this process.

@@ -1,6 +1,6 @@
 //! What one boot is ([`Vm`]: image, NICs, disks, firmware, timeouts) and its QEMU command
 //! line: TCG, user-mode networking with `restrict=on` and one `guestfwd` per NIC to the
-//! simulator (doc §7), the serial console in a file.
+//! simulator (docs/qemu-harness.md §7), the serial console in a file.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ pub struct Nic {
     pub mac: String,
 }
 
-/// A network boot (doc §6): no `-kernel`/`-initrd`/`-append`; the NIC's iPXE option ROM does
+/// A network boot (docs/qemu-harness.md §6): no `-kernel`/`-initrd`/`-append`; the NIC's iPXE option ROM does
 /// DHCP and fetches `bootfile` from QEMU's own TFTP server rooted at `tree` (a tree made by
 /// [`pxe_tree`](super::pxe_tree), whose pxelinux config or iPXE script carries the kernel command line).
 #[derive(Debug, Clone)]
@@ -173,7 +173,7 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
-/// The virtio NIC's option ROM, which does the network boot (doc §6).
+/// The virtio NIC's option ROM, which does the network boot (docs/qemu-harness.md §6).
 fn need_pxe_rom() -> Result<()> {
     let roms = [
         "/usr/share/qemu/pxe-virtio.rom",
@@ -335,7 +335,7 @@ impl Vm {
                 }
                 None => String::new(),
             };
-            // One argument, spaces and all (doc §8.5); restrict=on: only the guestfwd port.
+            // One argument, spaces and all (docs/qemu-harness.md §8.5); restrict=on: only the guestfwd port.
             // socat's stderr is the guest's connection too: its "Connection refused" while the
             // engine is down would reach the guest as data, so it logs to /dev/null.
             // The engine's check of the vdsm port comes in from loopback only, to the first NIC.
