@@ -6,6 +6,7 @@ pub mod calendar;
 pub mod clock;
 pub mod cmdline;
 pub mod config;
+pub mod crypt;
 pub mod engine;
 pub mod escape;
 pub mod fault;
