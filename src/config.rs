@@ -21,6 +21,8 @@ pub enum Source {
     VdsmRegConf,
     DefaultOvirt,
     Cmdline,
+    /// The answers of `ovirt-node-reg setup`, saved like the command line's.
+    Setup,
 }
 
 impl fmt::Display for Source {
@@ -30,6 +32,7 @@ impl fmt::Display for Source {
             Source::VdsmRegConf => crate::paths::VDSM_REG_CONF,
             Source::DefaultOvirt => crate::paths::DEFAULT_OVIRT,
             Source::Cmdline => "kernel command line",
+            Source::Setup => "ovirt-node-reg setup",
         })
     }
 }

@@ -183,7 +183,7 @@ pub fn default_ovirt_vars(loaded: &Loaded) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for s in SETTINGS
         .iter()
-        .filter(|s| !s.secret && loaded.source_of(s.name) == Source::Cmdline)
+        .filter(|s| !s.secret && saved(loaded.source_of(s.name)))
     {
         match s.name {
             "ip" | "netmask" | "gateway" => {}
@@ -194,9 +194,14 @@ pub fn default_ovirt_vars(loaded: &Loaded) -> Vec<(String, String)> {
     out
 }
 
+/// Settings given for this run (the command line, `setup`'s answers), saved in the file.
+fn saved(source: Source) -> bool {
+    matches!(source, Source::Cmdline | Source::Setup)
+}
+
 /// `OVIRT_IP_ADDRESS/GATEWAY/NETMASK` from `ip=` (its fields first) or `gateway=`/`netmask=`.
 fn ip_vars(c: &Config, loaded: &Loaded) -> Vec<(String, String)> {
-    let from_cmdline = |n: &str| loaded.source_of(n) == Source::Cmdline;
+    let from_cmdline = |n: &str| saved(loaded.source_of(n));
     let ip = c.net.ip.as_ref().filter(|_| from_cmdline("ip"));
     let mut out = Vec::new();
     if let Some(ip) = ip {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use ovirt_node_reg::config::{Loaded, SETTINGS};
 use ovirt_node_reg::paths::{self, Root};
+use ovirt_node_reg::secret::Secret;
 use ovirt_node_reg::status::{self, Outcome, Status};
 use ovirt_node_reg::store::Persisted;
 use ovirt_node_reg::{escape, flow, logging, sources};
@@ -42,6 +43,7 @@ enum Command {
     Version(VersionCmd),
     Register(RegisterCmd),
     Reenroll(ReenrollCmd),
+    Setup(SetupCmd),
     Worker(WorkerCmd),
     Init(InitCmd),
 }
@@ -121,6 +123,44 @@ struct RegisterCmd {
 }
 
 #[derive(FromArgs)]
+#[argh(subcommand, name = "setup")]
+/// configure this node by hand: interactive on a terminal, or every answer as a flag
+/// (--engine and --ca-pin at least); nothing is written before the final confirmation
+struct SetupCmd {
+    /// the engine, HOST[:PORT]: answer every question with the flags instead of asking
+    #[argh(option)]
+    engine: Option<String>,
+    /// the engine CA's SHA-256 (sha256:<hex>), compared on the engine; must match what the
+    /// engine presents
+    #[argh(option)]
+    ca_pin: Option<String>,
+    /// root's password as a crypt(3) hash ($6$…, $5$… or $y$…), written to /etc/shadow
+    #[argh(option)]
+    root_password_hash: Option<String>,
+    /// allow SSH password login (sshd PasswordAuthentication yes)
+    #[argh(switch)]
+    ssh_pwauth: bool,
+    /// refuse SSH password login (sshd PasswordAuthentication no)
+    #[argh(switch)]
+    no_ssh_pwauth: bool,
+    /// the management NIC (ovirt.reg.nic=)
+    #[argh(option)]
+    nic: Option<String>,
+    /// the management VLAN, ID or ID:NIC (vlan=)
+    #[argh(option)]
+    vlan: Option<String>,
+    /// a static address ADDRESS/PREFIX, or dhcp (ip=)
+    #[argh(option)]
+    address: Option<String>,
+    /// the gateway for --address
+    #[argh(option)]
+    gateway: Option<String>,
+    /// register now, once the settings are written
+    #[argh(switch)]
+    yes: bool,
+}
+
+#[derive(FromArgs)]
 #[argh(subcommand, name = "reenroll")]
 /// get a new certificate for this host's keys now (same keys), then finish as boot does
 struct ReenrollCmd {}
@@ -184,12 +224,32 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             c.engine.as_deref(),
             cli.debug,
         ))),
+        Command::Setup(c) => setup(&root, &cmdline, c, cli.debug),
         Command::Init(_) => anyhow::bail!("init runs only as process 1 (rdinit=/init or init=)"),
         Command::Worker(_) => ovirt_node_reg::worker::serve().map(|()| ExitCode::SUCCESS),
         Command::Persist(c) => store_paths(&root, &cmdline, &c.paths, true),
         Command::Unpersist(c) => store_paths(&root, &cmdline, &c.paths, false),
         Command::Restore(_) => restore(&root, &cmdline),
     }
+}
+
+fn setup(root: &Root, cmdline: &Path, c: &SetupCmd, debug: bool) -> Result<ExitCode> {
+    anyhow::ensure!(
+        !(c.ssh_pwauth && c.no_ssh_pwauth),
+        "give --ssh-pwauth or --no-ssh-pwauth, not both"
+    );
+    let opts = ovirt_node_reg::setup::Options {
+        engine: c.engine.clone(),
+        ca_pin: c.ca_pin.clone(),
+        root_password_hash: c.root_password_hash.clone().map(Secret::new),
+        ssh_pwauth: (c.ssh_pwauth || c.no_ssh_pwauth).then_some(c.ssh_pwauth),
+        nic: c.nic.clone(),
+        vlan: c.vlan.clone(),
+        address: c.address.clone(),
+        gateway: c.gateway.clone(),
+        yes: c.yes,
+    };
+    ovirt_node_reg::setup::run(root, cmdline, &opts, debug)
 }
 
 fn load(root: &Root, cmdline: &Path) -> Result<Loaded> {

@@ -52,6 +52,14 @@ pub const SSH_HOST_KEYS: [&str; 3] = [
     "/etc/ssh/ssh_host_ed25519_key.pub",
     "/etc/ssh/ssh_host_rsa_key.pub",
 ];
+/// Root's password hash (`rhevm_admin_password=`, `setup`).
+pub const ETC_SHADOW: &str = "/etc/shadow";
+/// sshd's configuration, and the drop-in that sets `PasswordAuthentication` (`ssh_pwauth=`)
+/// where sshd_config includes its `.d` directory. `01-` sorts before the distributions' own
+/// drop-ins (`50-redhat.conf`, `50-cloud-init.conf`): sshd keeps the first value it reads.
+pub const SSHD_CONFIG: &str = "/etc/ssh/sshd_config";
+pub const SSHD_CONFIG_DIR: &str = "/etc/ssh/sshd_config.d";
+pub const SSHD_DROP_IN: &str = "/etc/ssh/sshd_config.d/01-ovirt-node-reg.conf";
 /// Read for the vdsm, kvm and qemu ids.
 pub const ETC_PASSWD: &str = "/etc/passwd";
 pub const ETC_GROUP: &str = "/etc/group";

@@ -355,6 +355,26 @@ pub struct Trusted {
     pub how: Verified,
 }
 
+/// Download the engine CA without verifying the server and without trusting it: `setup`
+/// shows its fingerprints to the administrator, who decides. Retries transient failures.
+pub fn fetch_ca(
+    endpoint: &Endpoint,
+    timeouts: Timeouts,
+    retrier: &mut Retrier,
+) -> Result<CaCert, GaveUp<Error>> {
+    let client = Client::for_ca_fetch(endpoint.clone(), timeouts);
+    retrier.run("fetching the engine CA", |attempt| {
+        fetch_ca_once(&client, attempt.remaining)
+    })
+}
+
+/// One try of every CA source, the first certificate that parses.
+fn fetch_ca_once(client: &Client, budget: std::time::Duration) -> Result<CaCert, Error> {
+    fetch_first(client, "engine CA", &CA_SOURCES, budget, |r| {
+        CaCert::from_pem(&r.body)
+    })
+}
+
 /// Download the engine CA without verifying the server, then check it against the pins
 /// before anything else is sent. Retries transient failures; a refused CA is fatal.
 pub fn establish(
@@ -365,9 +385,7 @@ pub fn establish(
 ) -> Result<Trusted, GaveUp<Error>> {
     let client = Client::for_ca_fetch(endpoint.clone(), timeouts);
     let trusted = retrier.run("fetching the engine CA", |attempt| {
-        let ca = fetch_first(&client, "engine CA", &CA_SOURCES, attempt.remaining, |r| {
-            CaCert::from_pem(&r.body)
-        })?;
+        let ca = fetch_ca_once(&client, attempt.remaining)?;
         let how = verify(&ca, pins).map_err(Error::Trust)?;
         Ok(Trusted { ca, how })
     })?;

@@ -58,6 +58,8 @@ pub enum Job {
         stored: Option<String>,
         insecure_tofu: bool,
     },
+    /// Fetch the engine CA and check nothing (`setup`: the parent shows its fingerprints).
+    FetchCa { net: Net },
     /// Fetch the engine's SSH public key over the pinned connection.
     SshKey { net: Net, ca_pem: String },
     /// Register with the engine (host-register v1).
@@ -127,6 +129,10 @@ pub enum Reply {
     /// The CA the worker fetched and found matching the pins. The parent checks it again
     /// against its own pins and decides by itself whether this is a first use.
     Trusted {
+        ca_pem: String,
+    },
+    /// The CA the worker fetched, unchecked: the parent re-parses it and decides.
+    Ca {
         ca_pem: String,
     },
     SshKey {
@@ -255,6 +261,7 @@ fn spawn(exe: &Path, debug: bool) -> Result<std::process::Child> {
 fn job_deadline(job: &Job) -> Duration {
     match job {
         Job::Trust { net, .. }
+        | Job::FetchCa { net }
         | Job::SshKey { net, .. }
         | Job::Register { net, .. }
         | Job::Clock { net, .. }
@@ -399,6 +406,10 @@ fn perform(job: &Job) -> Result<Reply> {
             Ok(Reply::Trusted {
                 ca_pem: trusted.ca.pem(),
             })
+        }
+        Job::FetchCa { net } => {
+            let ca = trust::fetch_ca(&endpoint(net)?, Timeouts::default(), &mut retrier(net))?;
+            Ok(Reply::Ca { ca_pem: ca.pem() })
         }
         Job::SshKey { net, ca_pem } => {
             let key = trust::fetch_ssh_key(&pinned(net, ca_pem)?, &mut retrier(net))?;

@@ -28,7 +28,7 @@ pub(super) fn configured(ctx: &StepContext, state: &mut State) -> Result<StepRes
             "no engine configured: give management_server=HOST[:PORT] on the kernel command line"
         );
     };
-    write_legacy_files(ctx)?;
+    write_files(ctx)?;
     let (id, _) = identity::ensure(ctx.root)?;
     ctx.store
         .persist(Path::new(paths::VDSM_ID))
@@ -42,6 +42,14 @@ pub(super) fn configured(ctx: &StepContext, state: &mut State) -> Result<StepRes
     state.unique_id = Some(id.unique_id);
     state.reset_for_engine(&format!("{}:{}", engine.host, loaded.config.engine_port()));
     Ok(StepResult::Done)
+}
+
+/// Everything the settings say to write: the legacy files, then root's password and sshd's
+/// password login (`rhevm_admin_password=`, `ssh_pwauth=`); all persisted. `setup` writes
+/// its answers through this too.
+pub(super) fn write_files(ctx: &StepContext) -> Result<()> {
+    write_legacy_files(ctx)?;
+    crate::login::apply(ctx.store, &ctx.loaded.config.reg)
 }
 
 /// Update `/etc/default/ovirt` and `vdsm-reg.conf` from the settings and persist both.

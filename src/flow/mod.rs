@@ -181,6 +181,12 @@ pub fn start(root: &Root, cmdline: &Path, debug: bool, run: Run) -> Status {
     st
 }
 
+/// `setup`: write what the settings say exactly as the `configured` step does (the legacy
+/// files, root's password, sshd's password login), without running any step.
+pub fn write_configuration(root: &Root, loaded: &Loaded, store: &Store) -> Result<()> {
+    configure::write_files(&StepContext::new(root, loaded, store, false))
+}
+
 /// `register [--engine HOST[:PORT]]` from the command line: load the settings (`--engine`
 /// replaces the configured engine), open the store, run the trust and register steps only.
 /// Never an error: a failure to start becomes the status.
