@@ -278,7 +278,7 @@ fn engine_and_ca(
             }
         }
     }
-    Err(Stop::TooManyTries("the engine address"))
+    Err(Stop::TooManyTries("the engine address and port".into()))
 }
 
 /// The CA's fingerprints, computed here from its DER; only an explicit "yes" pins it.
@@ -323,7 +323,7 @@ fn ask_password(t: &mut dyn Term) -> Result<Secret, Stop> {
             return crypt::hash_password(&first).map_err(|e| Stop::Failed(format!("{e:#}")));
         }
     }
-    Err(Stop::TooManyTries("root's password"))
+    Err(Stop::TooManyTries("root's password".into()))
 }
 
 fn ask_network(t: &mut dyn Term, loaded: &Loaded, answers: &mut Answers) -> Result<(), Stop> {
@@ -424,7 +424,7 @@ pub fn ask<T>(
             }
         }
     }
-    Err(Stop::TooManyTries("one question"))
+    Err(Stop::TooManyTries(question.to_string()))
 }
 
 fn yes_no(t: &mut dyn Term, question: &str, default: Option<bool>) -> Result<bool, Stop> {

@@ -219,3 +219,43 @@ fn boot_applies_the_password_hash_and_ssh_pwauth() {
         "{files}"
     );
 }
+
+#[test]
+fn an_included_drop_in_directory_gets_the_setting_and_sshd_config_stays() {
+    let sim = start();
+    let node = node();
+    let config = "Include /etc/ssh/sshd_config.d/*.conf\nPort 22\n";
+    node.write("/etc/ssh/sshd_config", config);
+    fs::create_dir_all(node.path("/etc/ssh/sshd_config.d")).unwrap();
+    let engine = format!("127.0.0.1:{}", sim.port());
+    let (out, text) = setup(
+        &node,
+        &[
+            "--engine",
+            &engine,
+            "--ca-pin",
+            &pin(&sim),
+            "--no-ssh-pwauth",
+        ],
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("register with `ovirt-node-reg boot`"),
+        "without --yes: {text}"
+    );
+    assert!(!commands(&sim).contains(&"register".to_string()));
+    assert_eq!(node.read("/etc/ssh/sshd_config"), config);
+    let drop_in = "/etc/ssh/sshd_config.d/01-ovirt-node-reg.conf";
+    assert!(node.read(drop_in).ends_with("PasswordAuthentication no\n"));
+    let mode = fs::metadata(node.path(drop_in))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+    assert_eq!(
+        node.read("/etc/shadow"),
+        "root:!:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n",
+        "no password asked for, none set"
+    );
+}

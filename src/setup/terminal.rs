@@ -20,7 +20,8 @@ pub enum Stop {
     Eof,
     /// Ctrl-C.
     Interrupted,
-    TooManyTries(&'static str),
+    /// The question (or what was asked for).
+    TooManyTries(String),
     /// "no" where only "yes" goes on.
     Declined(&'static str),
     Failed(String),
@@ -31,7 +32,7 @@ impl fmt::Display for Stop {
         match self {
             Stop::Eof => f.write_str("end of input"),
             Stop::Interrupted => f.write_str("interrupted"),
-            Stop::TooManyTries(what) => write!(f, "too many bad answers for {what}"),
+            Stop::TooManyTries(what) => write!(f, "too many bad answers to {what:?}"),
             Stop::Declined(what) => f.write_str(what),
             Stop::Failed(why) => f.write_str(why),
         }

@@ -185,7 +185,9 @@ fn bad_answers_are_bounded_and_fetch_errors_re_ask() {
     let mut t = Script::new(&[Some("bad host!"); 6]);
     assert_eq!(
         converse(&mut t, &loaded(""), &mut |_: &str| Ok(test_ca())),
-        Err(Stop::TooManyTries("one question"))
+        Err(Stop::TooManyTries(
+            "Engine address (host name or IP address)".into()
+        ))
     );
     assert_eq!(t.said.matches("is not accepted").count(), MAX_TRIES);
 }
