@@ -90,10 +90,14 @@ impl Answers {
         out
     }
 
-    /// The settings with the answers on top, as `boot` will see them.
+    /// The settings with the answers on top, as `boot` will see them. A bad value the answers
+    /// replace is no longer an error: fixing it is what setup is for.
     pub fn applied(&self, loaded: &Loaded) -> Loaded {
         let mut out = loaded.clone();
-        out.apply_layer(Source::Setup, &self.settings());
+        let settings = self.settings();
+        out.errors
+            .retain(|e| !settings.iter().any(|s| s.name == e.name));
+        out.apply_layer(Source::Setup, &settings);
         if let Some(hash) = &self.root_hash {
             out.config.reg.admin_password = Some(hash.clone());
         }
@@ -156,6 +160,9 @@ fn interactive(
     debug: bool,
 ) -> Result<ExitCode> {
     t.say("ovirt-node-reg setup: connect this node to an oVirt Engine.\nCtrl-C or Ctrl-D at any question leaves everything as it was.\n\n");
+    for e in &loaded.errors {
+        t.say(&format!("note: the current settings have an error: {e}\n"));
+    }
     let answers = match converse(t, loaded, fetch) {
         Ok(a) => a,
         Err(stop) => return Ok(stopped(t, &stop, "nothing was changed")),

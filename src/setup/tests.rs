@@ -305,3 +305,30 @@ fn ip_values() {
     assert!(ip_value("192.0.2.10/33", None).is_err());
     assert!(ip_value("192.0.2.10/24", Some("fd00::1")).is_err());
 }
+
+#[test]
+fn an_answer_replaces_a_bad_value_and_its_error() {
+    let mut base = Loaded::default();
+    crate::legacy::apply_default_ovirt(
+        &mut base,
+        "OVIRT_MANAGEMENT_SERVER=\"bad host!\"\nOVIRT_VLAN=\"9999\"\n",
+    );
+    assert_eq!(base.errors.len(), 2, "{:?}", base.errors);
+    let ca = test_ca();
+    let a = Answers {
+        engine: "e.example.com:443".parse().unwrap(),
+        pin: ca.sha256_pin(),
+        root_hash: None,
+        ssh_pwauth: None,
+        nic: None,
+        vlan: None,
+        ip: None,
+    };
+    let applied = a.applied(&base);
+    let names: Vec<&str> = applied.errors.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["vlan"],
+        "the engine's error is gone, the VLAN's stays"
+    );
+}
