@@ -134,7 +134,8 @@ struct SetupCmd {
     /// engine presents
     #[argh(option)]
     ca_pin: Option<String>,
-    /// root's password as a crypt(3) hash ($6$…, $5$… or $y$…), written to /etc/shadow
+    /// root's password as a crypt(3) hash ($6$…, $5$… or $y$…), written to /etc/shadow;
+    /// `-` reads it from stdin (an argument is visible to local users while setup runs)
     #[argh(option)]
     root_password_hash: Option<String>,
     /// allow SSH password login (sshd PasswordAuthentication yes)
@@ -241,7 +242,10 @@ fn setup(root: &Root, cmdline: &Path, c: &SetupCmd, debug: bool) -> Result<ExitC
     let opts = ovirt_node_reg::setup::Options {
         engine: c.engine.clone(),
         ca_pin: c.ca_pin.clone(),
-        root_password_hash: c.root_password_hash.clone().map(Secret::new),
+        root_password_hash: match c.root_password_hash.as_deref() {
+            Some("-") => Some(ovirt_node_reg::setup::hash_from_stdin()?),
+            h => h.map(Secret::new),
+        },
         ssh_pwauth: (c.ssh_pwauth || c.no_ssh_pwauth).then_some(c.ssh_pwauth),
         nic: c.nic.clone(),
         vlan: c.vlan.clone(),

@@ -601,6 +601,18 @@ fn show(st: &Status) -> ExitCode {
     }
 }
 
+/// `--root-password-hash -`: the hash on stdin's first line, kept out of the process's
+/// arguments (which every local user can read while setup runs).
+pub fn hash_from_stdin() -> Result<Secret> {
+    use std::io::Read;
+    let mut text = String::new();
+    std::io::stdin()
+        .take(4096)
+        .read_to_string(&mut text)
+        .context("reading the password hash from stdin")?;
+    Ok(Secret::new(text.lines().next().unwrap_or_default().trim()))
+}
+
 /// The engine CA, fetched by the unprivileged worker; the parent re-parses it with the strict
 /// parser (one certificate, a valid trust anchor) and trusts nothing else it says.
 fn fetch_ca(engine: &str, debug: bool) -> Result<CaCert> {

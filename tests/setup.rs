@@ -259,3 +259,66 @@ fn an_included_drop_in_directory_gets_the_setting_and_sshd_config_stays() {
         "no password asked for, none set"
     );
 }
+
+#[test]
+fn the_hash_can_come_from_stdin() {
+    use std::io::Write;
+    let sim = start();
+    let node = node();
+    let engine = format!("127.0.0.1:{}", sim.port());
+    let mut child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", BIN, "--root"])
+        .arg(&node.root)
+        .args([
+            "setup",
+            "--engine",
+            &engine,
+            "--ca-pin",
+            &pin(&sim),
+            "--root-password-hash",
+            "-",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{HASH}\n").as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    assert!(node
+        .read("/config/etc/shadow")
+        .starts_with(&format!("root:{HASH}:")));
+    // A bad one is refused without being shown.
+    let mut child = Command::new(BIN)
+        .arg("--root")
+        .arg(&node.root)
+        .args(["setup", "--engine", &engine, "--root-password-hash", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"$1$salt$TOPSECRETMD5\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("--root-password-hash: expected"),
+        "{err}"
+    );
+    assert!(!err.contains("TOPSECRET"), "{err}");
+}
