@@ -245,3 +245,38 @@ fn the_engine_certificate_must_name_the_management_server() {
     let commands: Vec<String> = sim.requests().iter().map(command_of).collect();
     assert!(!commands.contains(&"register".to_string()), "{commands:?}");
 }
+
+/// `setup`: the CA the worker fetched is re-parsed by the parent and its fingerprints
+/// computed there; a worker handing over another CA, or two, changes nothing.
+#[test]
+fn setup_computes_the_fingerprints_of_what_it_got_itself() {
+    let sim = start();
+    let node = Node::new();
+    node.write("/proc/cmdline", "ro ovirt.reg.store=/config\n");
+    let other = sim.other_ca_pem();
+    let chain = format!("{}{}", sim.ca_pem(), other);
+    let engine = format!("127.0.0.1:{}", sim.port());
+    let real_pin = format!("sha256:{}", sim.ca_sha256());
+    for (lie, why) in [
+        (other.clone(), "does not match the CA the engine"),
+        (chain, "a chain of 2 PEM certificates"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let reply = serde_json::json!({ "reply": "ca", "ca_pem": lie }).to_string();
+        std::fs::write(dir.path().join("fetch_ca.json"), reply).unwrap();
+        let env = [("OVIRT_NODE_REG_TEST_REPLIES", dir.path())];
+        let args = ["setup", "--engine", &engine, "--ca-pin", &real_pin, "--yes"];
+        let (out, err) = node.run_env(&args, None, &env);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains(why), "{err}");
+        assert!(
+            !err.contains(&real_pin[7..]) || why.contains("does not match"),
+            "{err}"
+        );
+        assert!(!exists(&node, "/etc/default/ovirt") && !exists(&node, "/config/files"));
+    }
+    assert!(sim
+        .requests()
+        .iter()
+        .all(|e| command_of(e) == "get-pki-trust"));
+}
