@@ -103,6 +103,52 @@ fn the_path_check_sees_literals_not_formats() {
     assert_eq!(path_literals(code), [(1, "\"/etc/x\"".to_string())]);
 }
 
+/// Rust ignores SIGPIPE, so the print macros panic when the reader has gone away
+/// (`config show | head -1`); console output goes through `src/console.rs` instead.
+const PRINT_MACROS: [&str; 4] = ["println!", "print!", "eprintln!", "eprint!"];
+
+#[test]
+fn console_output_only_through_console_rs() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    for file in rust_files(&src) {
+        let rel = file.strip_prefix(&src).expect("under src/");
+        let name = rel.to_string_lossy().into_owned();
+        if name == "console.rs" || name.ends_with("tests.rs") {
+            continue;
+        }
+        let text = fs::read_to_string(&file).expect("readable source");
+        for (i, line) in without_comments_and_tests(&text).lines().enumerate() {
+            if print_macro(line) {
+                found.push(format!("  src/{name}:{}: {}", i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "print macros outside src/console.rs (use console::line / console::err_line):\n{}",
+        found.join("\n")
+    );
+}
+
+/// A print macro called on `line` (not `writeln!` or a name that merely ends the same).
+fn print_macro(line: &str) -> bool {
+    PRINT_MACROS.iter().any(|m| {
+        line.match_indices(m).any(|(at, _)| {
+            let before = line[..at].chars().next_back();
+            !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+        })
+    })
+}
+
+#[test]
+fn the_print_check_sees_macros_not_writes() {
+    assert!(print_macro("    println!(\"x\");"));
+    assert!(print_macro("Err(e) => eprintln!(\"{e}\"),"));
+    assert!(!print_macro("writeln!(f, \"x\")?;"));
+    assert!(!print_macro("console::line(\"x\")?;"));
+}
+
 /// `(line, literal)` of each string literal that starts with `/` and a letter.
 fn path_literals(code: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
