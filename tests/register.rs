@@ -445,8 +445,19 @@ fn a_stalled_engine_times_out_and_is_retried() {
     assert!(sim.host(ID).is_some());
 }
 
+/// A stock engine's SSH key is RSA (the simulator's default); ECDSA engines exist too.
 #[test]
 fn ssh_key_from_the_engine_validates() {
     let sim = start();
-    assert!(SshKey::parse(&sim.ssh_key_line()).is_ok());
+    let line = sim.ssh_key_line();
+    assert!(line.starts_with("ssh-rsa "), "{line}");
+    assert!(SshKey::parse(&line).is_ok());
+    let ecdsa = Simulator::start(SimConfig {
+        engine_key: qemu_tests::EngineKeyType::Ecdsa,
+        ..SimConfig::default()
+    })
+    .expect("simulator starts");
+    let line = ecdsa.ssh_key_line();
+    assert!(line.starts_with("ecdsa-sha2-nistp256 "), "{line}");
+    assert!(SshKey::parse(&line).is_ok());
 }

@@ -11,6 +11,27 @@ use crate::faults::FaultSpec;
 /// (docs/qemu-harness.md §7); the server certificate must name it.
 pub const GUEST_ENGINE_ADDR: &str = "10.0.2.100";
 
+/// The type of the engine key (the engine certificate's key, served as the engine SSH key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineKeyType {
+    /// RSA-2048, as a stock engine's `engine.p12` holds (`ssh-rsa` SSH key).
+    #[default]
+    Rsa,
+    /// ECDSA P-256 (`ecdsa-sha2-nistp256`): for clients that must handle both.
+    Ecdsa,
+}
+
+impl std::str::FromStr for EngineKeyType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "rsa" => Ok(EngineKeyType::Rsa),
+            "ecdsa" => Ok(EngineKeyType::Ecdsa),
+            _ => Err(format!("engine key type {s:?}: expected rsa or ecdsa")),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     /// HTTPS listener (port 0: pick a free one).
@@ -23,6 +44,8 @@ pub struct SimConfig {
     pub event_log: Option<PathBuf>,
     /// The engine's name: CN of the engine and server certificates.
     pub fqdn: String,
+    /// Type of a newly made engine key (one kept in `state_dir` is used whatever its type).
+    pub engine_key: EngineKeyType,
     /// Server certificate SANs besides `127.0.0.1` and `localhost`.
     pub extra_names: Vec<String>,
     /// `AutoApprovePatterns`.
@@ -61,6 +84,7 @@ impl Default for SimConfig {
             state_dir: None,
             event_log: None,
             fqdn: "engine-sim.test".into(),
+            engine_key: EngineKeyType::default(),
             extra_names: vec![GUEST_ENGINE_ADDR.into()],
             auto_approve: Vec::new(),
             faults: Vec::new(),

@@ -296,13 +296,13 @@ impl Response {
         }
     }
 
-    /// What `HttpServletResponse.sendError(status, message)` produces: an HTML page from the
-    /// container. Clients must only rely on the status, so the page is kept minimal.
+    /// What `HttpServletResponse.sendError(status, message)` produces on the engine's
+    /// container when no error page is mapped (docs/ovirt-protocol.md §3.6): the servlet's
+    /// message, HTML-escaped, as the whole body of a minimal page.
     pub fn error(status: u16, message: &str) -> Response {
-        let msg = html_escape(message);
-        let reason = reason(status);
         let page = format!(
-            "<html><head><title>Error</title></head><body>{status} - {reason}: {msg}</body></html>"
+            "<html><head><title>Error</title></head><body>{}</body></html>",
+            html_escape(message)
         );
         Response::new(status, "text/html;charset=UTF-8", page)
     }

@@ -37,7 +37,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-pub use config::SimConfig;
+pub use config::{EngineKeyType, SimConfig};
 pub use events::{Event, EventKind};
 pub use faults::{FaultKind, FaultSpec};
 pub use hosts::{Host, HostStatus};

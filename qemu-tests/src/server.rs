@@ -105,6 +105,7 @@ pub fn start(config: SimConfig) -> Result<(Arc<Shared>, Vec<JoinHandle<()>>)> {
         config.state_dir.as_deref(),
         &config.fqdn,
         &config.server_names(),
+        config.engine_key,
     )?;
     let https = bind(config.listen)?;
     let http = config.http_listen.map(bind).transpose()?;

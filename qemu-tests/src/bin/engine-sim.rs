@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use argh::FromArgs;
-use qemu_tests::{FaultSpec, SimConfig, Simulator};
+use qemu_tests::{EngineKeyType, FaultSpec, SimConfig, Simulator};
 
 /// A stand-in for the oVirt Engine's host registration endpoints.
 #[derive(FromArgs)]
@@ -24,6 +24,10 @@ struct Args {
     /// write the JSON-lines event log here
     #[argh(option)]
     event_log: Option<PathBuf>,
+    /// type of a new engine key, the engine SSH key: rsa (default, as a stock engine) or
+    /// ecdsa; a key kept in --state-dir is used whatever its type
+    #[argh(option, default = "EngineKeyType::Rsa")]
+    engine_key: EngineKeyType,
     /// engine name (CN of the engine and server certificates)
     #[argh(option, default = "String::from(\"engine-sim.test\")")]
     fqdn: String,
@@ -71,6 +75,7 @@ fn main() -> Result<()> {
         state_dir: args.state_dir,
         event_log: args.event_log,
         fqdn: args.fqdn,
+        engine_key: args.engine_key,
         auto_approve: args.auto_approve,
         faults: args.fault,
         protocol_version: if args.v1_only { 1 } else { 2 },
