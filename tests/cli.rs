@@ -55,6 +55,7 @@ fn help_for_every_subcommand() {
         &[][..],
         &["boot"],
         &["config", "show"],
+        &["config", "check"],
         &["persist"],
         &["unpersist"],
         &["restore"],
