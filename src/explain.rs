@@ -88,22 +88,29 @@ pub fn setting(name: &str, loaded: &Loaded) -> Meaning {
     if secret {
         return secret_meaning(name, c);
     }
+    registration(name, c)
+        .or_else(|| network(name, c))
+        .unwrap_or_else(|| unset(""))
+}
+
+/// The engine, trust and run settings.
+fn registration(name: &str, c: &Config) -> Option<Meaning> {
     match name {
-        "management_server" => engine(c),
-        "management_port" => management_port(c),
-        "management_server_fingerprint" => match &c.reg.ca_sha1 {
+        "management_server" => Some(engine(c)),
+        "management_port" => Some(management_port(c)),
+        "management_server_fingerprint" => Some(match &c.reg.ca_sha1 {
             Some(f) => meaning(
                 json!({ "algorithm": "sha1", "fingerprint": f.to_string() }),
                 format!("the engine CA's SHA-1 must be {f}"),
             ),
             None => unset("no SHA-1 pin"),
-        },
-        "ovirt_vdsm_disable" => flag(
+        }),
+        "ovirt_vdsm_disable" => Some(flag(
             c.reg.vdsm_disabled,
             "the node is not registered (the run stops at step configured)",
             "the node registers with the engine",
-        ),
-        "ssh_pwauth" => match c.reg.ssh_pwauth {
+        )),
+        "ssh_pwauth" => Some(match c.reg.ssh_pwauth {
             Some(on) => meaning(
                 json!({ "on": on }),
                 format!(
@@ -112,58 +119,108 @@ pub fn setting(name: &str, loaded: &Loaded) -> Meaning {
                 ),
             ),
             None => unset("sshd keeps its own default"),
-        },
-        "BOOTIF" => match &c.net.bootif {
+        }),
+        "ovirt.reg.ca_pin" => Some(pins(c)),
+        "ovirt.reg.insecure_tofu" => Some(flag(
+            c.reg.insecure_tofu,
+            "INSECURE: without a pin the first CA seen is trusted and pinned in the store",
+            "an engine CA that matches no pin is refused",
+        )),
+        "ovirt.reg.insecure_token_on_cmdline" => Some(flag(
+            c.reg.insecure_token_on_cmdline,
+            "INSECURE: a token on the kernel command line (readable by every local user) is accepted",
+            "a token on the kernel command line is refused",
+        )),
+        "ovirt.reg.token_file" => Some(match &c.reg.token_file {
+            Some(p) => meaning(
+                json!({ "path": p }),
+                format!("the token is read from {p} (root-owned, 0600 or 0400, else refused)"),
+            ),
+            None => unset("no token file"),
+        }),
+        "ovirt.reg.vds_port" => Some(meaning(
+            json!({ "port": c.reg.vds_port }),
+            format!("vdsm's port {}, sent to the engine as vdsPort", c.reg.vds_port),
+        )),
+        "ovirt.reg.timeout" => Some(seconds(c.reg.timeout)),
+        "ovirt.reg.approval_timeout" => Some(seconds(c.reg.approval_timeout)),
+        "ovirt.reg.retry_base" => Some(seconds(c.reg.retry_base)),
+        "ovirt.reg.retry_cap" => Some(seconds(c.reg.retry_cap)),
+        "ovirt.reg.key" => Some(match c.reg.key {
+            KeyType::Ecdsa => meaning(json!({ "type": "ecdsa", "bits": 256 }), "ECDSA P-256 host keys"),
+            KeyType::Rsa => meaning(json!({ "type": "rsa", "bits": 2048 }), "RSA-2048 host keys"),
+        }),
+        "ovirt.reg.store" => Some(match &c.reg.store {
+            Some(p) => meaning(
+                json!({ "path": p }),
+                format!("the config store is {p} (a directory, or a block device mounted at /config)"),
+            ),
+            None => unset("the filesystem labelled CONFIG"),
+        }),
+        "ovirt.reg.debug" => Some(flag(c.reg.debug, "debug messages are logged", "no debug messages")),
+        "ovirt.reg.poweroff" => Some(flag(
+            c.reg.poweroff,
+            "process 1 powers off at the end when there is no root= or init= to hand over to",
+            "process 1 stays up when there is nothing to hand over to",
+        )),
+        _ => None,
+    }
+}
+
+/// The management network's settings.
+fn network(name: &str, c: &Config) -> Option<Meaning> {
+    match name {
+        "BOOTIF" => Some(match &c.net.bootif {
             Some(b) => bootif(b),
             None => unset("the NIC comes from ovirt.reg.nic, the interface of ip=, else the first NIC with carrier"),
-        },
-        "ip" => match &c.net.ip {
+        }),
+        "ip" => Some(match &c.net.ip {
             Some(ip) => ip_setting(ip),
             None => unset("DHCP (IPv4) on the management bridge"),
-        },
-        "netmask" => match c.net.netmask {
+        }),
+        "netmask" => Some(match c.net.netmask {
             Some(m) => netmask(m),
             None => unset("the netmask of ip="),
-        },
-        "gateway" => match c.net.gateway {
+        }),
+        "gateway" => Some(match c.net.gateway {
             Some(g) => meaning(
                 json!({ "address": g.to_string(), "family": family(&g) }),
                 format!("default route via {g} (when ip= gives no gateway)"),
             ),
             None => unset("the gateway of ip=, or DHCP's"),
-        },
-        "ipv6" => match c.net.ipv6 {
+        }),
+        "ipv6" => Some(match c.net.ipv6 {
             Some(mode) => meaning(
                 json!({ "mode": mode.to_string() }),
                 format!("IPv6 {mode}: the bridge waits a little for a global address from router advertisements"),
             ),
             None => unset("no IPv6 configuration"),
-        },
-        "dns" if c.net.dns.is_empty() => unset("the name servers of the DHCP lease"),
-        "dns" => {
+        }),
+        "dns" if c.net.dns.is_empty() => Some(unset("the name servers of the DHCP lease")),
+        "dns" => Some({
             let list = addresses(&c.net.dns);
             meaning(
                 json!({ "servers": list }),
                 format!("name servers {}", list.join(", ")),
             )
-        }
-        "ntp" => ntp(c),
-        "hostname" => match &c.net.hostname {
+        }),
+        "ntp" => Some(ntp(c)),
+        "hostname" => Some(match &c.net.hostname {
             Some(h) => meaning(
                 json!({ "hostname": h.to_string() }),
                 format!("host name {h}"),
             ),
             None => unset("the host name of ip=, else DHCP's"),
-        },
-        "vlan" => match &c.net.vlan {
+        }),
+        "vlan" => Some(match &c.net.vlan {
             Some(v) => vlan(v, &c.net.bridge.0),
             None => unset("no VLAN: the bridge is on the NIC (or bond) itself"),
-        },
-        "bond" => match &c.net.bond {
+        }),
+        "bond" => Some(match &c.net.bond {
             Some(b) => bond(b),
             None => unset("no bond"),
-        },
-        "network_layout" => match c.net.layout {
+        }),
+        "network_layout" => Some(match c.net.layout {
             Some(NetworkLayout::Bridged) | None => meaning(
                 json!({ "layout": "bridged", "supported": true }),
                 format!(
@@ -175,67 +232,24 @@ pub fn setting(name: &str, loaded: &Loaded) -> Meaning {
                 json!({ "layout": "direct", "supported": false }),
                 "direct is not supported: the bridge is built anyway",
             ),
-        },
-        "ovirt.reg.ca_pin" => pins(c),
-        "ovirt.reg.insecure_tofu" => flag(
-            c.reg.insecure_tofu,
-            "INSECURE: without a pin the first CA seen is trusted and pinned in the store",
-            "an engine CA that matches no pin is refused",
-        ),
-        "ovirt.reg.insecure_token_on_cmdline" => flag(
-            c.reg.insecure_token_on_cmdline,
-            "INSECURE: a token on the kernel command line (readable by every local user) is accepted",
-            "a token on the kernel command line is refused",
-        ),
-        "ovirt.reg.token_file" => match &c.reg.token_file {
-            Some(p) => meaning(
-                json!({ "path": p }),
-                format!("the token is read from {p} (root-owned, 0600 or 0400, else refused)"),
-            ),
-            None => unset("no token file"),
-        },
-        "ovirt.reg.vds_port" => meaning(
-            json!({ "port": c.reg.vds_port }),
-            format!("vdsm's port {}, sent to the engine as vdsPort", c.reg.vds_port),
-        ),
-        "ovirt.reg.timeout" => seconds(c.reg.timeout),
-        "ovirt.reg.approval_timeout" => seconds(c.reg.approval_timeout),
-        "ovirt.reg.retry_base" => seconds(c.reg.retry_base),
-        "ovirt.reg.retry_cap" => seconds(c.reg.retry_cap),
-        "ovirt.reg.link_timeout" => seconds(c.net.link_timeout),
-        "ovirt.reg.key" => match c.reg.key {
-            KeyType::Ecdsa => meaning(json!({ "type": "ecdsa", "bits": 256 }), "ECDSA P-256 host keys"),
-            KeyType::Rsa => meaning(json!({ "type": "rsa", "bits": 2048 }), "RSA-2048 host keys"),
-        },
-        "ovirt.reg.store" => match &c.reg.store {
-            Some(p) => meaning(
-                json!({ "path": p }),
-                format!("the config store is {p} (a directory, or a block device mounted at /config)"),
-            ),
-            None => unset("the filesystem labelled CONFIG"),
-        },
-        "ovirt.reg.debug" => flag(c.reg.debug, "debug messages are logged", "no debug messages"),
-        "ovirt.reg.poweroff" => flag(
-            c.reg.poweroff,
-            "process 1 powers off at the end when there is no root= or init= to hand over to",
-            "process 1 stays up when there is nothing to hand over to",
-        ),
-        "ovirt.reg.nic" => match &c.net.nic {
+        }),
+        "ovirt.reg.link_timeout" => Some(seconds(c.net.link_timeout)),
+        "ovirt.reg.nic" => Some(match &c.net.nic {
             Some(n) => meaning(
                 json!({ "interface": n.to_string() }),
                 format!("the management NIC is {n} (unless BOOTIF or vlan=ID:NIC name one)"),
             ),
             None => unset("see BOOTIF"),
-        },
-        "ovirt.reg.bridge" => meaning(
+        }),
+        "ovirt.reg.bridge" => Some(meaning(
             json!({ "name": c.net.bridge.to_string() }),
             format!("the management bridge is called {}", c.net.bridge),
-        ),
-        "ovirt.reg.netconf" => match c.net.netconf {
+        )),
+        "ovirt.reg.netconf" => Some(match c.net.netconf {
             NetConf::Keyfile => meaning(json!({ "format": "keyfile" }), "NetworkManager keyfiles"),
             NetConf::Ifcfg => meaning(json!({ "format": "ifcfg" }), "ifcfg files (initscripts)"),
-        },
-        _ => unset(""),
+        }),
+        _ => None,
     }
 }
 
