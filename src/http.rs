@@ -241,30 +241,12 @@ impl Client {
         budget: Duration,
         max_body: u64,
     ) -> Result<Response, Error> {
-        let url = format!("{}{path_and_query}", self.endpoint.base_url());
-        let limit = self
-            .timeouts
-            .request
-            .min(budget)
-            .max(Duration::from_millis(1));
-        let mut resp = self
-            .agent
-            .get(&url)
-            .config()
-            .timeout_global(Some(limit))
-            .build()
-            .call()
-            .map_err(classify_ureq)?;
+        let mut resp = self.send_get(path_and_query, budget)?;
         let status = resp.status().as_u16();
         check_status(status, &resp)?;
         let content_type = header(&resp, "content-type");
         let date = header(&resp, "date");
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(max_body)
-            .read_to_vec()
-            .map_err(classify_ureq)?;
+        let body = read_body(&mut resp, max_body)?;
         Ok(Response {
             status,
             content_type,
@@ -292,16 +274,23 @@ impl Client {
         budget: Duration,
         max_body: u64,
     ) -> Result<Answer, Error> {
+        read_answer(self.send_get(path_and_query, budget)?, max_body)
+    }
+
+    /// Send a GET within the request limit; the answer's headers, its body still unread.
+    fn send_get(
+        &self,
+        path_and_query: &str,
+        budget: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
         let url = format!("{}{path_and_query}", self.endpoint.base_url());
-        let resp = self
-            .agent
+        self.agent
             .get(&url)
             .config()
             .timeout_global(Some(self.limit(budget)))
             .build()
             .call()
-            .map_err(classify_ureq)?;
-        read_answer(resp, max_body)
+            .map_err(classify_ureq)
     }
 
     /// POST a JSON body with extra `headers` (never logged: ureq redacts unknown headers);
@@ -349,18 +338,22 @@ fn read_answer(mut resp: ureq::http::Response<ureq::Body>, max_body: u64) -> Res
     }
     let retry_after = header(&resp, "retry-after").and_then(|v| parse_retry_after(&v));
     let content_type = header(&resp, "content-type");
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(max_body)
-        .read_to_vec()
-        .map_err(classify_ureq)?;
+    let body = read_body(&mut resp, max_body)?;
     Ok(Answer {
         status,
         retry_after,
         content_type,
         body,
     })
+}
+
+/// The answer's body, refused beyond `max_body` bytes.
+fn read_body(resp: &mut ureq::http::Response<ureq::Body>, max_body: u64) -> Result<Vec<u8>, Error> {
+    resp.body_mut()
+        .with_config()
+        .limit(max_body)
+        .read_to_vec()
+        .map_err(classify_ureq)
 }
 
 /// rustls with ring, TLS 1.2 and 1.3; nothing else in the tree (docs/toolchain.md §6.1).

@@ -5,6 +5,7 @@
 pub mod calendar;
 pub mod clock;
 pub mod cmdline;
+pub mod conffile;
 pub mod config;
 pub mod console;
 pub mod engine;
