@@ -6,93 +6,23 @@ use log::info;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use super::install::{renewal_due, stage_installed_keys};
+use super::keys::{renewal_due, stage_installed_keys, PendingKeys};
 use super::state::{ca_pin, host_address, trusted_ca, unique_id};
 use super::{net_settings, publish, remaining, State, Step, StepContext, StepResult};
 use crate::engine::Enrollment;
-use crate::pki::{self, HostKey, Purpose};
+use crate::pki::{self, Purpose};
 use crate::secret::Secret;
 use crate::status::{self, Outcome};
-use crate::store::Store;
 use crate::worker::{self, Job, Reply};
 
 /// The status of a host whose engine deploys certificates itself (stock oVirt, docs/design.md §5).
 pub const STOCK_ENGINE_REASON: &str = "registered, waiting for engine host deploy";
-
-/// The pending private keys, in the store's private state until the certificates are
-/// installed: a reboot or crash in between resumes with the same keys (one pair per
-/// enrolment).
-pub(super) const PENDING_DIR: &str = "ovirt-node-reg/pending";
-
-pub(super) const PENDING_VDSM_KEY: &str = "ovirt-node-reg/pending/vdsmkey.pem";
-
-pub(super) const PENDING_QEMU_KEY: &str = "ovirt-node-reg/pending/qemukey.pem";
 
 /// Time a poll may take; a wait that would end closer to the deadline is not started.
 const POLL_MARGIN: Duration = Duration::from_secs(1);
 
 /// The engine's `Retry-After` is clamped to this range (protocol-v2 §4).
 const RETRY_AFTER_RANGE: (u64, u64) = (1, 300);
-
-pub(super) struct PendingKeys {
-    pub(super) vdsm: HostKey,
-    pub(super) qemu: HostKey,
-    /// Read back from the store: an earlier run may have submitted them already.
-    resumed: bool,
-}
-
-impl PendingKeys {
-    pub(super) fn load(store: &Store) -> Result<Option<PendingKeys>> {
-        let (Some(vdsm), Some(qemu)) = (
-            store.read_state(PENDING_VDSM_KEY)?,
-            store.read_state(PENDING_QEMU_KEY)?,
-        ) else {
-            return Ok(None);
-        };
-        Ok(Some(PendingKeys {
-            vdsm: HostKey::from_pem(&Secret::new(vdsm))?,
-            qemu: HostKey::from_pem(&Secret::new(qemu))?,
-            resumed: true,
-        }))
-    }
-
-    /// Generated here, in the root parent; only the CSRs go to the worker. Both are stored
-    /// before anything is submitted, so nothing submitted is ever lost.
-    fn load_or_generate(ctx: &StepContext) -> Result<PendingKeys> {
-        if let Some(keys) = PendingKeys::load(ctx.store)? {
-            return Ok(keys);
-        }
-        let kind = ctx.loaded.config.reg.key;
-        let generate = || HostKey::generate(kind).with_context(|| format!("ovirt.reg.key={kind}"));
-        let keys = PendingKeys {
-            vdsm: generate()?,
-            qemu: generate()?,
-            resumed: false,
-        };
-        let store = ctx.store;
-        store
-            .make_state_dir(PENDING_DIR, 0o700)
-            .context("making the pending key directory private")?;
-        store.write_state(
-            PENDING_QEMU_KEY,
-            keys.qemu.private_pem().expose().as_bytes(),
-            0o600,
-        )?;
-        store.write_state(
-            PENDING_VDSM_KEY,
-            keys.vdsm.private_pem().expose().as_bytes(),
-            0o600,
-        )?;
-        crate::fault::point("flow.keys_written");
-        Ok(keys)
-    }
-
-    pub(super) fn remove(store: &Store) -> Result<()> {
-        store
-            .remove_state(PENDING_DIR)
-            .context("removing the pending keys from the store")
-    }
-}
 
 /// `csr_submitted`: on a v2 engine, the key pairs made (once) and both CSRs submitted; on a
 /// stock engine the run stops here, the engine deploys the host over SSH.

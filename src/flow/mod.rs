@@ -28,6 +28,8 @@ mod register; // registered
 mod enroll; // csr_submitted, approved
 
 mod install; // certs_installed, vdsm_configured
+             // The key pairs enroll makes and install installs.
+mod keys;
 
 pub use enroll::STOCK_ENGINE_REASON;
 pub use state::State;

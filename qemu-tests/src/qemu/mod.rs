@@ -43,6 +43,11 @@ pub mod vm;
 
 pub use crate::config::GUEST_ENGINE_ADDR;
 
+/// The harness's kernel arguments before each test's own. `no_timer_check`: under TCG on a
+/// loaded host the kernel's IO-APIC timer check can miss its ticks and panic ("IO-APIC +
+/// timer doesn't work", docs/qemu-harness.md §8); the check proves nothing about the node.
+pub const BASE_APPEND: &str = "console=ttyS0 panic=-1 no_timer_check quiet";
+
 pub use boot::{fields, Boot, DONE_MARKER, EXIT_MARKER};
 pub use disk::Disk;
 pub use host::{
