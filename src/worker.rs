@@ -174,7 +174,6 @@ pub struct Sandbox {
     /// Names of the environment variables (never their values).
     pub env: Vec<String>,
     /// The worker's process id, so tests can tell workers apart.
-    #[serde(default)]
     pub pid: u32,
 }
 

@@ -232,7 +232,7 @@ fn exchange(
     read_all(s, max, timeout)
 }
 
-/// Reads until the server closes (it always does: one request per connection).
+/// Reads until the server closes (it does: this client sends `Connection: close`).
 fn read_all(r: &mut impl Read, max: usize, timeout: Duration) -> Result<Vec<u8>> {
     let start = Instant::now();
     let mut out = Vec::new();
