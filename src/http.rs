@@ -10,6 +10,10 @@
 //!   following one could leave TLS or the pinned host).
 //! * Every error says whether it was the network, TLS, the status (with `Retry-After`) or the
 //!   body, so the retry policy can classify it.
+//! * A client keeps its connection between requests (ureq pools it per agent), so the worker's
+//!   requests of a run share one TLS handshake. A connection the engine closed while idle is
+//!   noticed before reuse (ureq probes it) and replaced; one that breaks under a request is
+//!   not sent again by ureq: it is a `Connect` error, which the retry policy retries.
 
 use std::fmt;
 use std::io;

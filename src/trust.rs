@@ -364,8 +364,18 @@ pub fn establish(
     retrier: &mut Retrier,
 ) -> Result<Trusted, GaveUp<Error>> {
     let client = Client::for_ca_fetch(endpoint.clone(), timeouts);
+    establish_over(&client, pins, retrier)
+}
+
+/// [`establish`] over `client`, which must be a [`Client::for_ca_fetch`] (the worker keeps
+/// one for the clock's `Date` and the CA download, so both share a connection).
+pub fn establish_over(
+    client: &Client,
+    pins: &Pins,
+    retrier: &mut Retrier,
+) -> Result<Trusted, GaveUp<Error>> {
     let trusted = retrier.run("fetching the engine CA", |attempt| {
-        let ca = fetch_first(&client, "engine CA", &CA_SOURCES, attempt.remaining, |r| {
+        let ca = fetch_first(client, "engine CA", &CA_SOURCES, attempt.remaining, |r| {
             CaCert::from_pem(&r.body)
         })?;
         let how = verify(&ca, pins).map_err(Error::Trust)?;

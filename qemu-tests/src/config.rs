@@ -56,6 +56,15 @@ pub struct SimConfig {
     pub io_timeout: Duration,
     /// Connections served at once; more are closed at accept.
     pub max_connections: usize,
+    /// Close every connection after its first answer (`Connection: close`), as the simulator
+    /// did before it kept connections alive: the node must then reconnect for each request.
+    pub close_each: bool,
+    /// HTTP/1.1 persistent connections: requests served on one connection at most; the
+    /// answer to the last one says `Connection: close` (Apache httpd's default: 100).
+    pub keep_alive_requests: u32,
+    /// How long a kept-alive connection may wait for its next request before the simulator
+    /// closes it (Apache httpd's default: 5 s).
+    pub keep_alive_idle: Duration,
     /// What `get-version` answers: 2 speaks our enrolment extension (docs/protocol-v2.md),
     /// 1 behaves like a stock engine (every `version=2` request is a 400).
     pub protocol_version: i32,
@@ -90,6 +99,9 @@ impl Default for SimConfig {
             faults: Vec::new(),
             io_timeout: Duration::from_secs(10),
             max_connections: 256,
+            close_each: false,
+            keep_alive_requests: 100,
+            keep_alive_idle: Duration::from_secs(5),
             protocol_version: 2,
             organization: "engine-sim".into(),
             cert_lifetime: Duration::from_secs(DEFAULT_CERT_DAYS * 86_400),

@@ -198,6 +198,12 @@ impl Handle {
         self.shared.limiter.stats()
     }
 
+    /// TLS connections accepted so far (handshake completed): how many connections a client
+    /// needed for its requests.
+    pub fn tls_connections(&self) -> u64 {
+        self.shared.tls_connections()
+    }
+
     pub fn set_fault(&self, fault: FaultSpec) {
         admin::add_fault(&self.shared, fault);
     }

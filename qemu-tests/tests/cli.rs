@@ -149,3 +149,25 @@ fn bad_fault_flag_is_an_error() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("explode"));
 }
+
+#[test]
+fn close_each_flag_closes_after_every_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready.json");
+    let args = ["--close-each", "--ready-file", ready.to_str().unwrap()];
+    let (_sim, lines) = start(&args, 1);
+    let url = field(&lines, "engine-sim listening on https://");
+    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
+    let pem = info["ca_pem"].as_str().unwrap();
+    let mut conn = Client::https(url.parse().unwrap(), pem)
+        .unwrap()
+        .connect()
+        .unwrap();
+    let version = "/ovirt-engine/services/host-register?version=1&command=get-version";
+    let first = conn.get(version).unwrap();
+    assert_eq!(first.header("connection"), Some("close"));
+    assert!(
+        conn.get(version).is_err(),
+        "the second request needs a new connection"
+    );
+}

@@ -13,7 +13,7 @@ use crate::engine::Enrollment;
 use crate::pki::{self, Purpose};
 use crate::secret::Secret;
 use crate::status::{self, Outcome};
-use crate::worker::{self, Job, Reply};
+use crate::worker::{GetVersion, PollCerts, SubmitCsr};
 
 /// The status of a host whose engine deploys certificates itself (stock oVirt, docs/design.md §5).
 pub const STOCK_ENGINE_REASON: &str = "registered, waiting for engine host deploy";
@@ -70,14 +70,16 @@ pub(super) fn csr_submitted(ctx: &StepContext, state: &mut State) -> Result<Step
 /// `get-version` over the pinned connection, asked on every run until enrolled: an engine
 /// upgraded to v2 is then noticed.
 fn engine_version(ctx: &StepContext, state: &State) -> Result<u32> {
-    let job = Job::Version {
-        net: net_settings(ctx, state),
-        ca_pem: trusted_ca(state)?,
+    let job = GetVersion {
+        net: net_settings(ctx, state)?,
+        ca: trusted_ca(state)?,
     };
-    match worker::run(&job, ctx.debug)? {
-        Reply::Version { version } if version >= 1 => Ok(version),
-        _ => anyhow::bail!("the network worker answered the version job with something else"),
-    }
+    let version = ctx.call(&job)?;
+    anyhow::ensure!(
+        version >= 1,
+        "the network worker reported protocol version {version}: expected 1 or more"
+    );
+    Ok(version)
 }
 
 /// After a crash the engine may hold these keys already: a poll sends no CSR and no token.
@@ -95,9 +97,9 @@ fn resumed_answer(
 }
 
 fn submit(ctx: &StepContext, state: &State, vdsm_csr: &str, qemu_csr: &str) -> Result<Enrollment> {
-    let job = Job::SubmitCsr {
-        net: net_settings(ctx, state),
-        ca_pem: trusted_ca(state)?,
+    let job = SubmitCsr {
+        net: net_settings(ctx, state)?,
+        ca: trusted_ca(state)?,
         unique_id: unique_id(state)?,
         vdsm_csr: vdsm_csr.to_string(),
         qemu_csr: qemu_csr.to_string(),
@@ -108,23 +110,16 @@ fn submit(ctx: &StepContext, state: &State, vdsm_csr: &str, qemu_csr: &str) -> R
             enrollment_token(ctx)?
         },
     };
-    enrollment_reply(worker::run(&job, ctx.debug)?)
+    ctx.call(&job)
 }
 
 fn poll(ctx: &StepContext, state: &State) -> Result<Enrollment> {
-    let job = Job::PollCerts {
-        net: net_settings(ctx, state),
-        ca_pem: trusted_ca(state)?,
+    let job = PollCerts {
+        net: net_settings(ctx, state)?,
+        ca: trusted_ca(state)?,
         unique_id: unique_id(state)?,
     };
-    enrollment_reply(worker::run(&job, ctx.debug)?)
-}
-
-fn enrollment_reply(reply: Reply) -> Result<Enrollment> {
-    match reply {
-        Reply::Enrollment { answer } => Ok(answer),
-        _ => anyhow::bail!("the network worker answered the enrolment job with something else"),
-    }
+    ctx.call(&job)
 }
 
 /// What an answer means for the flow.

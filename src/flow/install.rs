@@ -27,8 +27,7 @@ pub(super) fn certs_installed(ctx: &StepContext, state: &mut State) -> Result<St
     let keys = PendingKeys::load(ctx.store)?.context(
         "the pending keys are gone from the store; run `ovirt-node-reg register` to enrol again",
     )?;
-    let ca_pem = trusted_ca(state)?;
-    let pinned = ca_cert(&ca_pem, "the pinned engine CA")?;
+    let pinned = trusted_ca(state)?;
     let given = ca_cert(&issued.ca, "the engine's ca")?;
     anyhow::ensure!(
         given.der() == pinned.der(),

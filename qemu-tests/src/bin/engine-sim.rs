@@ -62,6 +62,15 @@ struct Args {
     /// organization name (O=) of issued host certificates (default engine-sim)
     #[argh(option, default = "String::from(\"engine-sim\")")]
     organization: String,
+    /// close every connection after its answer (default: keep it for more requests)
+    #[argh(switch)]
+    close_each: bool,
+    /// requests served on one kept-alive connection (default 100)
+    #[argh(option, default = "100")]
+    keep_alive_requests: u32,
+    /// seconds a kept-alive connection may wait for its next request (default 5)
+    #[argh(option, default = "5")]
+    keep_alive_idle_secs: u64,
     /// write the JSON from GET /admin/info here once listening
     #[argh(option)]
     ready_file: Option<PathBuf>,
@@ -83,6 +92,9 @@ fn main() -> Result<()> {
         organization: args.organization,
         rate_limit: args.rate_limit,
         rate_limit_retry_after: args.rate_limit_retry_after.filter(|s| *s > 0),
+        close_each: args.close_each,
+        keep_alive_requests: args.keep_alive_requests.max(1),
+        keep_alive_idle: std::time::Duration::from_secs(args.keep_alive_idle_secs.max(1)),
         ..SimConfig::default()
     };
     if let Some(secs) = args.cert_lifetime_secs.filter(|s| *s > 0) {
