@@ -241,7 +241,7 @@ impl Client {
         budget: Duration,
         max_body: u64,
     ) -> Result<Response, Error> {
-        let url = format!("{}{path_and_query}", self.endpoint.base_url());
+        let url = self.prepare(path_and_query);
         let limit = self
             .timeouts
             .request
@@ -292,7 +292,7 @@ impl Client {
         budget: Duration,
         max_body: u64,
     ) -> Result<Answer, Error> {
-        let url = format!("{}{path_and_query}", self.endpoint.base_url());
+        let url = self.prepare(path_and_query);
         let resp = self
             .agent
             .get(&url)
@@ -314,7 +314,7 @@ impl Client {
         budget: Duration,
         max_body: u64,
     ) -> Result<Answer, Error> {
-        let url = format!("{}{path_and_query}", self.endpoint.base_url());
+        let url = self.prepare(path_and_query);
         let mut req = self
             .agent
             .post(&url)
@@ -329,6 +329,14 @@ impl Client {
             .send(json)
             .map_err(classify_ureq)?;
         read_answer(resp, max_body)
+    }
+
+    /// Before each request: the kernel's random number generator ready for the handshake (a
+    /// wait for it is said on the console, not hidden in the connect: src/entropy.rs), and
+    /// the URL of `path_and_query`.
+    fn prepare(&self, path_and_query: &str) -> String {
+        crate::entropy::wait_until_ready();
+        format!("{}{path_and_query}", self.endpoint.base_url())
     }
 
     /// The request limit: the configured timeout, or less when the retry budget is shorter.

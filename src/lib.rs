@@ -7,6 +7,7 @@ pub mod clock;
 pub mod cmdline;
 pub mod config;
 pub mod engine;
+pub mod entropy;
 pub mod escape;
 pub mod fault;
 pub mod flow;
