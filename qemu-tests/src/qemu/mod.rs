@@ -43,7 +43,7 @@ pub mod vm;
 
 pub use crate::config::GUEST_ENGINE_ADDR;
 
-pub use boot::{fields, Boot, DONE_MARKER, EXIT_MARKER};
+pub use boot::{fields, Boot, DONE_MARKER, ENTROPY_WAIT, EXIT_MARKER};
 pub use disk::Disk;
 pub use host::{
     artifacts_dir, host, is_static_elf, kernel_version, static_binary, target_dir, workspace, Host,
@@ -53,4 +53,4 @@ pub use images::{
 };
 pub use iso::{iso_image, LiveRoot};
 pub use run::{boot, boot_with, total_qemu_time, BOOT_TIMES, MAX_VMS};
-pub use vm::{free_port, Nic, Pxe, Vm, OVMF_CODE, OVMF_VARS, VDSM_PORT};
+pub use vm::{free_port, Nic, Pxe, Vm, CPU, OVMF_CODE, OVMF_VARS, VDSM_PORT};
