@@ -287,7 +287,7 @@ impl Client {
         path_and_query: &str,
         budget: Duration,
     ) -> Result<ureq::http::Response<ureq::Body>, Error> {
-        let url = format!("{}{path_and_query}", self.endpoint.base_url());
+        let url = self.prepare(path_and_query);
         self.agent
             .get(&url)
             .config()
@@ -307,7 +307,7 @@ impl Client {
         budget: Duration,
         max_body: u64,
     ) -> Result<Answer, Error> {
-        let url = format!("{}{path_and_query}", self.endpoint.base_url());
+        let url = self.prepare(path_and_query);
         let mut req = self
             .agent
             .post(&url)
@@ -322,6 +322,14 @@ impl Client {
             .send(json)
             .map_err(classify_ureq)?;
         read_answer(resp, max_body)
+    }
+
+    /// Before each request: the kernel's random number generator ready for the handshake (a
+    /// wait for it is said on the console, not hidden in the connect: src/entropy.rs), and
+    /// the URL of `path_and_query`.
+    fn prepare(&self, path_and_query: &str) -> String {
+        crate::entropy::wait_until_ready();
+        format!("{}{path_and_query}", self.endpoint.base_url())
     }
 
     /// The request limit: the configured timeout, or less when the retry budget is shorter.

@@ -9,6 +9,7 @@ pub mod conffile;
 pub mod config;
 pub mod console;
 pub mod engine;
+pub mod entropy;
 pub mod escape;
 pub mod explain;
 pub mod fault;

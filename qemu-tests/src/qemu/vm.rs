@@ -156,6 +156,11 @@ impl Vm {
     }
 }
 
+/// The guest CPU: QEMU's default model plus RDRAND, which real x86 servers have (TCG
+/// implements it). The guest kernel trusts it (`CONFIG_RANDOM_TRUST_CPU`) and has its random
+/// number generator seeded at boot; without it the first `getrandom()` (the first TLS
+/// handshake) waited about 1 s in every boot (docs/qemu-harness.md §8).
+pub const CPU: &str = "qemu64,+rdrand";
 /// Debian's OVMF (package `ovmf`): the firmware and the template of its variable store.
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
@@ -200,7 +205,8 @@ impl Vm {
         } else {
             "512"
         };
-        cmd.args(["-accel", &accel, "-m", mem, "-smp", "1", "-nodefaults"])
+        cmd.args(["-accel", &accel, "-cpu", CPU])
+            .args(["-m", mem, "-smp", "1", "-nodefaults"])
             .args(["-display", "none", "-no-reboot", "-monitor", "none"])
             .arg("-serial")
             .arg(format!("file:{}", log_path.display()));
