@@ -53,7 +53,8 @@ new_config_disk() {
 # qemu_boot LOG KERNEL INITRD CMDLINE [extra qemu args...]: one boot in the background;
 # sets QEMU_PID. One NIC (MAC $MAC), the config disk $DISK, hard timeout 110 s. With
 # PXE_TFTP=DIR set, KERNEL/INITRD/CMDLINE are ignored: the NIC boots pxelinux.0 from DIR over
-# QEMU's own TFTP (restrict=on still applies).
+# QEMU's own TFTP (restrict=on still applies). RDRAND seeds the guest kernel's random number
+# generator at boot, as on a real server (docs/qemu-harness.md §8).
 qemu_boot() {
     local log=$1 boot=(-kernel "$2" -initrd "$3" -append "$4") tftp=
     shift 4
@@ -61,7 +62,7 @@ qemu_boot() {
         boot=(-boot n)
         tftp=",tftp=$PXE_TFTP,bootfile=pxelinux.0"
     fi
-    timeout 110 qemu-system-x86_64 -accel tcg -m 512 -nographic -no-reboot "${boot[@]}" \
+    timeout 110 qemu-system-x86_64 -accel tcg -cpu qemu64,+rdrand -m 512 -nographic -no-reboot "${boot[@]}" \
         -netdev "user,id=n0,restrict=on$tftp,guestfwd=tcp:10.0.2.100:$PORT-cmd:socat -lf /dev/null - TCP:127.0.0.1:$PORT" \
         -device "virtio-net-pci,netdev=n0,mac=$MAC" \
         -drive "file=$DISK,if=virtio,format=raw" "$@" >"$log" 2>&1 &

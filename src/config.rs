@@ -609,6 +609,34 @@ impl Loaded {
         out
     }
 
+    /// What a run needs and no source gave, one line per setting naming the expected
+    /// form: the engine (unless registration is disabled) and a way to trust its CA.
+    /// `config check` reports these with the errors; the run would fail on them later.
+    pub fn missing(&self) -> Vec<String> {
+        let reg = &self.config.reg;
+        let mut out = Vec::new();
+        if reg.vdsm_disabled {
+            return out;
+        }
+        // A value given but refused is reported as such, not again as missing.
+        let refused = |name: &str| self.errors.iter().any(|e| e.name == name);
+        if reg.engine.is_none() && !refused("management_server") {
+            out.push(
+                "management_server: missing: expected HOST[:PORT], e.g. engine.example.com:443"
+                    .to_string(),
+            );
+        }
+        let pin_refused = refused("ovirt.reg.ca_pin") || refused("management_server_fingerprint");
+        if reg.ca_pins.is_empty() && reg.ca_sha1.is_none() && !reg.insecure_tofu && !pin_refused {
+            out.push(
+                "ovirt.reg.ca_pin: missing: expected sha256:<64 hex digits> (SHA-256 of the engine CA \
+                 certificate in DER), or management_server_fingerprint=, or ovirt.reg.insecure_tofu"
+                    .to_string(),
+            );
+        }
+        out
+    }
+
     /// Every error on one line, `; `-separated.
     pub fn error_summary(&self) -> String {
         let list: Vec<String> = self.errors.iter().map(|e| e.to_string()).collect();

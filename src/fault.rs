@@ -29,7 +29,7 @@ pub fn point(name: impl std::fmt::Display) {
         return;
     }
     if HITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1 == nth {
-        eprintln!("fault point {name}: killing self");
+        crate::console::err_line(&format!("fault point {name}: killing self"));
         let _ =
             rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::KILL);
         std::process::abort();

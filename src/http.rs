@@ -10,6 +10,10 @@
 //!   following one could leave TLS or the pinned host).
 //! * Every error says whether it was the network, TLS, the status (with `Retry-After`) or the
 //!   body, so the retry policy can classify it.
+//! * A client keeps its connection between requests (ureq pools it per agent), so the worker's
+//!   requests of a run share one TLS handshake. A connection the engine closed while idle is
+//!   noticed before reuse (ureq probes it) and replaced; one that breaks under a request is
+//!   not sent again by ureq: it is a `Connect` error, which the retry policy retries.
 
 use std::fmt;
 use std::io;
@@ -241,30 +245,12 @@ impl Client {
         budget: Duration,
         max_body: u64,
     ) -> Result<Response, Error> {
-        let url = format!("{}{path_and_query}", self.endpoint.base_url());
-        let limit = self
-            .timeouts
-            .request
-            .min(budget)
-            .max(Duration::from_millis(1));
-        let mut resp = self
-            .agent
-            .get(&url)
-            .config()
-            .timeout_global(Some(limit))
-            .build()
-            .call()
-            .map_err(classify_ureq)?;
+        let mut resp = self.send_get(path_and_query, budget)?;
         let status = resp.status().as_u16();
         check_status(status, &resp)?;
         let content_type = header(&resp, "content-type");
         let date = header(&resp, "date");
-        let body = resp
-            .body_mut()
-            .with_config()
-            .limit(max_body)
-            .read_to_vec()
-            .map_err(classify_ureq)?;
+        let body = read_body(&mut resp, max_body)?;
         Ok(Response {
             status,
             content_type,
@@ -292,16 +278,23 @@ impl Client {
         budget: Duration,
         max_body: u64,
     ) -> Result<Answer, Error> {
-        let url = format!("{}{path_and_query}", self.endpoint.base_url());
-        let resp = self
-            .agent
+        read_answer(self.send_get(path_and_query, budget)?, max_body)
+    }
+
+    /// Send a GET within the request limit; the answer's headers, its body still unread.
+    fn send_get(
+        &self,
+        path_and_query: &str,
+        budget: Duration,
+    ) -> Result<ureq::http::Response<ureq::Body>, Error> {
+        let url = self.prepare(path_and_query);
+        self.agent
             .get(&url)
             .config()
             .timeout_global(Some(self.limit(budget)))
             .build()
             .call()
-            .map_err(classify_ureq)?;
-        read_answer(resp, max_body)
+            .map_err(classify_ureq)
     }
 
     /// POST a JSON body with extra `headers` (never logged: ureq redacts unknown headers);
@@ -314,7 +307,7 @@ impl Client {
         budget: Duration,
         max_body: u64,
     ) -> Result<Answer, Error> {
-        let url = format!("{}{path_and_query}", self.endpoint.base_url());
+        let url = self.prepare(path_and_query);
         let mut req = self
             .agent
             .post(&url)
@@ -329,6 +322,14 @@ impl Client {
             .send(json)
             .map_err(classify_ureq)?;
         read_answer(resp, max_body)
+    }
+
+    /// Before each request: the kernel's random number generator ready for the handshake (a
+    /// wait for it is said on the console, not hidden in the connect: src/entropy.rs), and
+    /// the URL of `path_and_query`.
+    fn prepare(&self, path_and_query: &str) -> String {
+        crate::entropy::wait_until_ready();
+        format!("{}{path_and_query}", self.endpoint.base_url())
     }
 
     /// The request limit: the configured timeout, or less when the retry budget is shorter.
@@ -349,18 +350,22 @@ fn read_answer(mut resp: ureq::http::Response<ureq::Body>, max_body: u64) -> Res
     }
     let retry_after = header(&resp, "retry-after").and_then(|v| parse_retry_after(&v));
     let content_type = header(&resp, "content-type");
-    let body = resp
-        .body_mut()
-        .with_config()
-        .limit(max_body)
-        .read_to_vec()
-        .map_err(classify_ureq)?;
+    let body = read_body(&mut resp, max_body)?;
     Ok(Answer {
         status,
         retry_after,
         content_type,
         body,
     })
+}
+
+/// The answer's body, refused beyond `max_body` bytes.
+fn read_body(resp: &mut ureq::http::Response<ureq::Body>, max_body: u64) -> Result<Vec<u8>, Error> {
+    resp.body_mut()
+        .with_config()
+        .limit(max_body)
+        .read_to_vec()
+        .map_err(classify_ureq)
 }
 
 /// rustls with ring, TLS 1.2 and 1.3; nothing else in the tree (docs/toolchain.md §6.1).

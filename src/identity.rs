@@ -14,7 +14,7 @@ use crate::fsutil::read_optional;
 use crate::paths::{
     Root, DMI_PRODUCT_UUID, ETC_HOSTNAME, KERNEL_HOSTNAME, SSH_HOST_KEYS, SYS_CLASS_NET, VDSM_ID,
 };
-use crate::values::Mac;
+use crate::values::{Hostname, Mac};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -151,13 +151,16 @@ pub fn ssh_host_key_fingerprint(root: &Root) -> Option<String> {
     ))
 }
 
-/// The host name: the running kernel's, else `/etc/hostname`.
+/// The host name: the running kernel's, else `/etc/hostname`; only a name that passes the
+/// one host-name rule (`values::Hostname`: the engine gets it as the host's name), and not
+/// the placeholders `(none)` and `localhost`.
 pub fn hostname(root: &Root) -> Option<String> {
     [KERNEL_HOSTNAME, ETC_HOSTNAME]
         .iter()
         .filter_map(|p| fs::read_to_string(root.join(p)).ok())
-        .map(|t| t.trim().to_string())
-        .find(|h| !h.is_empty() && h != "(none)" && h != "localhost")
+        .filter_map(|t| t.trim().parse::<Hostname>().ok())
+        .map(|h| h.0)
+        .find(|h| h != "localhost")
 }
 
 #[cfg(test)]
@@ -265,7 +268,11 @@ mod tests {
     fn hostname_from_etc() {
         let (_d, r) = tree();
         assert_eq!(hostname(&r), None);
-        put(&r, ETC_HOSTNAME, "node1.example.com\n");
+        put(&r, ETC_HOSTNAME, "node1.example.com.\n");
         assert_eq!(hostname(&r).as_deref(), Some("node1.example.com"));
+        for odd in ["localhost\n", "(none)\n", "node 1\n", "bad_name.example\n"] {
+            put(&r, ETC_HOSTNAME, odd);
+            assert_eq!(hostname(&r), None, "{odd:?}");
+        }
     }
 }

@@ -136,7 +136,7 @@ pub fn run() -> ! {
         false,
         Run::Boot(stage),
     );
-    eprintln!("{}", st.banner());
+    crate::console::err_line(&st.banner());
     report(started);
     reap();
     let e = match handover.next() {
@@ -158,10 +158,10 @@ pub fn run() -> ! {
 fn fatal(handover: &Handover, e: anyhow::Error) -> ! {
     error!("init: {e:#}");
     let reason = format!("{e:#}");
-    eprintln!(
+    crate::console::err_line(&format!(
         "ovirt-node-reg: init: FATAL: {}",
         crate::escape::controls(&reason)
-    );
+    ));
     if handover.poweroff {
         let e = power_off();
         error!("init: {e:#}");
@@ -403,15 +403,19 @@ fn power_off() -> anyhow::Error {
 /// reaping orphans: process 1 may not exit.
 fn stay_up(handover: &Handover) -> ! {
     if handover.shell && Path::new(BIN_SH).exists() {
-        eprintln!(
+        crate::console::err_line(&format!(
             "ovirt-node-reg: init: starting the emergency shell {BIN_SH} (rd.shell=0 disables it)"
-        );
+        ));
         match Command::new(BIN_SH).status() {
-            Ok(s) => eprintln!("ovirt-node-reg: init: the shell ended ({s})"),
-            Err(e) => eprintln!("ovirt-node-reg: init: cannot start {BIN_SH}: {e}"),
+            Ok(s) => {
+                crate::console::err_line(&format!("ovirt-node-reg: init: the shell ended ({s})"))
+            }
+            Err(e) => crate::console::err_line(&format!(
+                "ovirt-node-reg: init: cannot start {BIN_SH}: {e}"
+            )),
         }
     }
-    eprintln!("ovirt-node-reg: init: staying up for inspection");
+    crate::console::err_line("ovirt-node-reg: init: staying up for inspection");
     // Deliberately unbounded: the only way out for process 1 is a reboot.
     loop {
         match rustix::process::wait(rustix::process::WaitOptions::empty()) {

@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::conffile::{IniFile, Style};
 use crate::paths::{self, Root};
 use crate::secret::Secret;
 use crate::store::Store;
@@ -321,59 +322,11 @@ fn staged_name(live: &Path) -> PathBuf {
 /// `vdsm.conf` with what the engine asked for (§5.1): `[vars] ssl`, `trust_store_path` and
 /// `[addresses] management_port` set; every other line kept as it was.
 pub fn render_vdsm_conf(old: &str, management_port: u16, ssl: bool) -> String {
-    let wanted = [
-        ("vars", "ssl", ssl.to_string()),
-        ("vars", "trust_store_path", paths::VDSM_PKI_DIR.to_string()),
-        ("addresses", "management_port", management_port.to_string()),
-    ];
-    let mut lines: Vec<String> = old.lines().map(str::to_string).collect();
-    for (section, key, value) in wanted {
-        set_ini(&mut lines, section, key, &value);
-    }
-    let mut out = lines.join("\n");
-    out.push('\n');
-    out
-}
-
-/// Replace `key` in `[section]`, or add it at the end of the section (creating it).
-fn set_ini(lines: &mut Vec<String>, section: &str, key: &str, value: &str) {
-    let line = format!("{key} = {value}");
-    let mut current = String::new();
-    let mut end_of_section = None;
-    for (i, l) in lines.iter().enumerate() {
-        let t = l.trim();
-        if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
-            current = name.trim().to_string();
-            continue;
-        }
-        if current != section {
-            continue;
-        }
-        if !t.is_empty() {
-            end_of_section = Some(i + 1);
-        }
-        let k = t.split(['=', ':']).next().unwrap_or("").trim();
-        if k == key && !t.starts_with(['#', ';']) {
-            lines[i] = line;
-            return;
-        }
-    }
-    match end_of_section.or_else(|| section_header(lines, section).map(|i| i + 1)) {
-        Some(at) => lines.insert(at, line),
-        None => {
-            if lines.last().is_some_and(|l| !l.trim().is_empty()) {
-                lines.push(String::new());
-            }
-            lines.push(format!("[{section}]"));
-            lines.push(line);
-        }
-    }
-}
-
-fn section_header(lines: &[String], section: &str) -> Option<usize> {
-    lines
-        .iter()
-        .position(|l| l.trim() == format!("[{section}]"))
+    let mut file = IniFile::new(old, Style::Spaced);
+    file.set("vars", "ssl", &ssl.to_string());
+    file.set("vars", "trust_store_path", paths::VDSM_PKI_DIR);
+    file.set("addresses", "management_port", &management_port.to_string());
+    file.text()
 }
 
 /// The sysctl drop-in that keeps the core-dump pattern across reboots.
@@ -398,6 +351,17 @@ mod tests {
             render_vdsm_conf("", 54321, true),
             "\n[vars]\nssl = true\ntrust_store_path = /etc/pki/vdsm\n\n[addresses]\nmanagement_port = 54321\n"
                 .trim_start()
+        );
+    }
+
+    #[test]
+    fn vdsm_conf_every_copy_and_colon_form() {
+        // ConfigParser takes the last copy of a key and reads `key: value` too; a key
+        // rewritten only in its first copy would leave vdsm without TLS.
+        let old = "[vars]\nssl = true\n[addresses]\nmanagement_port: 1\n[vars]\nssl: false\n";
+        assert_eq!(
+            render_vdsm_conf(old, 54321, true),
+            "[vars]\nssl = true\ntrust_store_path = /etc/pki/vdsm\n[addresses]\nmanagement_port = 54321\n[vars]\nssl = true\n"
         );
     }
 

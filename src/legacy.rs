@@ -4,10 +4,12 @@
 //!   early boot from the kernel command line (docs/ovirt-protocol.md §1.1, §1.3).
 //! * `/etc/vdsm-reg/vdsm-reg.conf`: INI section `[vars]` of vdsm-reg (§2.2, §2.3).
 //!
-//! Both are updated line by line: unknown lines and comments are kept as they are.
+//! Both are read and updated through `conffile`, line by line: unknown lines and comments
+//! are kept as they are. This module knows which keys mean which settings.
 
 use std::net::IpAddr;
 
+use crate::conffile::{self, IniFile, ShellFile, Style};
 use crate::config::{Config, Loaded, RawSetting, SettingError, Source, SETTINGS};
 use crate::values::{parse_ip, IpMethod, IpSetting, Netmask};
 
@@ -28,63 +30,10 @@ const IP_ADDRESS: &str = "OVIRT_IP_ADDRESS";
 const IP_GATEWAY: &str = "OVIRT_IP_GATEWAY";
 const IP_NETMASK: &str = "OVIRT_IP_NETMASK";
 
-/// Parse shell variable assignments (`NAME=value`, `NAME="value"`, `NAME='value'`,
-/// optional `export`); everything else is ignored.
-pub fn parse_shell_vars(text: &str) -> Vec<(String, String)> {
-    text.lines().filter_map(parse_shell_line).collect()
-}
-
-fn parse_shell_line(line: &str) -> Option<(String, String)> {
-    let line = line.trim();
-    let line = line.strip_prefix("export ").unwrap_or(line);
-    let (name, value) = line.split_once('=')?;
-    let name_ok = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-    name_ok.then(|| (name.to_string(), unquote_shell(value)))
-}
-
-fn unquote_shell(value: &str) -> String {
-    if let Some(inner) = value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')) {
-        return inner.to_string();
-    }
-    let inner = value
-        .strip_prefix('"')
-        .and_then(|v| v.strip_suffix('"'))
-        .unwrap_or(value);
-    let mut out = String::new();
-    let mut chars = inner.chars();
-    while let Some(c) = chars.next() {
-        match (c, chars.clone().next()) {
-            ('\\', Some(n @ ('"' | '\\' | '$' | '`'))) => {
-                out.push(n);
-                chars.next();
-            }
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
-fn quote_shell(value: &str) -> String {
-    let mut out = String::from("\"");
-    for c in value.chars() {
-        if matches!(c, '"' | '\\' | '$' | '`') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
-    out
-}
-
 /// Read `/etc/default/ovirt` into `loaded`.
 pub fn apply_default_ovirt(loaded: &mut Loaded, text: &str) {
-    let vars = parse_shell_vars(text);
-    let get = |k: &str| {
-        vars.iter()
-            .rev()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
-    };
+    let vars = conffile::shell_values(text);
+    let get = |k: &str| conffile::last(&vars, k);
     let mut raw = Vec::new();
     for s in SETTINGS
         .iter()
@@ -234,72 +183,23 @@ fn ip_address_value(ip: &IpSetting) -> String {
 /// same name is replaced in place (the reader, like the shell, takes the last one), others
 /// are appended; every other line is kept.
 pub fn render_default_ovirt(existing: &str, vars: &[(String, String)]) -> String {
-    let mut lines: Vec<String> = existing.lines().map(str::to_string).collect();
+    let mut file = ShellFile::new(existing);
     for (name, value) in vars {
-        let line = format!("{name}={}", quote_shell(value));
-        let mut found = false;
-        for l in lines.iter_mut() {
-            if parse_shell_line(l).is_some_and(|(n, _)| &n == name) {
-                l.clone_from(&line);
-                found = true;
-            }
-        }
-        if !found {
-            lines.push(line);
-        }
+        file.set(name, value);
     }
-    join_lines(&lines)
-}
-
-fn join_lines(lines: &[String]) -> String {
-    let mut out = lines.join("\n");
-    if !out.is_empty() {
-        out.push('\n');
-    }
-    out
+    file.text()
 }
 
 // ---------------------------------------------------------------- vdsm-reg.conf
 
-/// `key=value` or `key = value` inside `[vars]` (ConfigParser writes the spaced form).
-fn parse_ini_vars(text: &str) -> Vec<(String, String)> {
-    let lines: Vec<&str> = text.lines().collect();
-    vars_assignments(&lines)
-        .map(|(_, k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-/// `(line index, key, value)` of every assignment inside a `[vars]` section, as vdsm-reg
-/// reads them: the one rule for the reader and the writer, so both see the same lines.
-fn vars_assignments<'a, S: AsRef<str>>(
-    lines: &'a [S],
-) -> impl Iterator<Item = (usize, &'a str, &'a str)> + 'a {
-    let mut in_vars = false;
-    lines.iter().enumerate().filter_map(move |(i, line)| {
-        let line = line.as_ref().trim();
-        if line.starts_with('[') {
-            in_vars = line == "[vars]";
-            return None;
-        }
-        if !in_vars || line.starts_with(['#', ';']) {
-            return None;
-        }
-        let (k, v) = line.split_once('=')?;
-        Some((i, k.trim(), v.trim()))
-    })
-}
+/// vdsm-reg.conf's one section.
+const VARS: &str = "vars";
 
 /// Read `vdsm-reg.conf` into `loaded`. The string `None` means unset, as in vdsm-reg;
 /// `vdc_host_ip` is used only when `vdc_host_name` is unset.
 pub fn apply_vdsm_reg_conf(loaded: &mut Loaded, text: &str) {
-    let vars = parse_ini_vars(text);
-    let get = |k: &str| {
-        vars.iter()
-            .rev()
-            .find(|(n, _)| n == k)
-            .map(|(_, v)| v.as_str())
-            .filter(|v| !v.is_empty() && *v != "None")
-    };
+    let vars = conffile::ini_values(text, VARS);
+    let get = |k: &str| conffile::last(&vars, k).filter(|v| !v.is_empty() && *v != "None");
     let mut raw = Vec::new();
     // `None:71` is no engine either: the host part is what the writer puts in
     // `vdc_host_name`, so an engine named `None` could not be written and read back.
@@ -326,66 +226,25 @@ pub fn apply_vdsm_reg_conf(loaded: &mut Loaded, text: &str) {
     loaded.apply_layer(Source::VdsmRegConf, &raw);
 }
 
-/// Update `vdsm-reg.conf` the way vdsm-config does (§2.3): `vdc_host_name=` and
-/// `vdc_host_port=` rewritten without spaces around `=` (vdsm-reg's own parser needs
-/// that), any `fingerprint=` line removed and the new one appended. Unlike vdsm-config's
+/// Update `vdsm-reg.conf` the way vdsm-config does (docs/ovirt-protocol.md §2.3):
+/// `vdc_host_name=` and `vdc_host_port=` rewritten without spaces around `=` (the boot
+/// hook's `sed` patterns need that, §2.2), any `fingerprint=` line of `[vars]` removed and
+/// the new one appended. Unlike vdsm-config's
 /// `sed`, a missing key is added to `[vars]` instead of silently not written.
 pub fn render_vdsm_reg_conf(existing: &str, config: &Config) -> String {
     let Some(engine) = &config.reg.engine else {
         return existing.to_string();
     };
-    let mut lines: Vec<String> = existing.lines().map(str::to_string).collect();
-    if !lines.iter().any(|l| l.trim() == "[vars]") {
-        lines.insert(0, "[vars]".to_string());
-    }
-    set_ini_key(&mut lines, "vdc_host_name", &engine.host.bare());
-    set_ini_key(
-        &mut lines,
-        "vdc_host_port",
-        &config.engine_port().to_string(),
-    );
+    let mut file = IniFile::new(existing, Style::Tight);
+    file.set(VARS, "vdc_host_name", &engine.host.bare());
+    file.set(VARS, "vdc_host_port", &config.engine_port().to_string());
     if let Some(fp) = &config.reg.ca_sha1 {
         // Removed and added again (vdsm-config's `sed` and `echo >>`), but inside `[vars]`:
         // appended after another section it would not be read back.
-        lines.retain(|l| ini_key(l) != Some("fingerprint"));
-        set_ini_key(&mut lines, "fingerprint", &fp.to_string());
+        file.remove(VARS, "fingerprint");
+        file.set(VARS, "fingerprint", &fp.to_string());
     }
-    join_lines(&lines)
-}
-
-fn ini_key(line: &str) -> Option<&str> {
-    line.split_once('=').map(|(k, _)| k.trim())
-}
-
-/// Replace every `key=…` (spaced or not) of `[vars]` in place, or add it at the end of the
-/// first `[vars]`. Every one: with the key twice, or `[vars]` twice, the reader takes the
-/// last, and vdsm-config's `sed` rewrites them all.
-fn set_ini_key(lines: &mut Vec<String>, key: &str, value: &str) {
-    let line = format!("{key}={value}");
-    let found: Vec<usize> = vars_assignments(lines)
-        .filter(|(_, k, _)| *k == key)
-        .map(|(i, _, _)| i)
-        .collect();
-    for &i in &found {
-        lines[i] = line.clone();
-    }
-    if !found.is_empty() {
-        return;
-    }
-    let start = lines
-        .iter()
-        .position(|l| l.trim() == "[vars]")
-        .map_or(0, |i| i + 1);
-    let len = lines[start..]
-        .iter()
-        .position(|l| l.trim_start().starts_with('['))
-        .unwrap_or(lines.len() - start);
-    // After the last non-blank line of the section.
-    let at = (start..start + len)
-        .rev()
-        .find(|&i| !lines[i].trim().is_empty())
-        .map_or(start, |i| i + 1);
-    lines.insert(at, line);
+    file.text()
 }
 
 #[cfg(test)]

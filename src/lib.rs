@@ -5,10 +5,14 @@
 pub mod calendar;
 pub mod clock;
 pub mod cmdline;
+pub mod conffile;
 pub mod config;
+pub mod console;
 pub mod crypt;
 pub mod engine;
+pub mod entropy;
 pub mod escape;
+pub mod explain;
 pub mod fault;
 pub mod flow;
 pub mod fsutil;

@@ -1,16 +1,16 @@
 //! Command-line entry point: parses arguments and dispatches; the work is in the library.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use argh::FromArgs;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use ovirt_node_reg::config::{Loaded, SETTINGS};
+use ovirt_node_reg::config::Loaded;
 use ovirt_node_reg::paths::{self, Root};
 use ovirt_node_reg::secret::Secret;
 use ovirt_node_reg::status::{self, Outcome, Status};
 use ovirt_node_reg::store::Persisted;
-use ovirt_node_reg::{escape, flow, logging, sources};
+use ovirt_node_reg::{console, escape, explain, flow, logging, sources};
 
 #[derive(FromArgs)]
 /// Register this oVirt Node with the oVirt Engine early in boot.
@@ -70,15 +70,32 @@ struct ConfigCmd {
 #[argh(subcommand)]
 enum ConfigSub {
     Show(ConfigShowCmd),
+    Check(ConfigCheckCmd),
 }
 
 #[derive(FromArgs)]
 #[argh(subcommand, name = "show")]
-/// print the effective configuration and where each value came from
+/// print the effective configuration, where each value came from and what it means
 struct ConfigShowCmd {
     /// print JSON instead of text
     #[argh(switch)]
     json: bool,
+    /// one line per setting: value, source, what it is for and what the value means
+    #[argh(switch)]
+    explain: bool,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "check")]
+/// check a kernel command line before it is used (no root, nothing is touched): exit 0 if
+/// it is valid, 2 if not, each bad argument and its expected form on stderr
+struct ConfigCheckCmd {
+    /// the command line to check, as one argument
+    #[argh(option)]
+    cmdline: Option<String>,
+    /// a file holding the command line, or - for stdin
+    #[argh(option)]
+    cmdline_file: Option<PathBuf>,
 }
 
 #[derive(FromArgs)]
@@ -193,10 +210,10 @@ fn main() -> ExitCode {
     match run(&cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!(
+            console::err_line(&format!(
                 "ovirt-node-reg: error: {}",
                 escape::controls(&format!("{e:#}"))
-            );
+            ));
             ExitCode::FAILURE
         }
     }
@@ -210,12 +227,15 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         .unwrap_or_else(|| root.join(paths::PROC_CMDLINE));
     match &cli.command {
         Command::Version(_) => {
-            println!("ovirt-node-reg {}", env!("CARGO_PKG_VERSION"));
+            console::line(&format!("ovirt-node-reg {}", env!("CARGO_PKG_VERSION")))?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCmd {
             command: ConfigSub::Show(c),
-        }) => config_show(&root, &cmdline, c.json),
+        }) => config_show(&root, &cmdline, c),
+        Command::Config(ConfigCmd {
+            command: ConfigSub::Check(c),
+        }) => config_check(c),
         Command::Status(c) => show_status(&root, c.json),
         Command::Boot(c) => Ok(boot(&root, &cmdline, cli.debug, flow::Run::Boot(c.stage))),
         Command::Reenroll(_) => Ok(boot(&root, &cmdline, cli.debug, flow::Run::Reenroll)),
@@ -260,12 +280,14 @@ fn load(root: &Root, cmdline: &Path) -> Result<Loaded> {
     sources::load_warned(root, cmdline)
 }
 
-fn config_show(root: &Root, cmdline: &Path, json: bool) -> Result<ExitCode> {
+fn config_show(root: &Root, cmdline: &Path, c: &ConfigShowCmd) -> Result<ExitCode> {
     let loaded = sources::load(root, cmdline)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&config_json(&loaded))?);
+    if c.json {
+        console::line(&serde_json::to_string_pretty(&explain::json(&loaded))?)?;
+    } else if c.explain {
+        console::out(&explain::explained(&loaded))?;
     } else {
-        print!("{}", config_text(&loaded));
+        console::out(&explain::text(&loaded))?;
     }
     Ok(if loaded.errors.is_empty() {
         ExitCode::SUCCESS
@@ -274,66 +296,74 @@ fn config_show(root: &Root, cmdline: &Path, json: bool) -> Result<ExitCode> {
     })
 }
 
-fn config_text(loaded: &Loaded) -> String {
-    let mut out = String::from("# effective configuration (kernel command line > /etc/default/ovirt > vdsm-reg.conf > defaults)\n");
-    for s in SETTINGS {
-        let value = (s.show)(&loaded.config).join(" ");
-        let value = if value.is_empty() {
-            "-".to_string()
-        } else {
-            escape::controls(&value).into_owned()
-        };
-        out += &format!(
-            "{:<32} = {:<40} ({})\n",
-            s.name,
-            value,
-            loaded.source_of(s.name)
-        );
-    }
-    out += &format!(
-        "{:<32} = {}\n",
-        "(effective engine port)",
-        loaded.config.engine_port()
-    );
-    for e in &loaded.errors {
-        out += &format!("error: {e}\n");
+/// Longer than any kernel's command line (`COMMAND_LINE_SIZE` is a few KiB): not one.
+const CMDLINE_CAP: u64 = 64 * 1024;
+
+fn config_check(c: &ConfigCheckCmd) -> Result<ExitCode> {
+    let text = match (&c.cmdline, &c.cmdline_file) {
+        (Some(text), None) => text.clone(),
+        (None, Some(file)) => read_capped(file)?,
+        _ => anyhow::bail!(
+            "give the command line with --cmdline \"…\" or --cmdline-file FILE (- for stdin)"
+        ),
+    };
+    let loaded = sources::from_cmdline(&text);
+    let mut problems: Vec<String> = loaded.errors.iter().map(|e| e.to_string()).collect();
+    problems.extend(loaded.missing());
+    for p in &problems {
+        console::err_line(&format!(
+            "ovirt-node-reg: config check: {}",
+            escape::controls(p)
+        ));
     }
     for w in &loaded.warnings {
-        out += &format!("warning: {}\n", escape::controls(w));
+        console::err_line(&format!(
+            "ovirt-node-reg: config check: warning: {}",
+            escape::controls(w)
+        ));
     }
-    out
+    if !problems.is_empty() {
+        return Ok(ExitCode::from(2));
+    }
+    console::line(&format!(
+        "ok: {} settings for ovirt-node-reg",
+        loaded.sources.len()
+    ))?;
+    Ok(ExitCode::SUCCESS)
 }
 
-fn config_json(loaded: &Loaded) -> serde_json::Value {
-    let settings: serde_json::Map<String, serde_json::Value> = SETTINGS
-        .iter()
-        .map(|s| {
-            let values = (s.show)(&loaded.config);
-            let entry = serde_json::json!({ "values": values, "source": loaded.source_of(s.name) });
-            (s.name.to_string(), entry)
-        })
-        .collect();
-    serde_json::json!({
-        "settings": settings,
-        "config": loaded.config,
-        "engine_port": loaded.config.engine_port(),
-        "errors": loaded.errors,
-        "warnings": loaded.warnings,
-    })
+/// A file (or stdin for `-`) of at most [`CMDLINE_CAP`] bytes, as text.
+fn read_capped(file: &Path) -> Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let what = file.display();
+    if file == Path::new("-") {
+        std::io::stdin()
+            .take(CMDLINE_CAP + 1)
+            .read_to_end(&mut bytes)
+    } else {
+        std::fs::File::open(file).and_then(|f| f.take(CMDLINE_CAP + 1).read_to_end(&mut bytes))
+    }
+    .with_context(|| format!("reading the command line from {what}"))?;
+    anyhow::ensure!(
+        bytes.len() as u64 <= CMDLINE_CAP,
+        "{what}: longer than {CMDLINE_CAP} bytes: not a kernel command line"
+    );
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn show_status(root: &Root, json: bool) -> Result<ExitCode> {
     let Some(st) = status::read(root)? else {
-        println!(
+        console::line(&format!(
             "no status: ovirt-node-reg has not run since boot ({} is missing)",
             paths::STATUS_FILE
-        );
+        ))?;
         return Ok(ExitCode::from(3));
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&st)?);
+        console::line(&serde_json::to_string_pretty(&st)?)?;
     } else {
-        println!("{}", st.to_text());
+        console::line(&st.to_text())?;
     }
     Ok(if st.result == Outcome::Failed {
         ExitCode::FAILURE
@@ -348,7 +378,7 @@ fn boot(root: &Root, cmdline: &Path, debug: bool, run: flow::Run) -> ExitCode {
 
 /// The console banner and the exit code of a flow run.
 fn finish(st: &Status) -> ExitCode {
-    eprintln!("{}", st.banner());
+    console::err_line(&st.banner());
     if st.result == Outcome::Failed {
         ExitCode::FAILURE
     } else {
@@ -371,10 +401,10 @@ fn store_paths(root: &Root, cmdline: &Path, list: &[PathBuf], persist: bool) -> 
             store.unpersist(p).map(|()| "unpersisted")
         };
         match result {
-            Ok(what) => println!("{}: {what}", p.display()),
+            Ok(what) => console::line(&format!("{}: {what}", p.display()))?,
             Err(e) => {
                 let line = format!("{}: {e:#}", p.display());
-                eprintln!("ovirt-node-reg: {}", escape::controls(&line));
+                console::err_line(&format!("ovirt-node-reg: {}", escape::controls(&line)));
                 failed = true;
             }
         }
@@ -389,7 +419,7 @@ fn store_paths(root: &Root, cmdline: &Path, list: &[PathBuf], persist: bool) -> 
 fn restore(root: &Root, cmdline: &Path) -> Result<ExitCode> {
     let store = flow::open_store(root, &load(root, cmdline)?)?;
     for p in store.restore()? {
-        println!("restored {}", p.display());
+        console::line(&format!("restored {}", p.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }

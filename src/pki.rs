@@ -56,6 +56,7 @@ fn rsa_key() -> Result<KeyPair> {
 impl HostKey {
     /// A fresh key of the configured type (`ovirt.reg.key`).
     pub fn generate(kind: KeyType) -> Result<HostKey> {
+        crate::entropy::wait_until_ready();
         match kind {
             KeyType::Ecdsa => {
                 let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)

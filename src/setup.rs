@@ -20,14 +20,18 @@ use crate::config::{Loaded, RawSetting, Source};
 use crate::crypt;
 use crate::escape;
 use crate::flow::{self, Run, Stage, Step};
+use crate::http::Endpoint;
 use crate::paths::{self, Root};
+use crate::retry::{Policy, MAX_ATTEMPTS};
 use crate::secret::Secret;
 use crate::status::{Outcome, Status};
 use crate::trust::CaCert;
 use crate::values::{
     parse_ip, parse_port, EngineAddr, Host, IfName, IpSetting, Netmask, Sha256Pin, Vlan,
+    DEFAULT_ENGINE_PORT,
 };
-use crate::worker::{self, Job, Net, Reply};
+use crate::worker::{DownloadCa, Net, Session};
+use std::time::Duration;
 
 pub use terminal::{Stop, Term, Tty};
 
@@ -616,17 +620,19 @@ pub fn hash_from_stdin() -> Result<Secret> {
 /// The engine CA, fetched by the unprivileged worker; the parent re-parses it with the strict
 /// parser (one certificate, a valid trust anchor) and trusts nothing else it says.
 fn fetch_ca(engine: &str, debug: bool) -> Result<CaCert> {
+    let addr: EngineAddr = engine
+        .parse()
+        .map_err(|e| anyhow!("the engine {engine}: expected {e}"))?;
     let net = Net {
-        engine: engine.to_string(),
-        deadline_ms: FETCH_DEADLINE_MS,
-        retry_base_ms: 1000,
-        retry_cap_ms: 4000,
+        endpoint: Endpoint::new(&addr, DEFAULT_ENGINE_PORT),
+        policy: Policy {
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(4),
+            deadline: Duration::from_millis(FETCH_DEADLINE_MS),
+            max_attempts: MAX_ATTEMPTS,
+        },
     };
-    let Reply::Ca { ca_pem } = worker::run(&Job::FetchCa { net }, debug)? else {
-        bail!("the network worker answered the CA job with something else");
-    };
-    CaCert::from_pem(ca_pem.as_bytes())
-        .map_err(|e| anyhow!("the engine CA the network worker fetched: {e}"))
+    Session::new(debug).call(&DownloadCa { net })
 }
 
 #[cfg(test)]

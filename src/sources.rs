@@ -36,3 +36,11 @@ pub fn load(root: &Root, cmdline: &Path) -> Result<Loaded> {
     crate::cmdline::apply(&mut loaded, &String::from_utf8_lossy(&text));
     Ok(loaded)
 }
+
+/// The settings of a kernel command line alone, for checking one before it is used (PXE
+/// tooling): no root, no file of the node is read.
+pub fn from_cmdline(text: &str) -> Loaded {
+    let mut loaded = Loaded::default();
+    crate::cmdline::apply(&mut loaded, text);
+    loaded
+}

@@ -357,14 +357,10 @@ pub struct Trusted {
 
 /// Download the engine CA without verifying the server and without trusting it: `setup`
 /// shows its fingerprints to the administrator, who decides. Retries transient failures.
-pub fn fetch_ca(
-    endpoint: &Endpoint,
-    timeouts: Timeouts,
-    retrier: &mut Retrier,
-) -> Result<CaCert, GaveUp<Error>> {
-    let client = Client::for_ca_fetch(endpoint.clone(), timeouts);
+/// `client` must be a [`Client::for_ca_fetch`].
+pub fn fetch_ca(client: &Client, retrier: &mut Retrier) -> Result<CaCert, GaveUp<Error>> {
     retrier.run("fetching the engine CA", |attempt| {
-        fetch_ca_once(&client, attempt.remaining)
+        fetch_ca_once(client, attempt.remaining)
     })
 }
 
@@ -384,8 +380,18 @@ pub fn establish(
     retrier: &mut Retrier,
 ) -> Result<Trusted, GaveUp<Error>> {
     let client = Client::for_ca_fetch(endpoint.clone(), timeouts);
+    establish_over(&client, pins, retrier)
+}
+
+/// [`establish`] over `client`, which must be a [`Client::for_ca_fetch`] (the worker keeps
+/// one for the clock's `Date` and the CA download, so both share a connection).
+pub fn establish_over(
+    client: &Client,
+    pins: &Pins,
+    retrier: &mut Retrier,
+) -> Result<Trusted, GaveUp<Error>> {
     let trusted = retrier.run("fetching the engine CA", |attempt| {
-        let ca = fetch_ca_once(&client, attempt.remaining)?;
+        let ca = fetch_ca_once(client, attempt.remaining)?;
         let how = verify(&ca, pins).map_err(Error::Trust)?;
         Ok(Trusted { ca, how })
     })?;

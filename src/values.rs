@@ -111,7 +111,13 @@ pub fn parse_abs_path(text: &str) -> Result<String, Expected> {
     }
 }
 
-/// A host name (RFC 1123) or FQDN.
+/// A host name (RFC 1123) or FQDN, in the one form every consumer takes: the kernel
+/// (`sethostname`), `/etc/hostname`, NetworkManager, the engine (the host's name, the
+/// certificate's `DNS:` name). The rule, for every name we read (`hostname=`, `ip=`'s host
+/// name field, DHCP's host and domain names, `/etc/hostname`, `management_server=`, `ntp=`):
+/// dot-separated labels of 1 to 63 ASCII letters, digits and `-`, not starting or ending
+/// with `-`, at most 253 characters in all; one trailing dot (an absolute name) is accepted
+/// and dropped; case is kept. See docs/ARCHITECTURE.md, "One host-name rule".
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Hostname(pub String);
 
@@ -122,13 +128,12 @@ impl FromStr for Hostname {
             "a host name such as node1.example.com (letters, digits, '-', '.')";
         let name = text.strip_suffix('.').unwrap_or(text);
         let label_ok = |l: &str| {
-            !l.is_empty()
-                && l.len() <= 63
+            (1..=63).contains(&l.len())
                 && !l.starts_with('-')
                 && !l.ends_with('-')
                 && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
         };
-        if name.is_empty() || name.len() > 253 || !name.split('.').all(label_ok) {
+        if name.len() > 253 || !name.split('.').all(label_ok) {
             return Err(EXPECTED);
         }
         Ok(Hostname(name.to_string()))

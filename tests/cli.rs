@@ -55,6 +55,7 @@ fn help_for_every_subcommand() {
         &[][..],
         &["boot"],
         &["config", "show"],
+        &["config", "check"],
         &["persist"],
         &["unpersist"],
         &["restore"],
@@ -391,4 +392,201 @@ fn unreadable_cmdline_is_a_clear_error() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn config_show_explains_what_it_will_do() {
+    let node = node_with(
+        "BOOTIF=01-52-54-00-ab-cd-ef management_server=[fd00::1]:8443 ovirt.reg.timeout=5m \
+         ip=192.0.2.10::192.0.2.1:255.255.255.0:node1.example.com:eth0:none:9000 \
+         bond=bond0:eth0,eth1:mode=1,miimon=100 vlan=100 ovirt.reg.store=/config\n",
+    );
+    let out = node.output(&["config", "show", "--json"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &v["settings"];
+    assert_eq!(
+        s["BOOTIF"]["values"][0], "01-52-54-00-ab-cd-ef",
+        "raw value kept"
+    );
+    assert_eq!(s["BOOTIF"]["interpreted"]["mac"], "52:54:00:ab:cd:ef");
+    let ip = &s["ip"]["interpreted"];
+    assert_eq!(
+        (&ip["method"], &ip["address"], &ip["prefix"], &ip["gateway"]),
+        (
+            &"static".into(),
+            &"192.0.2.10".into(),
+            &24.into(),
+            &"192.0.2.1".into()
+        )
+    );
+    assert_eq!(
+        (&ip["hostname"], &ip["interface"], &ip["mtu"]),
+        (&"node1.example.com".into(), &"eth0".into(), &9000.into())
+    );
+    let engine = &s["management_server"]["interpreted"];
+    assert_eq!(
+        (&engine["host"], &engine["port"]),
+        (&"fd00::1".into(), &8443.into())
+    );
+    assert_eq!(s["ovirt.reg.timeout"]["interpreted"]["seconds"], 300);
+    assert_eq!(s["bond"]["interpreted"]["mode"], "active-backup");
+    assert_eq!(s["vlan"]["interpreted"]["id"], 100);
+    assert_eq!(s["hostname"]["interpreted"], serde_json::Value::Null);
+    assert_eq!(
+        v["effective"]["management_nic"]["meaning"],
+        "bridge ovirtmgmt over VLAN 100 on bond bond0"
+    );
+    assert_eq!(
+        v["config"]["net"]["bootif"], "01-52-54-00-ab-cd-ef",
+        "config unchanged"
+    );
+
+    let out = node.output(&["config", "show", "--explain"]);
+    assert_eq!(code(&out), 0);
+    let lines = text(&out.stdout);
+    let bootif: Vec<&str> = lines
+        .lines()
+        .filter(|l| l.starts_with("BOOTIF = "))
+        .collect();
+    assert_eq!(
+        bootif,
+        ["BOOTIF = 01-52-54-00-ab-cd-ef (kernel command line): the NIC the node booted from: the NIC with MAC 52:54:00:ab:cd:ef (pxelinux BOOTIF, Ethernet)"]
+    );
+    assert!(
+        lines.contains(
+            "ovirt.reg.retry_cap = 60s (default): longest retry delay: 60 seconds (1 min)\n"
+        ),
+        "{lines}"
+    );
+    let out = node.output(&["config", "show"]);
+    assert!(
+        text(&out.stdout).contains("→ static 192.0.2.10/24, gateway 192.0.2.1"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+/// `config check` with `args`, stdin `input`; exit code, stdout, stderr.
+fn check(args: &[&str], input: &str) -> (i32, String, String) {
+    use std::io::Write;
+    use std::process::Stdio;
+    // No --root, and a root that does not exist: nothing of this machine is read.
+    let mut child = Command::new(BIN)
+        .args(["--root", "/nonexistent-root", "config", "check"])
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    (code(&out), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn config_check_validates_a_command_line() {
+    let pin = format!("ovirt.reg.ca_pin=sha256:{}", "ab".repeat(32));
+    let good =
+        format!("BOOTIF=01-52-54-00-ab-cd-ef ip=dhcp management_server=engine.example.com {pin}");
+    let (rc, out, err) = check(&["--cmdline", &good], "");
+    assert_eq!((rc, err.as_str()), (0, ""), "{out}");
+    assert!(out.starts_with("ok: 4 settings"), "{out}");
+
+    let bad = format!(
+        "management_server=engine:70000 BOOTIF=01-52-54-00-12-34 ip=10.0.0.1::10.0.0.999:24 \
+         ovirt.reg.tiemout=5 {pin} ovirt.reg.token=TOPSECRET console=ttyS0"
+    );
+    let (rc, out, err) = check(&["--cmdline", &bad], "");
+    assert_eq!(rc, 2, "{err}");
+    assert_eq!(out, "");
+    for want in [
+        "management_server=engine:70000: expected HOST[:PORT]",
+        "BOOTIF=01-52-54-00-12-34: expected a pxelinux MAC",
+        "ip=10.0.0.1::10.0.0.999:24: expected dhcp, off",
+        "ovirt.reg.token=<redacted>: expected the token in a file",
+        "warning: unknown setting ovirt.reg.tiemout",
+    ] {
+        assert!(err.contains(want), "{want:?} missing from: {err}");
+    }
+    assert!(!err.contains("TOPSECRET"), "secret printed: {err}");
+    assert_eq!(
+        err.lines().filter(|l| !l.contains("warning")).count(),
+        4,
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pxelinux-append");
+    fs::write(&file, format!("{good}\n")).unwrap();
+    let (rc, _, err) = check(&["--cmdline-file", file.to_str().unwrap()], "");
+    assert_eq!(rc, 0, "{err}");
+    let (rc, _, err) = check(&["--cmdline-file", "-"], "ip=dhcp ovirt.reg.ca_pin=x\n");
+    assert_eq!(rc, 2);
+    assert!(
+        err.contains("management_server: missing: expected HOST[:PORT]")
+            && err.contains("ovirt.reg.ca_pin=x: expected sha256:<64 hex digits>")
+            && !err.contains("ovirt.reg.ca_pin: missing"),
+        "{err}"
+    );
+    let (rc, _, _) = check(&["--cmdline-file", "-"], "ovirt_vdsm_disable\n");
+    assert_eq!(rc, 0, "nothing is needed when registration is disabled");
+    let (rc, _, err) = check(&[], "");
+    assert_eq!(rc, 1);
+    assert!(err.contains("--cmdline"), "{err}");
+    let (rc, _, err) = check(&["--cmdline-file", "-"], &"x".repeat(70_000));
+    assert_eq!(rc, 1);
+    assert!(err.contains("not a kernel command line"), "{err}");
+}
+
+/// A pipe whose reading end is already closed: every write to it fails with EPIPE, as when
+/// `| head -1` has read its line and gone.
+fn closed_pipe() -> std::io::PipeWriter {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer
+}
+
+#[test]
+fn closed_stdout_ends_quietly() {
+    // A run that fails at once (no engine) leaves a status to print, with exit code 1.
+    let node = node_with("ovirt.reg.store=/config\n");
+    assert_eq!(code(&node.output(&["boot"])), 1);
+    let cases: [(&[&str], i32); 6] = [
+        (&["config", "show"], 0),
+        (&["config", "show", "--json"], 0),
+        (&["config", "show", "--explain"], 0),
+        (&["version"], 0),
+        (&["config", "check", "--cmdline", "ovirt_vdsm_disable"], 0),
+        (&["status"], 1),
+    ];
+    for (args, want) in cases {
+        let out = Command::new(BIN)
+            .arg("--root")
+            .arg(&node.root)
+            .args(args)
+            .stdout(closed_pipe())
+            .output()
+            .unwrap();
+        let err = text(&out.stderr);
+        assert_eq!(
+            (code(&out), err.as_str()),
+            (want, ""),
+            "{args:?}: the command's own exit code, nothing on stderr"
+        );
+    }
+    // And through a shell pipeline that stops reading after one line.
+    let cmd = format!(
+        "set -o pipefail 2>/dev/null; {BIN} --root '{}' config show --explain | head -1 >/dev/null; echo rc=$?",
+        node.root.display()
+    );
+    let out = Command::new("bash").args(["-c", &cmd]).output().unwrap();
+    assert_eq!(text(&out.stdout), "rc=0\n", "{}", text(&out.stderr));
+    assert_eq!(text(&out.stderr), "");
 }

@@ -445,8 +445,45 @@ fn a_stalled_engine_times_out_and_is_retried() {
     assert!(sim.host(ID).is_some());
 }
 
+/// A stock engine's SSH key is RSA (the simulator's default); ECDSA engines exist too.
 #[test]
 fn ssh_key_from_the_engine_validates() {
     let sim = start();
-    assert!(SshKey::parse(&sim.ssh_key_line()).is_ok());
+    let line = sim.ssh_key_line();
+    assert!(line.starts_with("ssh-rsa "), "{line}");
+    assert!(SshKey::parse(&line).is_ok());
+    let ecdsa = Simulator::start(SimConfig {
+        engine_key: qemu_tests::EngineKeyType::Ecdsa,
+        ..SimConfig::default()
+    })
+    .expect("simulator starts");
+    let line = ecdsa.ssh_key_line();
+    assert!(line.starts_with("ecdsa-sha2-nistp256 "), "{line}");
+    assert!(SshKey::parse(&line).is_ok());
+}
+
+/// ureq keeps the pinned client's connection between requests; one the engine closed while
+/// idle is noticed before reuse (ureq probes a pooled connection) and replaced, with no
+/// failed attempt.
+#[test]
+fn a_connection_the_engine_closed_while_idle_is_replaced_transparently() {
+    let cfg = SimConfig {
+        keep_alive_idle: Duration::from_millis(200),
+        ..SimConfig::default()
+    };
+    let sim = Simulator::start(cfg).expect("simulator starts");
+    let mut r = retrier(20);
+    let client = trusted_client(&sim, &mut r);
+    let get = |client: &Client| client.get("/ca.crt", Duration::from_secs(5), 64 * 1024);
+    get(&client).expect("first request");
+    get(&client).expect("second request, at once");
+    let before = sim.tls_connections();
+    std::thread::sleep(Duration::from_millis(600));
+    get(&client).expect("a request after the engine closed the idle connection");
+    let by_conn: Vec<u64> = sim.requests().iter().filter_map(|e| e.connection).collect();
+    // The CA download, then two requests on one pinned connection, then a new one.
+    assert_eq!(by_conn.len(), 4, "{by_conn:?}");
+    assert_eq!(by_conn[1], by_conn[2], "{by_conn:?}");
+    assert_ne!(by_conn[2], by_conn[3], "{by_conn:?}");
+    assert_eq!(sim.tls_connections(), before + 1);
 }

@@ -39,6 +39,74 @@ fn no_import_cycles_between_modules() {
     );
 }
 
+/// The same rule one level down: the files of one folder (`src/flow/enroll.rs`,
+/// `src/flow/install.rs`, …) do not use each other in a loop either. `mod.rs` (or `X.rs` of
+/// `X/`) is the folder's parent and is left out: a child naming its parent is the module tree.
+#[test]
+fn no_import_cycles_between_the_files_of_a_folder() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut cycles = Vec::new();
+    let mut folders = 0;
+    for dir in folders_of(&src) {
+        let graph = sibling_graph(&src, &dir);
+        folders += 1;
+        cycles.extend(
+            strongly_connected(&graph)
+                .iter()
+                .filter(|c| c.len() > 1)
+                .map(|c| describe(&graph, c)),
+        );
+    }
+    assert!(folders >= 3, "read too few folders of {}", src.display());
+    assert!(
+        cycles.is_empty(),
+        "import cycles between the files of a folder of src/ (move the shared piece into a file of its own):\n{}",
+        cycles.join("\n")
+    );
+}
+
+fn folders_of(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).expect("readable src/") {
+        let path = entry.expect("directory entry").path();
+        if path.is_dir() {
+            out.extend(folders_of(&path));
+            out.push(path);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Edges `file → sibling` for each `super::sibling` in the folder's files.
+fn sibling_graph(src: &Path, dir: &Path) -> Graph {
+    let stem = |p: &Path| p.file_stem().and_then(|s| s.to_str()).map(str::to_string);
+    let files: Vec<PathBuf> = fs::read_dir(dir)
+        .expect("readable folder")
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .filter(|p| !matches!(stem(p).as_deref(), Some("mod" | "tests")))
+        .collect();
+    let names: BTreeSet<String> = files.iter().filter_map(|p| stem(p)).collect();
+    let mut graph = Graph::new();
+    for file in &files {
+        let name = stem(file).expect("a file name");
+        let code = without_comments_and_tests(&fs::read_to_string(file).expect("readable source"));
+        let shown = format!(
+            "src/{}",
+            file.strip_prefix(src).expect("under src/").display()
+        );
+        let edges = graph.entry(name.clone()).or_default();
+        for (at, target) in paths_after(&code, "super::") {
+            if names.contains(&target) && target != name {
+                let line = code[..at].matches('\n').count() + 1;
+                edges.entry(target).or_insert(format!("{shown}:{line}"));
+            }
+        }
+    }
+    graph
+}
+
 #[test]
 fn the_checker_sees_a_cycle_and_grouped_imports() {
     let mut graph = Graph::new();
@@ -101,6 +169,52 @@ fn absolute_paths_only_in_paths_rs() {
 fn the_path_check_sees_literals_not_formats() {
     let code = "let a = \"/etc/x\";\nlet b = format!(\"{A}/b\");\nlet c = \"a/b\";\n";
     assert_eq!(path_literals(code), [(1, "\"/etc/x\"".to_string())]);
+}
+
+/// Rust ignores SIGPIPE, so the print macros panic when the reader has gone away
+/// (`config show | head -1`); console output goes through `src/console.rs` instead.
+const PRINT_MACROS: [&str; 4] = ["println!", "print!", "eprintln!", "eprint!"];
+
+#[test]
+fn console_output_only_through_console_rs() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut found = Vec::new();
+    for file in rust_files(&src) {
+        let rel = file.strip_prefix(&src).expect("under src/");
+        let name = rel.to_string_lossy().into_owned();
+        if name == "console.rs" || name.ends_with("tests.rs") {
+            continue;
+        }
+        let text = fs::read_to_string(&file).expect("readable source");
+        for (i, line) in without_comments_and_tests(&text).lines().enumerate() {
+            if print_macro(line) {
+                found.push(format!("  src/{name}:{}: {}", i + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "print macros outside src/console.rs (use console::line / console::err_line):\n{}",
+        found.join("\n")
+    );
+}
+
+/// A print macro called on `line` (not `writeln!` or a name that merely ends the same).
+fn print_macro(line: &str) -> bool {
+    PRINT_MACROS.iter().any(|m| {
+        line.match_indices(m).any(|(at, _)| {
+            let before = line[..at].chars().next_back();
+            !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
+        })
+    })
+}
+
+#[test]
+fn the_print_check_sees_macros_not_writes() {
+    assert!(print_macro("    println!(\"x\");"));
+    assert!(print_macro("Err(e) => eprintln!(\"{e}\"),"));
+    assert!(!print_macro("writeln!(f, \"x\")?;"));
+    assert!(!print_macro("console::line(\"x\")?;"));
 }
 
 /// `(line, literal)` of each string literal that starts with `/` and a letter.
@@ -194,13 +308,18 @@ fn without_comments_and_tests(text: &str) -> String {
 
 /// Where each `crate::X` starts and its `X`; `crate::{a, b::{c, d}}` gives `a` and `b`.
 fn crate_paths(code: &str) -> Vec<(usize, String)> {
+    paths_after(code, "crate::")
+}
+
+/// [`crate_paths`] for any prefix (`super::` for the files of one folder).
+fn paths_after(code: &str, prefix: &str) -> Vec<(usize, String)> {
     let mut out = Vec::new();
-    for (at, _) in code.match_indices("crate::") {
+    for (at, _) in code.match_indices(prefix) {
         let before = code[..at].chars().next_back();
-        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') {
-            continue; // `$crate::`, `other_crate::`
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$' || c == ':') {
+            continue; // `$crate::`, `other_crate::`, `super::super::`
         }
-        let rest = &code[at + "crate::".len()..];
+        let rest = &code[at + prefix.len()..];
         match rest.strip_prefix('{') {
             Some(group) => out.extend(
                 top_level_items(group)

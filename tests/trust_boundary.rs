@@ -272,7 +272,7 @@ fn setup_computes_the_fingerprints_of_what_it_got_itself() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let reply = serde_json::json!({ "reply": "ca", "ca_pem": lie }).to_string();
-        std::fs::write(dir.path().join("fetch_ca.json"), reply).unwrap();
+        std::fs::write(dir.path().join("download_ca.json"), reply).unwrap();
         let env = [("OVIRT_NODE_REG_TEST_REPLIES", dir.path())];
         let args = ["setup", "--engine", &engine, "--ca-pin", &real_pin, "--yes"];
         let (out, err) = node.run_env(&args, None, &env);

@@ -1,6 +1,8 @@
-//! The network worker's sandbox, seen from outside: the real binary as the worker, what it
-//! inherits (descriptors, environment), what it may not do (create files), and that it dies
-//! with its parent.
+//! The network worker, seen from outside: the real binary as the worker, what it inherits
+//! (descriptors, environment), what it may not do (create files), that it dies with its
+//! parent, and its session: one worker per run whatever the number of jobs, one pinned TLS
+//! connection for the requests of a run, a worker that dies replaced a bounded number of
+//! times.
 
 use std::fs;
 use std::os::fd::AsRawFd;
@@ -9,14 +11,21 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ovirt_node_reg::worker::{self, Job, Reply};
-use qemu_tests::{EventKind, SimConfig, Simulator};
+use ovirt_node_reg::http::Endpoint;
+use ovirt_node_reg::retry::{Policy, MAX_ATTEMPTS};
+use ovirt_node_reg::trust::CaCert;
+use ovirt_node_reg::worker::{self, GetVersion, Net, Sandbox, Session, TryCreate, Whoami};
+use qemu_tests::{EventKind, Handle, SimConfig, Simulator};
 
 mod common;
 use common::{Node, BIN};
 
-fn whoami() -> Reply {
-    worker::run_binary(Path::new(BIN), &Job::Whoami, false).expect("the worker answers")
+fn session() -> Session {
+    Session::with_binary(Path::new(BIN), false)
+}
+
+fn whoami() -> Sandbox {
+    session().call(&Whoami {}).expect("the worker answers")
 }
 
 #[test]
@@ -30,18 +39,14 @@ fn the_worker_inherits_no_descriptor_and_no_environment() {
     let fd = leak.as_raw_fd();
     // SAFETY: our own open descriptor.
     assert_eq!(unsafe { libc::fcntl(fd, libc::F_SETFD, 0) }, 0);
-    let reply = whoami();
-    drop(leak);
-    let Reply::Whoami {
+    let Sandbox {
         fds,
         env,
         seccomp,
         no_new_privs,
         ..
-    } = reply
-    else {
-        panic!("expected whoami, got {reply:?}")
-    };
+    } = whoami();
+    drop(leak);
     assert!(fd > 2);
     assert_eq!(
         fds,
@@ -65,13 +70,10 @@ fn the_worker_cannot_create_remove_or_change_files() {
         let nobody = Some(worker::WORKER_ID);
         std::os::unix::fs::chown(&existing, nobody, nobody).unwrap();
     }
-    let job = Job::TryCreate {
+    let job = TryCreate {
         dir: dir.path().to_str().unwrap().to_string(),
     };
-    let reply = worker::run_binary(Path::new(BIN), &job, false).unwrap();
-    let Reply::Created { results } = reply else {
-        panic!("expected the creation results, got {reply:?}")
-    };
+    let results = session().call(&job).unwrap();
     assert!(results.len() >= 12, "{results:?}");
     for (what, errno) in &results {
         let want = if what.starts_with("openat existing") {
@@ -116,11 +118,7 @@ fn the_worker_dies_with_its_parent() {
         .stderr(Stdio::null())
         .spawn()
         .expect("unshare runs (apt-get install util-linux)");
-    let stalled = wait_for(Duration::from_secs(20), || {
-        sim.events().iter().any(|e| {
-            e.kind == EventKind::Fault && e.detail.as_deref().unwrap_or("").starts_with("stalling")
-        })
-    });
+    let stalled = wait_for(Duration::from_secs(20), || stalling(&sim));
     let worker = workers_of(parent.id());
     if !stalled || worker.len() != 1 {
         let _ = parent.kill();
@@ -144,6 +142,199 @@ fn the_worker_dies_with_its_parent() {
         "worker gone {:?} after its parent was killed",
         killed.elapsed()
     );
+}
+
+#[test]
+fn one_worker_serves_every_job_of_a_session_and_ends_with_it() {
+    let mut session = session();
+    let first = session.call(&Whoami {}).unwrap();
+    let second = session.call(&Whoami {}).unwrap();
+    assert_eq!(first.pid, second.pid, "the same worker for both jobs");
+    assert!(alive(first.pid));
+    drop(session);
+    // The worker reads the end of its input and exits; Session::drop waits for it.
+    assert!(
+        !alive(first.pid),
+        "worker {} outlived its session",
+        first.pid
+    );
+}
+
+#[test]
+fn a_worker_killed_inside_a_job_fails_that_job_by_name_and_the_next_job_gets_another() {
+    let sim = Simulator::start(SimConfig::default()).expect("simulator starts");
+    let mut session = session();
+    let pid = session.call(&Whoami {}).unwrap().pid;
+    sim.set_fault("stall:secs=30".parse().unwrap());
+    let job = GetVersion {
+        net: net(&sim),
+        ca: CaCert::from_pem(sim.ca_pem().as_bytes()).unwrap(),
+    };
+    let started = Instant::now();
+    let (result, stalled) = std::thread::scope(|s| {
+        let killer = s.spawn(|| {
+            let stalled = wait_for(Duration::from_secs(20), || stalling(&sim));
+            kill(pid);
+            stalled
+        });
+        (session.call(&job), killer.join().unwrap())
+    });
+    assert!(stalled, "the request reached the simulator");
+    let e = format!("{:#}", result.unwrap_err());
+    assert!(
+        e.contains("the network worker died during the version job"),
+        "{e}"
+    );
+    assert!(e.contains("SIGKILL"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "not the stall's end"
+    );
+    let next = session.call(&Whoami {}).unwrap().pid;
+    assert_ne!(next, pid, "a new worker");
+}
+
+#[test]
+fn a_worker_that_keeps_dying_is_not_started_again_and_again() {
+    let mut session = session();
+    let mut pids = Vec::new();
+    for _ in 0..3 {
+        let pid = session.call(&Whoami {}).expect("a worker").pid;
+        kill(pid);
+        assert!(wait_for(Duration::from_secs(1), || !alive(pid)));
+        pids.push(pid);
+    }
+    pids.dedup();
+    assert_eq!(pids.len(), 3, "three workers: {pids:?}");
+    let e = format!("{:#}", session.call(&Whoami {}).unwrap_err());
+    assert!(e.contains("started 3 times"), "{e}");
+    assert!(e.contains("not starting it again"), "{e}");
+}
+
+/// A stock engine (v1): `boot` ends after `register` and `get-version`.
+fn v1_engine(close_each: bool) -> Handle {
+    let cfg = SimConfig {
+        protocol_version: 1,
+        close_each,
+        ..SimConfig::default()
+    };
+    Simulator::start(cfg).expect("simulator starts")
+}
+
+const SETTINGS: &str = "ovirt.reg.store=/config hostname=node1.example.com \
+                        ovirt.reg.retry_base=1 ovirt.reg.retry_cap=2 ovirt.reg.timeout=30";
+
+/// `register --engine` on a fresh node, with `--debug` (the worker's start is logged).
+fn register_run(sim: &Handle) -> (std::process::Output, String) {
+    let node = Node::new();
+    let pin = format!("ovirt.reg.ca_pin=sha256:{}", sim.ca_sha256());
+    node.write("/proc/cmdline", &format!("ro {SETTINGS} {pin}\n"));
+    let engine = format!("127.0.0.1:{}", sim.port());
+    node.run(&["--debug", "register", "--engine", &engine])
+}
+
+/// Workers started by a run: each logs its sandbox once, when it starts.
+fn workers_started(stderr: &str) -> usize {
+    stderr
+        .lines()
+        .filter(|l| l.contains("network worker: uid"))
+        .count()
+}
+
+/// The engine commands the simulator saw, with the number of the connection each came on.
+fn requests_by_connection(sim: &Handle) -> Vec<(String, u64)> {
+    sim.requests()
+        .iter()
+        .map(|e| {
+            let what = e.command().or(e.path.as_deref()).unwrap_or_default();
+            (what.to_string(), e.connection.unwrap_or_default())
+        })
+        .collect()
+}
+
+#[test]
+fn a_register_run_uses_one_worker_and_one_pinned_connection() {
+    let sim = v1_engine(false);
+    let (out, err) = register_run(&sim);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(workers_started(&err), 1, "{err}");
+    let seen = requests_by_connection(&sim);
+    let commands: Vec<&str> = seen.iter().map(|(c, _)| c.as_str()).collect();
+    assert_eq!(commands, ["get-pki-trust", "get-ssh-trust", "register"]);
+    // The CA download on its own (unverified) connection, everything after it on one
+    // pinned connection.
+    assert_eq!(seen[1].1, seen[2].1, "{seen:?}");
+    assert_ne!(seen[0].1, seen[1].1, "{seen:?}");
+    assert_eq!(sim.tls_connections(), 2);
+}
+
+#[test]
+fn a_boot_run_starts_one_worker_for_all_its_jobs() {
+    let sim = v1_engine(false);
+    let node = Node::new();
+    let pin = format!("ovirt.reg.ca_pin=sha256:{}", sim.ca_sha256());
+    let server = format!("management_server=127.0.0.1:{}", sim.port());
+    node.write("/proc/cmdline", &format!("ro {server} {SETTINGS} {pin}\n"));
+    let (_, err) = node.run(&["--debug", "boot"]);
+    let seen = requests_by_connection(&sim);
+    let commands: Vec<&str> = seen.iter().map(|(c, _)| c.as_str()).collect();
+    // The clock's get-version, the CA, then the key, register and get-version pinned.
+    assert_eq!(
+        commands,
+        [
+            "get-version",
+            "get-pki-trust",
+            "get-ssh-trust",
+            "register",
+            "get-version"
+        ],
+        "{err}"
+    );
+    assert_eq!(workers_started(&err), 1, "{err}");
+    assert!(sim.tls_connections() <= 2, "{seen:?}");
+}
+
+#[test]
+fn an_engine_that_closes_after_each_answer_still_gets_a_registration() {
+    let sim = v1_engine(true);
+    let (out, err) = register_run(&sim);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(workers_started(&err), 1, "{err}");
+    let seen = requests_by_connection(&sim);
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(
+        sim.tls_connections(),
+        3,
+        "a new connection for each request"
+    );
+    assert_eq!(sim.hosts().len(), 1, "registered");
+}
+
+fn net(sim: &Handle) -> Net {
+    Net {
+        endpoint: Endpoint {
+            host: "127.0.0.1".parse().unwrap(),
+            port: sim.port(),
+        },
+        policy: Policy {
+            base: Duration::from_millis(100),
+            cap: Duration::from_secs(1),
+            deadline: Duration::from_secs(10),
+            max_attempts: MAX_ATTEMPTS,
+        },
+    }
+}
+
+/// The simulator holds a request in a stall.
+fn stalling(sim: &Handle) -> bool {
+    sim.events().iter().any(|e| {
+        e.kind == EventKind::Fault && e.detail.as_deref().unwrap_or("").starts_with("stalling")
+    })
+}
+
+fn kill(pid: u32) {
+    let pid = rustix::process::Pid::from_raw(pid as i32).expect("a pid");
+    rustix::process::kill_process(pid, rustix::process::Signal::KILL).expect("kill");
 }
 
 /// Poll `done` every 10 ms for at most `limit`.

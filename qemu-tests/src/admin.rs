@@ -65,6 +65,10 @@ pub fn handle(shared: &Shared, req: &Request) -> Response {
         ("POST", ["tokens"]) => create_token_endpoint(shared, req),
         ("GET", ["settings"]) => settings(shared),
         ("GET", ["stats"]) => Response::json(200, &shared.limiter.stats()),
+        ("GET", ["connections"]) => {
+            let tls = shared.tls_connections();
+            Response::json(200, &serde_json::json!({ "tls": tls }))
+        }
         ("POST", ["settings"]) => settings_endpoint(shared, req),
         ("GET", ["events"]) => events(shared, req),
         ("GET", ["faults"]) => Response::json(200, &shared.faults.list()),

@@ -2,13 +2,17 @@
 //! certificate (whose public key is also the engine SSH key, as `get-ssh-trust` derives it on a
 //! real engine, docs/ovirt-protocol.md §3.2) and a second, unrelated CA for the wrong-CA fault.
 //!
-//! All keys are ECDSA P-256: ring cannot generate RSA keys (docs/toolchain.md §7), and the node must
-//! not care about the key type anyway.
+//! The engine key is RSA-2048 by default, as on a stock engine (its SSH key line is
+//! `ssh-rsa …`), or ECDSA P-256 when asked: ring cannot generate RSA keys (docs/toolchain.md
+//! §7), so the `rsa` crate makes it and ring signs with it. The CAs and the server certificate
+//! are ECDSA P-256: quick to make, and the node must not care about their key type.
 
 use std::fs;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+
+use crate::config::EngineKeyType;
 use base64::Engine as _;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -129,19 +133,36 @@ impl CertificateAuthority {
 }
 
 /// The engine key: loaded from / saved to `dir` when given, so the SSH key line stays the
-/// same across runs.
-pub fn engine_key(dir: Option<&Path>) -> Result<KeyPair> {
+/// same across runs (a kept key is used whatever its type); else a new key of type `kind`.
+pub fn engine_key(dir: Option<&Path>, kind: EngineKeyType) -> Result<KeyPair> {
     let Some(dir) = dir else {
-        return Ok(KeyPair::generate()?);
+        return new_key(kind);
     };
     let path = dir.join(ENGINE_KEY_FILE);
     if path.exists() {
         return read_key(&path);
     }
-    let key = KeyPair::generate()?;
+    let key = new_key(kind)?;
     fs::create_dir_all(dir)?;
     write_private(&path, &key.serialize_pem())?;
     Ok(key)
+}
+
+fn new_key(kind: EngineKeyType) -> Result<KeyPair> {
+    match kind {
+        EngineKeyType::Ecdsa => Ok(KeyPair::generate()?),
+        EngineKeyType::Rsa => rsa_key(),
+    }
+}
+
+/// RSA-2048: made by the `rsa` crate (PKCS#8), signed with by ring through rcgen.
+fn rsa_key() -> Result<KeyPair> {
+    use rsa::pkcs8::EncodePrivateKey;
+    let key = rsa::PrivateKey::new(&mut getrandom::SysRng, 2048).context("generating RSA-2048")?;
+    let der = key.to_pkcs8_der().context("encoding the RSA key")?;
+    let pkcs8 = rustls::pki_types::PrivatePkcs8KeyDer::from(der.as_bytes());
+    KeyPair::from_pkcs8_der_and_sign_algo(&pkcs8, &rcgen::PKCS_RSA_SHA256)
+        .context("loading the RSA key for signing")
 }
 
 fn read_key(path: &Path) -> Result<KeyPair> {
@@ -224,20 +245,59 @@ pub fn engine_pem(der: &[u8]) -> String {
     out
 }
 
-/// OpenSSH public key line for an ECDSA P-256 key (RFC 5656 §3.1), with the alias as comment
-/// and the trailing newline the engine's `OpenSSHUtils.getKeyString` emits.
+/// OpenSSH public key line (RFC 4253 §6.6 `ssh-rsa`, RFC 5656 §3.1 `ecdsa-sha2-nistp256`),
+/// with the alias as comment and the trailing newline the engine's
+/// `OpenSSHUtils.getKeyString` emits.
 pub fn ssh_line(key: &KeyPair, alias: Option<&str>) -> String {
-    const ALG: &str = "ecdsa-sha2-nistp256";
+    let (alg, fields) = if key.is_compatible(&rcgen::PKCS_RSA_SHA256) {
+        // ring gives the RSA public key as DER `RSAPublicKey ::= SEQUENCE { n, e }`; a DER
+        // INTEGER's content is already an SSH mpint (big-endian, a 0 byte before a high bit).
+        let (n, e) = rsa_public_parts(key.public_key_raw()).unwrap_or_default();
+        ("ssh-rsa", vec![e, n])
+    } else {
+        let point = key.public_key_raw().to_vec();
+        ("ecdsa-sha2-nistp256", vec![b"nistp256".to_vec(), point])
+    };
     let mut blob = Vec::new();
-    for field in [ALG.as_bytes(), b"nistp256", key.public_key_raw()] {
+    for field in std::iter::once(alg.as_bytes()).chain(fields.iter().map(Vec::as_slice)) {
         blob.extend_from_slice(&(field.len() as u32).to_be_bytes());
         blob.extend_from_slice(field);
     }
     let b64 = base64::engine::general_purpose::STANDARD.encode(blob);
     match alias {
-        Some(a) => format!("{ALG} {b64} {a}\n"),
-        None => format!("{ALG} {b64}\n"),
+        Some(a) => format!("{alg} {b64} {a}\n"),
+        None => format!("{alg} {b64}\n"),
     }
+}
+
+/// `(n, e)` of a DER `RSAPublicKey`.
+fn rsa_public_parts(der: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
+    let (tag, seq, _) = der_item(der)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (tag_n, n, rest) = der_item(seq)?;
+    let (tag_e, e, _) = der_item(rest)?;
+    (tag_n == 2 && tag_e == 2).then(|| (n.to_vec(), e.to_vec()))
+}
+
+/// One DER item: its tag, its content and what follows it (short and long lengths).
+fn der_item(der: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = der.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let count = usize::from(first & 0x7f);
+        if count == 0 || count > 4 || rest.len() < count {
+            return None;
+        }
+        let len = rest[..count]
+            .iter()
+            .fold(0usize, |acc, b| acc << 8 | usize::from(*b));
+        (len, &rest[count..])
+    };
+    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
 }
 
 /// The pin format of `ovirt.reg.ca_pin=sha256:<hex>`: SHA-256 of the DER, lower-case hex.
@@ -320,9 +380,51 @@ mod tests {
             a.pem(),
             fs::read_to_string(dir.path().join(CA_FILE)).unwrap()
         );
-        let k1 = engine_key(Some(dir.path())).unwrap();
-        let k2 = engine_key(Some(dir.path())).unwrap();
+        let k1 = engine_key(Some(dir.path()), EngineKeyType::Ecdsa).unwrap();
+        // A kept key is used whatever type a later run asks for.
+        let k2 = engine_key(Some(dir.path()), EngineKeyType::Rsa).unwrap();
         assert_eq!(k1.public_key_raw(), k2.public_key_raw());
+    }
+
+    /// The fields of an SSH key blob (each a length-prefixed string).
+    fn blob_fields(line: &str) -> Vec<Vec<u8>> {
+        let b64 = line.split(' ').nth(1).unwrap();
+        let mut blob = &base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap()[..];
+        let mut out = Vec::new();
+        while !blob.is_empty() {
+            let len = u32::from_be_bytes(blob[..4].try_into().unwrap()) as usize;
+            out.push(blob[4..4 + len].to_vec());
+            blob = &blob[4 + len..];
+        }
+        out
+    }
+
+    #[test]
+    fn rsa_engine_key_is_an_ssh_rsa_line_and_survives_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = engine_key(Some(dir.path()), EngineKeyType::Rsa).unwrap();
+        let line = ssh_line(&key, Some(SSH_KEY_ALIAS));
+        assert!(
+            line.starts_with("ssh-rsa ") && line.ends_with(" ovirt-engine\n"),
+            "{line}"
+        );
+        let fields = blob_fields(line.trim_end());
+        assert_eq!(fields.len(), 3, "type, e, n");
+        assert_eq!(fields[0], b"ssh-rsa");
+        assert_eq!(fields[1], [1, 0, 1], "e = 65537");
+        let n = &fields[2];
+        assert_eq!(
+            (n.len(), n[0], n[1] & 0x80),
+            (257, 0, 0x80),
+            "a 2048-bit mpint"
+        );
+        let again = engine_key(Some(dir.path()), EngineKeyType::Rsa).unwrap();
+        assert_eq!(ssh_line(&again, None), ssh_line(&key, None));
+        // And it signs: the engine certificate is made with it.
+        let ca = CertificateAuthority::generate("t").unwrap();
+        ca.issue_engine("engine.test", &key).unwrap();
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! A tiny HTTP(S) client for tests: one request per connection, bounded in time and size,
-//! trusting exactly the CA it is given (or nothing, to see what a server presents). It is
-//! deliberately not the node's client: tests of the simulator must not depend on the code
-//! the simulator exists to test.
+//! A tiny HTTP(S) client for tests: one request per connection (or several on one kept-alive
+//! [`Connection`]), bounded in time and size, trusting exactly the CA it is given (or nothing,
+//! to see what a server presents). It is deliberately not the node's client: tests of the
+//! simulator must not depend on the code the simulator exists to test.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -147,6 +147,79 @@ impl Client {
     }
 }
 
+impl Client {
+    /// One TLS connection for several requests (HTTP/1.1 keep-alive); https only.
+    pub fn connect(&self) -> Result<Connection> {
+        let (cfg, name) = self
+            .tls
+            .as_ref()
+            .context("keep-alive connections are https only")?;
+        let tcp = TcpStream::connect_timeout(&self.addr, self.timeout)
+            .with_context(|| format!("connecting to {}", self.addr))?;
+        tcp.set_read_timeout(Some(self.timeout))?;
+        tcp.set_write_timeout(Some(self.timeout))?;
+        let conn = ClientConnection::new(Arc::clone(cfg), name.clone())?;
+        Ok(Connection {
+            tls: rustls::StreamOwned::new(conn, tcp),
+            host: self.addr.to_string(),
+            timeout: self.timeout,
+            max_response: self.max_response,
+        })
+    }
+}
+
+/// A kept-alive TLS connection: each answer is read by its `Content-Length` (the simulator
+/// always sends one), so the next request can follow on the same connection.
+pub struct Connection {
+    tls: rustls::StreamOwned<ClientConnection, TcpStream>,
+    host: String,
+    timeout: Duration,
+    max_response: usize,
+}
+
+impl Connection {
+    /// GET without `Connection: close`; an error if the server closed the connection.
+    pub fn get(&mut self, target: &str) -> Result<Reply> {
+        let req = format!("GET {target} HTTP/1.1\r\nHost: {}\r\n\r\n", self.host);
+        self.tls
+            .write_all(req.as_bytes())
+            .context("handshake or write")?;
+        self.tls.flush()?;
+        let raw = read_one(&mut self.tls, self.max_response, self.timeout)?;
+        parse_reply(&raw, None)
+    }
+}
+
+/// Reads one answer: the head, then `Content-Length` bytes of body.
+fn read_one(r: &mut impl Read, max: usize, timeout: Duration) -> Result<Vec<u8>> {
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = out.windows(4).position(|w| w == b"\r\n\r\n") {
+            let len = parse_reply(&out[..end + 4], None)?
+                .header("content-length")
+                .and_then(|v| v.parse::<usize>().ok())
+                .context("an answer without Content-Length")?;
+            if out.len() >= end + 4 + len {
+                out.truncate(end + 4 + len);
+                return Ok(out);
+            }
+        }
+        if start.elapsed() > timeout || out.len() > max {
+            bail!("no complete answer within {timeout:?} and {max} bytes");
+        }
+        match r.read(&mut buf) {
+            Ok(0) => bail!(
+                "the server closed the connection ({} bytes read)",
+                out.len()
+            ),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) => return Err(e).context("reading the response"),
+        }
+    }
+}
+
 /// Writes the request (for https this first runs the handshake) and reads the answer.
 fn exchange(
     s: &mut (impl Read + Write),
@@ -159,7 +232,7 @@ fn exchange(
     read_all(s, max, timeout)
 }
 
-/// Reads until the server closes (it always does: one request per connection).
+/// Reads until the server closes (it does: this client sends `Connection: close`).
 fn read_all(r: &mut impl Read, max: usize, timeout: Duration) -> Result<Vec<u8>> {
     let start = Instant::now();
     let mut out = Vec::new();

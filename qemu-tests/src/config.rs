@@ -11,6 +11,27 @@ use crate::faults::FaultSpec;
 /// (docs/qemu-harness.md §7); the server certificate must name it.
 pub const GUEST_ENGINE_ADDR: &str = "10.0.2.100";
 
+/// The type of the engine key (the engine certificate's key, served as the engine SSH key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EngineKeyType {
+    /// RSA-2048, as a stock engine's `engine.p12` holds (`ssh-rsa` SSH key).
+    #[default]
+    Rsa,
+    /// ECDSA P-256 (`ecdsa-sha2-nistp256`): for clients that must handle both.
+    Ecdsa,
+}
+
+impl std::str::FromStr for EngineKeyType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "rsa" => Ok(EngineKeyType::Rsa),
+            "ecdsa" => Ok(EngineKeyType::Ecdsa),
+            _ => Err(format!("engine key type {s:?}: expected rsa or ecdsa")),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SimConfig {
     /// HTTPS listener (port 0: pick a free one).
@@ -23,6 +44,8 @@ pub struct SimConfig {
     pub event_log: Option<PathBuf>,
     /// The engine's name: CN of the engine and server certificates.
     pub fqdn: String,
+    /// Type of a newly made engine key (one kept in `state_dir` is used whatever its type).
+    pub engine_key: EngineKeyType,
     /// Server certificate SANs besides `127.0.0.1` and `localhost`.
     pub extra_names: Vec<String>,
     /// `AutoApprovePatterns`.
@@ -33,6 +56,15 @@ pub struct SimConfig {
     pub io_timeout: Duration,
     /// Connections served at once; more are closed at accept.
     pub max_connections: usize,
+    /// Close every connection after its first answer (`Connection: close`), as the simulator
+    /// did before it kept connections alive: the node must then reconnect for each request.
+    pub close_each: bool,
+    /// HTTP/1.1 persistent connections: requests served on one connection at most; the
+    /// answer to the last one says `Connection: close` (Apache httpd's default: 100).
+    pub keep_alive_requests: u32,
+    /// How long a kept-alive connection may wait for its next request before the simulator
+    /// closes it (Apache httpd's default: 5 s).
+    pub keep_alive_idle: Duration,
     /// What `get-version` answers: 2 speaks our enrolment extension (docs/protocol-v2.md),
     /// 1 behaves like a stock engine (every `version=2` request is a 400).
     pub protocol_version: i32,
@@ -61,11 +93,15 @@ impl Default for SimConfig {
             state_dir: None,
             event_log: None,
             fqdn: "engine-sim.test".into(),
+            engine_key: EngineKeyType::default(),
             extra_names: vec![GUEST_ENGINE_ADDR.into()],
             auto_approve: Vec::new(),
             faults: Vec::new(),
             io_timeout: Duration::from_secs(10),
             max_connections: 256,
+            close_each: false,
+            keep_alive_requests: 100,
+            keep_alive_idle: Duration::from_secs(5),
             protocol_version: 2,
             organization: "engine-sim".into(),
             cert_lifetime: Duration::from_secs(DEFAULT_CERT_DAYS * 86_400),

@@ -63,6 +63,10 @@ pub struct Event {
     pub fault: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The number of the connection a request came on (1, 2, … in the order they were
+    /// accepted): requests with the same number shared one connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<u64>,
 }
 
 impl Event {
@@ -80,6 +84,7 @@ impl Event {
             status: None,
             fault: None,
             detail: None,
+            connection: None,
         }
     }
 

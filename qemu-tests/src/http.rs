@@ -1,6 +1,7 @@
-//! A deliberately small HTTP/1.1 server side: one request per connection, bounded sizes and
-//! time. The simulator's clients are test clients and the node binary, so we only need GET and
-//! small POST bodies; anything outside that is answered with a 4xx, never a panic.
+//! A deliberately small HTTP/1.1 server side: requests read one at a time (the connection
+//! loop in server.rs keeps a connection for several of them), bounded sizes and time. The
+//! simulator's clients are test clients and the node binary, so we only need GET and small
+//! POST bodies; anything outside that is answered with a 4xx, never a panic.
 
 use std::fmt::Write as _;
 use std::io::{self, Read, Write};
@@ -27,6 +28,8 @@ pub struct Request {
     pub query: Vec<(String, String)>,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// `HTTP/1.0`: the connection ends after the answer unless the client asks otherwise.
+    pub http10: bool,
 }
 
 impl Request {
@@ -45,12 +48,30 @@ impl Request {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// Whether the client lets the connection stay open after this answer (RFC 9112 §9.3):
+    /// HTTP/1.1 unless it sent `Connection: close`, HTTP/1.0 only with `keep-alive`.
+    pub fn keeps_alive(&self) -> bool {
+        let has = |token: &str| {
+            self.headers
+                .iter()
+                .filter(|(k, _)| k.eq_ignore_ascii_case("connection"))
+                .flat_map(|(_, v)| v.split(','))
+                .any(|t| t.trim().eq_ignore_ascii_case(token))
+        };
+        if has("close") {
+            return false;
+        }
+        !self.http10 || has("keep-alive")
+    }
 }
 
 #[derive(Debug)]
 pub enum ReadError {
     /// The peer closed before sending anything: not worth an answer.
     Closed,
+    /// Nothing arrived within the socket's read timeout (an idle kept-alive connection).
+    Idle(io::Error),
     /// Head or body over the limits (status to answer).
     TooLarge(u16),
     Malformed(&'static str),
@@ -61,7 +82,7 @@ impl ReadError {
     /// The status we answer with, if answering makes sense at all.
     pub fn status(&self) -> Option<u16> {
         match self {
-            ReadError::Closed | ReadError::Io(_) => None,
+            ReadError::Closed | ReadError::Idle(_) | ReadError::Io(_) => None,
             ReadError::TooLarge(s) => Some(*s),
             ReadError::Malformed(_) => Some(400),
         }
@@ -72,6 +93,7 @@ impl std::fmt::Display for ReadError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ReadError::Closed => f.write_str("connection closed before a request"),
+            ReadError::Idle(e) => write!(f, "no request before the read timeout: {e}"),
             ReadError::TooLarge(431) => f.write_str("request head too large"),
             ReadError::TooLarge(_) => f.write_str("request body too large"),
             ReadError::Malformed(m) => write!(f, "malformed request: {m}"),
@@ -112,9 +134,18 @@ fn read_head(r: &mut impl Read, buf: &mut Vec<u8>, start: Instant) -> Result<usi
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if buf.is_empty() && is_eof(&e) => return Err(ReadError::Closed),
+            Err(e) if buf.is_empty() && is_timeout(&e) => return Err(ReadError::Idle(e)),
             Err(e) => return Err(ReadError::Io(e)),
         }
     }
+}
+
+/// A read timeout: `WouldBlock` on Linux, `TimedOut` elsewhere.
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    )
 }
 
 /// rustls reports a peer that vanished without close_notify as UnexpectedEof.
@@ -182,6 +213,7 @@ fn parse_head(head: &str) -> Result<Request, ReadError> {
     }
     let (path, raw_query) = target.split_once('?').unwrap_or((target, ""));
     let mut req = Request {
+        http10: version == "HTTP/1.0",
         method: method.to_string(),
         target: target.to_string(),
         path: path.to_string(),
@@ -296,13 +328,13 @@ impl Response {
         }
     }
 
-    /// What `HttpServletResponse.sendError(status, message)` produces: an HTML page from the
-    /// container. Clients must only rely on the status, so the page is kept minimal.
+    /// What `HttpServletResponse.sendError(status, message)` produces on the engine's
+    /// container when no error page is mapped (docs/ovirt-protocol.md §3.6): the servlet's
+    /// message, HTML-escaped, as the whole body of a minimal page.
     pub fn error(status: u16, message: &str) -> Response {
-        let msg = html_escape(message);
-        let reason = reason(status);
         let page = format!(
-            "<html><head><title>Error</title></head><body>{status} - {reason}: {msg}</body></html>"
+            "<html><head><title>Error</title></head><body>{}</body></html>",
+            html_escape(message)
         );
         Response::new(status, "text/html;charset=UTF-8", page)
     }
@@ -333,14 +365,20 @@ fn html_escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// Writes the whole response and closes the exchange (`Connection: close`): one request per
-/// connection keeps the server trivially correct and every request visible in the log.
-pub fn write_response(w: &mut impl Write, resp: &Response, head_only: bool) -> io::Result<()> {
+/// Writes the whole response. `close`: the server ends the connection after it
+/// (`Connection: close`); otherwise the client may send its next request on it.
+pub fn write_response(
+    w: &mut impl Write,
+    resp: &Response,
+    head_only: bool,
+    close: bool,
+) -> io::Result<()> {
     let mut head = format!(
-        "HTTP/1.1 {} {}\r\nDate: {}\r\nServer: engine-sim\r\nConnection: close\r\n",
+        "HTTP/1.1 {} {}\r\nDate: {}\r\nServer: engine-sim\r\nConnection: {}\r\n",
         resp.status,
         reason(resp.status),
         http_date(std::time::SystemTime::now()),
+        if close { "close" } else { "keep-alive" },
     );
     if !resp.content_type.is_empty() {
         let _ = write!(head, "Content-Type: {}\r\n", resp.content_type);
@@ -497,13 +535,28 @@ mod tests {
     fn writes_head_and_body() {
         let mut out = Vec::new();
         let resp = Response::new(200, "text/plain", "1").with_header("X-A", "b");
-        write_response(&mut out, &resp, false).unwrap();
+        write_response(&mut out, &resp, false, true).unwrap();
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with("HTTP/1.1 200 OK\r\n"));
+        assert!(s.contains("\r\nConnection: close\r\n"));
         assert!(s.contains("\r\nContent-Type: text/plain\r\n"));
         assert!(s.contains("\r\nContent-Length: 1\r\n"));
         assert!(s.contains("\r\nX-A: b\r\n"));
         assert!(s.ends_with("\r\n\r\n1"));
+    }
+
+    #[test]
+    fn the_client_decides_whether_the_connection_stays() {
+        let keeps = |raw: &str| parse(raw.as_bytes()).unwrap().keeps_alive();
+        assert!(keeps("GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
+        assert!(!keeps("GET / HTTP/1.1\r\nConnection: close\r\n\r\n"));
+        assert!(!keeps("GET / HTTP/1.1\r\nconnection: TE, Close\r\n\r\n"));
+        assert!(!keeps("GET / HTTP/1.0\r\n\r\n"));
+        assert!(keeps("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n"));
+        let mut out = Vec::new();
+        write_response(&mut out, &Response::new(200, "", "x"), false, false).unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(s.contains("\r\nConnection: keep-alive\r\n"), "{s}");
     }
 
     #[test]

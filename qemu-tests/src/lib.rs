@@ -37,7 +37,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-pub use config::SimConfig;
+pub use config::{EngineKeyType, SimConfig};
 pub use events::{Event, EventKind};
 pub use faults::{FaultKind, FaultSpec};
 pub use hosts::{Host, HostStatus};
@@ -196,6 +196,12 @@ impl Handle {
     /// What the simulator saw: requests per second accepted and refused, peaks, means.
     pub fn stats(&self) -> rate_limit::Stats {
         self.shared.limiter.stats()
+    }
+
+    /// TLS connections accepted so far (handshake completed): how many connections a client
+    /// needed for its requests.
+    pub fn tls_connections(&self) -> u64 {
+        self.shared.tls_connections()
     }
 
     pub fn set_fault(&self, fault: FaultSpec) {

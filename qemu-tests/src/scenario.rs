@@ -544,6 +544,14 @@ impl Node<'_> {
             boot.name,
             boot.tail()
         );
+        // Real servers seed the kernel's generator from RDRAND at boot; so must the guest
+        // (qemu::CPU), or every boot hides a wait of about 1 s in its first TLS step.
+        assert!(
+            !boot.waited_for_entropy(),
+            "{}: the binary waited for the kernel's random number generator\n{}",
+            boot.name,
+            boot.tail()
+        );
         boot
     }
 

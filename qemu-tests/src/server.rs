@@ -1,9 +1,12 @@
-//! Listeners and connections: one accept thread per listener, one thread per connection, one
-//! request per connection. Plain std threads keep the simulator free of an async runtime.
+//! Listeners and connections: one accept thread per listener, one thread per connection.
+//! Connections are HTTP/1.1 persistent, as the web server in front of an engine keeps them:
+//! several requests each (`keep_alive_requests`), closed when idle for `keep_alive_idle`, when
+//! the client says `Connection: close`, or after every answer with `close_each`. Plain std
+//! threads keep the simulator free of an async runtime.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -57,6 +60,10 @@ pub struct Shared {
     pub http_addr: Option<SocketAddr>,
     stop: AtomicBool,
     connections: AtomicUsize,
+    /// Connections that got as far as serving (TLS: handshake done); numbers them.
+    served: AtomicU64,
+    /// TLS connections whose handshake completed.
+    tls_connections: AtomicU64,
 }
 
 impl Shared {
@@ -86,6 +93,17 @@ impl Shared {
         self.stop.load(Ordering::Relaxed)
     }
 
+    /// TLS connections accepted so far whose handshake completed (port probes and refused
+    /// certificates are not counted).
+    pub fn tls_connections(&self) -> u64 {
+        self.tls_connections.load(Ordering::Relaxed)
+    }
+
+    /// The number of a connection that starts serving: 1, 2, … over both listeners.
+    fn next_connection(&self) -> u64 {
+        self.served.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
     /// Sleeps, but wakes early when the simulator stops (stall faults must not delay stop).
     pub fn sleep(&self, d: Duration) {
         let end = Instant::now() + d;
@@ -105,6 +123,7 @@ pub fn start(config: SimConfig) -> Result<(Arc<Shared>, Vec<JoinHandle<()>>)> {
         config.state_dir.as_deref(),
         &config.fqdn,
         &config.server_names(),
+        config.engine_key,
     )?;
     let https = bind(config.listen)?;
     let http = config.http_listen.map(bind).transpose()?;
@@ -132,6 +151,8 @@ pub fn start(config: SimConfig) -> Result<(Arc<Shared>, Vec<JoinHandle<()>>)> {
         config,
         stop: AtomicBool::new(false),
         connections: AtomicUsize::new(0),
+        served: AtomicU64::new(0),
+        tls_connections: AtomicU64::new(0),
     });
     let mut threads = vec![spawn_accept(&shared, https, Scheme::Https)?];
     if let Some(l) = http {
@@ -256,7 +277,10 @@ fn handle_connection(shared: &Shared, mut tcp: TcpStream, peer: SocketAddr, sche
     }
     let _ = tcp.set_nodelay(true);
     match scheme {
-        Scheme::Http => serve(shared, &mut tcp, peer, scheme, None),
+        Scheme::Http => {
+            let id = shared.next_connection();
+            serve(shared, &mut tcp, peer, scheme, None, id)
+        }
         Scheme::Https => serve_tls(shared, &mut tcp, peer),
     }
     linger_close(tcp);
@@ -281,8 +305,10 @@ fn serve_tls(shared: &Shared, tcp: &mut TcpStream, peer: SocketAddr) {
         Ok(c) => c,
         Err(e) => return tls_error(shared, peer, e, fault),
     };
+    shared.tls_connections.fetch_add(1, Ordering::Relaxed);
+    let id = shared.next_connection();
     let mut stream = rustls::Stream::new(&mut conn, tcp);
-    serve(shared, &mut stream, peer, Scheme::Https, fault);
+    serve(shared, &mut stream, peer, Scheme::Https, fault, id);
     conn.send_close_notify();
     let _ = conn.complete_io(tcp);
 }
@@ -336,29 +362,82 @@ fn tls_failure(
     std::io::Error::new(std::io::ErrorKind::InvalidData, e)
 }
 
-/// Reads one request, answers it and logs it. The event is logged *before* the answer is
-/// written, so a client that has its answer can rely on finding the event.
+/// A connection's byte stream and the socket under it (whose read timeout changes between
+/// requests).
+trait Conn: Read + Write {
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Conn for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Conn for rustls::Stream<'_, ServerConnection, TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.sock
+    }
+}
+
+/// Serves the requests of connection number `id` one after the other, each answered and
+/// logged with `id`, until the connection is to close. Each event is logged *before* its
+/// answer is written, so a client that has its answer can rely on finding the event.
 fn serve(
     shared: &Shared,
-    stream: &mut (impl Read + Write),
+    stream: &mut impl Conn,
     peer: SocketAddr,
     scheme: Scheme,
     conn_fault: Option<String>,
+    id: u64,
 ) {
-    let req = match http::read_request(stream) {
-        Ok(r) => r,
-        Err(e) => return bad_request(shared, stream, peer, scheme, e),
+    let cfg = &shared.config;
+    let most = if cfg.close_each {
+        1
+    } else {
+        cfg.keep_alive_requests.max(1)
     };
-    let (resp, fault) = router::route(shared, &req, peer);
-    let mut ev = remote_event(EventKind::Request, peer, scheme);
-    ev.method = Some(req.method.clone());
-    ev.path = Some(req.path.clone());
-    ev.raw_query = Some(req.raw_query.clone());
-    ev.query = req.query.clone();
-    ev.status = Some(resp.status);
-    ev.fault = fault.or(conn_fault);
-    shared.events.push(ev);
-    let _ = http::write_response(stream, &resp, req.method == "HEAD");
+    for n in 1..=most {
+        // Waiting for a later request is bounded by the idle timeout, not the I/O one.
+        let later = n > 1;
+        if later && set_read_timeout(stream, cfg.keep_alive_idle).is_err() {
+            return;
+        }
+        let read = http::read_request(stream);
+        if later && set_read_timeout(stream, cfg.io_timeout).is_err() {
+            return;
+        }
+        let req = match read {
+            Ok(r) => r,
+            // A kept-alive connection the client closed or left idle ends quietly.
+            Err(http::ReadError::Closed | http::ReadError::Idle(_)) if later => return,
+            Err(e) => return bad_request(shared, stream, peer, scheme, e),
+        };
+        if later && (shared.faults.refusing() || shared.stopping()) {
+            // An engine that is down does not answer on old connections either.
+            let what = format!("{} connection {id} closed (refuse)", scheme.as_str());
+            return note_fault(shared, what);
+        }
+        let close = n == most || !req.keeps_alive();
+        let (resp, fault) = router::route(shared, &req, peer);
+        let mut ev = remote_event(EventKind::Request, peer, scheme);
+        ev.method = Some(req.method.clone());
+        ev.path = Some(req.path.clone());
+        ev.raw_query = Some(req.raw_query.clone());
+        ev.query = req.query.clone();
+        ev.status = Some(resp.status);
+        ev.fault = fault.or_else(|| conn_fault.clone());
+        ev.connection = Some(id);
+        shared.events.push(ev);
+        let written = http::write_response(stream, &resp, req.method == "HEAD", close);
+        if close || written.is_err() {
+            return;
+        }
+    }
+}
+
+fn set_read_timeout(stream: &impl Conn, d: Duration) -> std::io::Result<()> {
+    stream.tcp().set_read_timeout(Some(d))
 }
 
 fn bad_request(
@@ -375,7 +454,8 @@ fn bad_request(
     ev.status = e.status();
     shared.events.push(ev);
     if let Some(status) = e.status() {
-        let _ = http::write_response(stream, &Response::error(status, &e.to_string()), false);
+        let answer = Response::error(status, &e.to_string());
+        let _ = http::write_response(stream, &answer, false, true);
     }
 }
 

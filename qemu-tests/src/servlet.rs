@@ -46,15 +46,27 @@ impl Engine<'_> {
         if !known {
             return Response::error(404, &format!("{} not found", req.path));
         }
+        // HttpServlet.service knows seven methods; any other is not implemented (§3.6).
+        if !SERVLET_METHODS.contains(&req.method.as_str()) {
+            let m = format!(
+                "Method {} is not implemented by this servlet for this URI",
+                req.method
+            );
+            return Response::error(501, &m);
+        }
+        // OPTIONS lists what this target serves, as HttpServlet's doOptions does
+        // (docs/ovirt-protocol.md §3.6).
+        if req.method == "OPTIONS" {
+            return Response::new(200, "", Vec::new()).with_header("Allow", self.allowed(req));
+        }
         // v2 has a POST command, so it sorts out methods itself (docs/protocol-v2.md §2).
-        if req.path == REGISTER_PATH && self.version >= 2 && req.param("version") == Some("2") {
+        if self.speaks_v2(req) {
             return crate::servlet_v2::handle(self, req, remote);
         }
-        // HttpServlet answers 405 for every method the servlet does not implement; HEAD is
-        // GET without the body (the writer drops it).
+        // The servlets implement only doGet: HEAD is GET without the body (the writer drops
+        // it, the headers stay), every other method is 405.
         if req.method != "GET" && req.method != "HEAD" {
-            return Response::error(405, &format!("HTTP method {} is not supported", req.method))
-                .with_header("Allow", "GET, HEAD, OPTIONS, TRACE");
+            return not_allowed(req, GET_ONLY);
         }
         let answer = match req.path.as_str() {
             REGISTER_PATH => return self.host_register(req, remote),
@@ -68,6 +80,21 @@ impl Engine<'_> {
             _ => self.pki_resource(Some("engine-certificate"), Some("OPENSSH-PUBKEY"), None),
         };
         answer.unwrap_or_else(|m| Response::error(400, &m))
+    }
+
+    /// A v2 request to an engine that speaks v2: the only target with a POST command.
+    fn speaks_v2(&self, req: &Request) -> bool {
+        req.path == REGISTER_PATH && self.version >= 2 && req.param("version") == Some("2")
+    }
+
+    /// The methods this target answers without 405: what `Allow` says, on a 405 and to
+    /// OPTIONS.
+    fn allowed(&self, req: &Request) -> &'static str {
+        if self.speaks_v2(req) {
+            crate::servlet_v2::allowed(req.param("command"))
+        } else {
+            GET_ONLY
+        }
     }
 
     /// `doGet`: a missing or unparsable `version` is -1, anything but a known version is 400.
@@ -181,6 +208,21 @@ impl Engine<'_> {
             Format::OpenSsh => Response::new(200, "text/plain", self.pki.engine_ssh_key(alias)),
         })
     }
+}
+
+/// The methods `HttpServlet.service` dispatches; others are 501.
+const SERVLET_METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "TRACE"];
+
+/// What a servlet with only `doGet` serves (TRACE is refused, as WildFly does by default).
+pub(crate) const GET_ONLY: &str = "GET, HEAD, OPTIONS";
+
+/// `405` with the `Allow` of the target: every method listed is answered without 405.
+pub(crate) fn not_allowed(req: &Request, allow: &str) -> Response {
+    Response::error(
+        405,
+        &format!("HTTP method {} is not supported by this URL", req.method),
+    )
+    .with_header("Allow", allow)
 }
 
 fn int_param(req: &Request, name: &str, default: i32) -> Result<i32, String> {

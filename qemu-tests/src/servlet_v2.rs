@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::enroll::{Enrollment, State, Submission};
 use crate::hosts::sanitize_unique_id;
 use crate::http::{Request, Response};
-use crate::servlet::Engine;
+use crate::servlet::{not_allowed, Engine, GET_ONLY};
 
 /// The token header (a header, not a parameter: query strings end up in logs).
 pub const TOKEN_HEADER: &str = "X-Ovirt-Enrollment-Token";
@@ -29,23 +29,31 @@ struct VdsmSettings {
 }
 
 pub fn handle(engine: &Engine, req: &Request, remote: SocketAddr) -> Response {
-    let Some(cmd) = req.param("command") else {
+    let cmd = req.param("command");
+    // One rule for 405 and `Allow`: a method is answered exactly when `allowed` lists it.
+    let allow = allowed(cmd);
+    if !allow.split(", ").any(|m| m == req.method) {
+        return not_allowed(req, allow);
+    }
+    let Some(cmd) = cmd else {
         return Response::error(400, "command parameter is missing");
     };
-    let get = matches!(req.method.as_str(), "GET" | "HEAD");
     match cmd {
-        c if V1_COMMANDS.contains(&c) && get => engine.v1_response(req, remote),
-        "get-certificates" if get => with_id(req, |id| answer(engine, id, engine.enroll.poll(id))),
-        "submit-csr" if req.method == "POST" => submit(engine, req),
-        "submit-csr" => not_allowed(req, "POST"),
-        c if V1_COMMANDS.contains(&c) || c == "get-certificates" => not_allowed(req, "GET, HEAD"),
+        c if V1_COMMANDS.contains(&c) => engine.v1_response(req, remote),
+        "get-certificates" => with_id(req, |id| answer(engine, id, engine.enroll.poll(id))),
+        "submit-csr" => submit(engine, req),
         _ => Response::error(400, "Invalid command"),
     }
 }
 
-fn not_allowed(req: &Request, allow: &str) -> Response {
-    Response::error(405, &format!("HTTP method {} is not supported", req.method))
-        .with_header("Allow", allow)
+/// The methods a v2 request with `command` is answered with (not 405): `submit-csr` is a
+/// POST, the other commands GETs; without a known command every method gets its 400.
+pub fn allowed(command: Option<&str>) -> &'static str {
+    match command {
+        Some("submit-csr") => "POST, OPTIONS",
+        Some(c) if V1_COMMANDS.contains(&c) || c == "get-certificates" => GET_ONLY,
+        _ => "GET, HEAD, POST, OPTIONS",
+    }
 }
 
 fn with_id(req: &Request, f: impl FnOnce(&str) -> Response) -> Response {

@@ -9,6 +9,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::ServerConfig;
 
 use crate::ca::{self, CertificateAuthority, Leaf};
+use crate::config::EngineKeyType;
 
 const QEMU_CA_NAME: &str = "engine-sim QEMU CA";
 
@@ -28,7 +29,12 @@ pub struct Pki {
 
 impl Pki {
     /// `names` are the server certificate's SANs (DNS names or IP literals).
-    pub fn new(state_dir: Option<&Path>, fqdn: &str, names: &[String]) -> Result<Pki> {
+    pub fn new(
+        state_dir: Option<&Path>,
+        fqdn: &str,
+        names: &[String],
+        engine_key: EngineKeyType,
+    ) -> Result<Pki> {
         let ca = match state_dir {
             Some(dir) => CertificateAuthority::load_or_create(dir, "engine-sim CA")?,
             None => CertificateAuthority::generate("engine-sim CA")?,
@@ -37,7 +43,7 @@ impl Pki {
             Some(dir) => CertificateAuthority::load_or_create(&dir.join("qemu"), QEMU_CA_NAME)?,
             None => CertificateAuthority::generate(QEMU_CA_NAME)?,
         };
-        let engine_key = ca::engine_key(state_dir)?;
+        let engine_key = ca::engine_key(state_dir, engine_key)?;
         let engine = ca.issue_engine(fqdn, &engine_key)?;
         let other_ca = CertificateAuthority::generate("engine-sim other CA")?;
         let server = server_config(ca.issue_server(names)?)?;

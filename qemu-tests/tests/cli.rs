@@ -111,6 +111,33 @@ fn starts_prints_and_serves() {
 
     let logged = qemu_tests::events::read_log(&events).unwrap();
     assert_eq!(logged.iter().filter(|e| e.is_request()).count(), 3);
+    let ssh = info["ssh_key"].as_str().unwrap();
+    assert!(
+        ssh.starts_with("ssh-rsa "),
+        "a stock engine's key type: {ssh}"
+    );
+}
+
+#[test]
+fn engine_key_flag_picks_the_ssh_key_type() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready.json");
+    let args = [
+        "--engine-key",
+        "ecdsa",
+        "--ready-file",
+        ready.to_str().unwrap(),
+    ];
+    let (_sim, _) = start(&args, 3);
+    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
+    let ssh = info["ssh_key"].as_str().unwrap();
+    assert!(ssh.starts_with("ecdsa-sha2-nistp256 "), "{ssh}");
+    let out = Command::new(env!("CARGO_BIN_EXE_engine-sim"))
+        .args(["--engine-key", "dsa"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected rsa or ecdsa"));
 }
 
 #[test]
@@ -121,4 +148,26 @@ fn bad_fault_flag_is_an_error() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("explode"));
+}
+
+#[test]
+fn close_each_flag_closes_after_every_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready.json");
+    let args = ["--close-each", "--ready-file", ready.to_str().unwrap()];
+    let (_sim, lines) = start(&args, 1);
+    let url = field(&lines, "engine-sim listening on https://");
+    let info: serde_json::Value = serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
+    let pem = info["ca_pem"].as_str().unwrap();
+    let mut conn = Client::https(url.parse().unwrap(), pem)
+        .unwrap()
+        .connect()
+        .unwrap();
+    let version = "/ovirt-engine/services/host-register?version=1&command=get-version";
+    let first = conn.get(version).unwrap();
+    assert_eq!(first.header("connection"), Some("close"));
+    assert!(
+        conn.get(version).is_err(),
+        "the second request needs a new connection"
+    );
 }

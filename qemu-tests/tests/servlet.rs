@@ -404,3 +404,188 @@ fn admin_info_and_handle_agree() {
     assert_eq!(info["https_url"], sim.base_url());
     assert_eq!(info["ssh_key"], sim.ssh_key_line());
 }
+
+/// `sendError(status, message)` on the engine's container: the servlet's own message, escaped,
+/// as the whole body of a minimal HTML page (docs/ovirt-protocol.md §3.6).
+#[test]
+fn error_bodies_carry_the_servlet_message() {
+    let (_sim, c) = start();
+    let page = |m: &str| format!("<html><head><title>Error</title></head><body>{m}</body></html>");
+    let r = c.get(&format!("{REG}?version=1")).unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.header("content-type"), Some("text/html;charset=UTF-8"));
+    assert_eq!(r.text(), page("command parameter is missing"));
+    let r = c.get(&format!("{REG}?version=x")).unwrap();
+    assert_eq!(r.text(), page("Invalid registration protocol version -1"));
+    let r = c
+        .get("/ovirt-engine/services/pki-resource?resource=%3Cb%3E")
+        .unwrap();
+    assert_eq!(r.text(), page("Resource '&lt;b&gt;' is invalid"));
+    let r = c
+        .post(&format!("{REG}?version=1&command=get-version"), "")
+        .unwrap();
+    assert_eq!(
+        r.text(),
+        page("HTTP method POST is not supported by this URL")
+    );
+}
+
+const METHODS: [&str; 7] = ["GET", "HEAD", "POST", "PUT", "DELETE", "TRACE", "OPTIONS"];
+
+/// The methods in an `Allow` value.
+fn allow_set(value: Option<&str>) -> Vec<String> {
+    let mut set: Vec<String> = value
+        .unwrap_or_default()
+        .split(',')
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .collect();
+    set.sort();
+    set
+}
+
+/// For each target: OPTIONS names the methods served; every other method is 405 with
+/// exactly that `Allow`, and every listed one is answered without 405.
+fn assert_allow_matches(c: &Client, target: &str, want: &str) {
+    let options = c.send("OPTIONS", target, b"").unwrap();
+    assert_eq!(options.status, 200, "OPTIONS {target}");
+    let allowed = allow_set(options.header("allow"));
+    assert_eq!(allowed, allow_set(Some(want)), "OPTIONS {target}");
+    let other = c.send("PATCH", target, b"").unwrap();
+    assert_eq!(other.status, 501, "PATCH {target}: not a servlet method");
+    for method in METHODS {
+        let r = c.send(method, target, b"").unwrap();
+        if allowed.iter().any(|m| m == method) {
+            assert_ne!(r.status, 405, "{method} {target} is in Allow");
+        } else {
+            assert_eq!(r.status, 405, "{method} {target}");
+            assert_eq!(allow_set(r.header("allow")), allowed, "{method} {target}");
+        }
+    }
+}
+
+#[test]
+fn allow_lists_exactly_what_is_served() {
+    let (_sim, c) = start();
+    for target in [
+        format!("{REG}?version=1&command=get-version"),
+        format!("{REG}?version=1&command=nope"),
+        "/ovirt-engine/services/pki-resource?resource=ca-certificate".to_string(),
+        "/ca.crt".to_string(),
+        "/engine.ssh.key.txt".to_string(),
+        format!("{REG}?version=2&command=get-certificates"),
+    ] {
+        assert_allow_matches(&c, &target, "GET, HEAD, OPTIONS");
+    }
+    assert_allow_matches(
+        &c,
+        &format!("{REG}?version=2&command=submit-csr"),
+        "POST, OPTIONS",
+    );
+    assert_allow_matches(
+        &c,
+        &format!("{REG}?version=2&command=nope"),
+        "GET, HEAD, POST, OPTIONS",
+    );
+    // A stock engine has no POST command: version=2 is a GET that gets its 400.
+    let (_stock, c1) = start_with(SimConfig {
+        protocol_version: 1,
+        ..SimConfig::default()
+    });
+    assert_allow_matches(
+        &c1,
+        &format!("{REG}?version=2&command=submit-csr"),
+        "GET, HEAD, OPTIONS",
+    );
+}
+
+/// HEAD is GET without the body: same status, type and length, for answers and errors alike.
+#[test]
+fn head_is_get_without_the_body() {
+    let (_sim, c) = start();
+    for target in [
+        format!("{REG}?version=1&command=get-version"),
+        format!("{REG}?version=1&command=get-pki-trust"),
+        format!("{REG}?version=1&command=get-ssh-trust"),
+        format!("{REG}?version=1&command=nope"),
+        "/ovirt-engine/services/pki-resource?resource=engine-certificate&format=X509-PEM"
+            .to_string(),
+        "/ca.crt".to_string(),
+        "/rhevm.ssh.key.txt".to_string(),
+        "/nope".to_string(),
+    ] {
+        let get = c.get(&target).unwrap();
+        let head = c.send("HEAD", &target, b"").unwrap();
+        assert_eq!(head.status, get.status, "{target}");
+        assert_eq!(
+            head.header("content-type"),
+            get.header("content-type"),
+            "{target}"
+        );
+        let len = get.body.len().to_string();
+        assert_eq!(
+            head.header("content-length"),
+            Some(len.as_str()),
+            "{target}"
+        );
+        assert!(head.body.is_empty(), "{target}: HEAD has no body");
+    }
+}
+
+/// The `(e, n)` of an `ssh-rsa` line, or None for another type.
+fn ssh_rsa_parts(line: &str) -> Option<(Vec<u8>, Vec<u8>)> {
+    use base64::Engine as _;
+    let b64 = line.strip_prefix("ssh-rsa ")?.split(' ').next()?;
+    let blob = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+    let mut fields = Vec::new();
+    let mut rest = &blob[..];
+    while rest.len() >= 4 {
+        let len = u32::from_be_bytes(rest[..4].try_into().ok()?) as usize;
+        fields.push(rest.get(4..4 + len)?.to_vec());
+        rest = &rest[4 + len..];
+    }
+    match &fields[..] {
+        [alg, e, n] if alg == b"ssh-rsa" => Some((e.clone(), n.clone())),
+        _ => None,
+    }
+}
+
+#[test]
+fn engine_ssh_key_is_rsa_like_a_stock_engine_or_ecdsa_when_asked() {
+    let (sim, c) = start();
+    let line = v1(&c, "command=get-ssh-trust").text();
+    assert!(line.ends_with(" ovirt-engine\n"), "{line}");
+    let (e, n) = ssh_rsa_parts(line.trim_end()).expect("an ssh-rsa line");
+    assert_eq!(e, [1, 0, 1]);
+    assert_eq!((n.len(), n[0]), (257, 0), "2048-bit modulus as an mpint");
+    // It is the engine certificate's key, as on the engine.
+    let pem = c
+        .get("/ovirt-engine/services/pki-resource?resource=engine-certificate&format=X509-PEM")
+        .unwrap()
+        .body;
+    let der = CertificateDer::from_pem_slice(&pem).unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).unwrap();
+    let spki = cert.public_key();
+    assert_eq!(
+        spki.algorithm.algorithm.to_id_string(),
+        "1.2.840.113549.1.1.1"
+    );
+    let x509_parser::public_key::PublicKey::RSA(rsa) = spki.parsed().unwrap() else {
+        panic!("not an RSA key");
+    };
+    let strip = |b: &[u8]| {
+        b.iter()
+            .skip_while(|x| **x == 0)
+            .copied()
+            .collect::<Vec<u8>>()
+    };
+    assert_eq!(strip(rsa.modulus), strip(&n));
+    assert_eq!(line, sim.ssh_key_line());
+
+    let (_ec, c2) = start_with(SimConfig {
+        engine_key: qemu_tests::EngineKeyType::Ecdsa,
+        ..SimConfig::default()
+    });
+    let line = v1(&c2, "command=get-ssh-trust").text();
+    assert!(line.starts_with("ecdsa-sha2-nistp256 "), "{line}");
+}

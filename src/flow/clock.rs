@@ -5,7 +5,7 @@ use log::{info, warn};
 
 use super::{net_settings, State, StepContext, StepResult};
 use crate::clock;
-use crate::worker::{self, Job, Reply};
+use crate::worker::{MeasureClock, Measured};
 
 /// `clock_ok`: every boot, before any certificate is checked. The worker measures the
 /// offset (SNTP to `ntp=`, else the engine's `Date`); the parent sets the clock, never below
@@ -15,18 +15,15 @@ pub(super) fn clock_ok(ctx: &StepContext, state: &State) -> Result<StepResult> {
     let ntp = if net.ntp_off {
         Vec::new()
     } else {
-        net.ntp.iter().map(|h| h.to_string()).collect()
+        net.ntp.clone()
     };
     // `configured` has recorded the engine in the state (state.engine) for every later step.
     // The clock is best effort (an unchecked clock is raised to the build time and warned
     // about): it gets a third of what is left, so an unreachable engine is reported by the
     // steps that need it, with their own error, before the deadline.
-    let mut net = net_settings(ctx, state);
-    net.deadline_ms /= 3;
-    let job = Job::Clock { net, ntp };
-    let Reply::Clock { observation, error } = worker::run(&job, ctx.debug)? else {
-        anyhow::bail!("the network worker answered the clock job with something else");
-    };
+    let mut net = net_settings(ctx, state)?;
+    net.policy.deadline /= 3;
+    let Measured { observation, error } = ctx.call(&MeasureClock { net, ntp })?;
     if let Some(e) = error {
         warn!("no time source answered usably: {e}");
     }

@@ -6,13 +6,12 @@ use log::{info, warn};
 use std::path::Path;
 use std::time::Duration;
 
-use super::enroll::{PendingKeys, PENDING_DIR, PENDING_QEMU_KEY, PENDING_VDSM_KEY};
+use super::keys::PendingKeys;
 use super::state::{host_address, trusted_ca};
-use super::{ca_cert, update_persisted, State, Step, StepContext, StepResult, MAX_CONFIG_FILE};
+use super::{ca_cert, update_persisted, State, Step, StepContext, StepResult};
 use crate::install::{self, Material, Owners};
-use crate::paths::{self, Root};
-use crate::pki::{self, HostKey};
-use crate::secret::Secret;
+use crate::paths;
+use crate::pki;
 use crate::trust;
 
 /// `certs_installed`: each certificate checked against its key, its CA (the pinned one for
@@ -28,8 +27,7 @@ pub(super) fn certs_installed(ctx: &StepContext, state: &mut State) -> Result<St
     let keys = PendingKeys::load(ctx.store)?.context(
         "the pending keys are gone from the store; run `ovirt-node-reg register` to enrol again",
     )?;
-    let ca_pem = trusted_ca(state)?;
-    let pinned = ca_cert(&ca_pem, "the pinned engine CA")?;
+    let pinned = trusted_ca(state)?;
     let given = ca_cert(&issued.ca, "the engine's ca")?;
     anyhow::ensure!(
         given.der() == pinned.der(),
@@ -70,58 +68,6 @@ pub(super) fn certs_installed(ctx: &StepContext, state: &mut State) -> Result<St
 fn jitter_per_mille(max: u16) -> u16 {
     let d = crate::retry::Jitter::from_os().up_to(Duration::from_millis(u64::from(max)));
     u16::try_from(d.as_millis()).unwrap_or(0)
-}
-
-/// Why an enrolled host must enrol again (docs/design.md §4): its certificate passed its renewal
-/// point, or the engine CA now trusted is not the installed one. Local files only: a boot
-/// with nothing due sends nothing.
-pub(super) fn renewal_due(root: &Root, state: &State) -> Option<String> {
-    if !state.is_done(Step::Done) {
-        return None;
-    }
-    if state.reenroll_requested {
-        return Some("requested by ovirt-node-reg reenroll".into());
-    }
-    let read = |p: &str| root.fs().read_text(Path::new(p), MAX_CONFIG_FILE).ok()?;
-    let cert = read(paths::VDSM_CERT)?;
-    let validity = pki::validity(&crate::trust::pem_certificate(&cert).ok()?).ok()?;
-    let per_mille = state.renew_per_mille.unwrap_or(800);
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
-    if now >= validity.renew_at(per_mille) {
-        return Some(format!(
-            "the certificate passed {}.{} % of its lifetime",
-            per_mille / 10,
-            per_mille % 10
-        ));
-    }
-    let installed_ca = read(paths::VDSM_CA)?;
-    (Some(installed_ca.trim()) != state.ca_pem.as_deref().map(str::trim))
-        .then(|| "the engine CA changed".to_string())
-}
-
-/// The installed keys become the pending ones again: re-enrolment never re-keys.
-pub(super) fn stage_installed_keys(ctx: &StepContext) -> Result<()> {
-    ctx.store
-        .make_state_dir(PENDING_DIR, 0o700)
-        .context("making the pending key directory private")?;
-    for (installed, pending) in [
-        (paths::VDSM_KEY, PENDING_VDSM_KEY),
-        (paths::QEMU_KEY, PENDING_QEMU_KEY),
-    ] {
-        let pem = ctx
-            .root
-            .fs()
-            .read_text(Path::new(installed), MAX_CONFIG_FILE)
-            .and_then(|t| t.context("it is missing"))
-            .with_context(|| format!("reading the installed key {installed}"))?;
-        let pem = Secret::new(pem);
-        HostKey::from_pem(&pem).with_context(|| format!("the installed key {installed}"))?;
-        ctx.store
-            .write_state(pending, pem.expose().as_bytes(), 0o600)?;
-    }
-    Ok(())
 }
 
 /// `vdsm_configured`: `vdsm.conf` as the engine asked, the core-dump pattern, and the

@@ -28,6 +28,8 @@ mod register; // registered
 mod enroll; // csr_submitted, approved
 
 mod install; // certs_installed, vdsm_configured
+             // The key pairs enroll makes and install installs.
+mod keys;
 
 pub use enroll::STOCK_ENGINE_REASON;
 pub use state::State;
@@ -37,16 +39,20 @@ use state::ca_pin;
 use anyhow::{Context, Result};
 use log::{info, warn};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::config::Loaded;
+use crate::http::Endpoint;
 use crate::identity;
 use crate::paths::{self, Root};
+use crate::retry::Policy;
 use crate::status::{self, Outcome, Status};
 use crate::store::Store;
 use crate::trust::CaCert;
-use crate::worker::Net;
+use crate::values::{EngineAddr, DEFAULT_ENGINE_PORT};
+use crate::worker::{self, Net};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -91,20 +97,26 @@ pub struct StepContext<'a> {
     pub loaded: &'a Loaded,
     pub store: &'a Store,
     pub started: Instant,
-    /// Pass `--debug` on to the network worker.
-    pub debug: bool,
+    /// The run's network worker: started at its first job, ended with the run.
+    worker: RefCell<worker::Session>,
 }
 
 impl<'a> StepContext<'a> {
-    /// A run starting now: `ovirt.reg.timeout` counts from here.
+    /// A run starting now: `ovirt.reg.timeout` counts from here. `debug`: the network worker
+    /// logs at debug level too.
     fn new(root: &'a Root, loaded: &'a Loaded, store: &'a Store, debug: bool) -> Self {
         StepContext {
             root,
             loaded,
             store,
             started: Instant::now(),
-            debug,
+            worker: RefCell::new(worker::Session::new(debug)),
         }
+    }
+
+    /// Run `job` in the run's network worker; its reply, still to be checked by the step.
+    fn call<J: worker::Call>(&self, job: &J) -> Result<J::Reply> {
+        self.worker.borrow_mut().call(job)
     }
 }
 
@@ -462,15 +474,23 @@ fn update_persisted(
     Ok(())
 }
 
-/// What the worker needs to reach the engine within what is left of the deadline.
-fn net_settings(ctx: &StepContext, state: &State) -> Net {
-    let reg = &ctx.loaded.config.reg;
-    Net {
-        engine: state.engine.clone().unwrap_or_default(),
-        deadline_ms: remaining(ctx).as_millis() as u64,
-        retry_base_ms: reg.retry_base.0 * 1000,
-        retry_cap_ms: reg.retry_cap.0 * 1000,
-    }
+/// What the worker needs to reach the engine within what is left of the deadline: the
+/// engine the checkpoint names and the retry policy of the settings.
+fn net_settings(ctx: &StepContext, state: &State) -> Result<Net> {
+    let engine = state
+        .engine
+        .as_deref()
+        .context("no engine in the checkpoint")?;
+    let addr: EngineAddr = engine
+        .parse()
+        .map_err(|e| anyhow::anyhow!("the engine {engine} in the checkpoint: expected {e}"))?;
+    Ok(Net {
+        endpoint: Endpoint::new(&addr, DEFAULT_ENGINE_PORT),
+        policy: Policy {
+            deadline: remaining(ctx),
+            ..Policy::from_config(&ctx.loaded.config.reg)
+        },
+    })
 }
 
 fn ca_cert(pem: &str, what: &str) -> Result<CaCert> {

@@ -3,12 +3,13 @@
 
 use anyhow::{Context, Result};
 
+use super::state::trusted_ca;
 use super::{net_settings, update_persisted, State, Step, StepContext, StepResult};
 use crate::identity;
 use crate::legacy;
 use crate::paths;
-use crate::trust::{self, SshKey};
-use crate::worker::{self, HostInfo, Job, Reply};
+use crate::trust;
+use crate::worker::{FetchSshKey, HostInfo, Register, Registered};
 
 /// `registered`: the engine's SSH key installed for root, then `register` sent. Never
 /// sent twice for the same engine: once checkpointed, later boots skip it.
@@ -18,29 +19,21 @@ pub(super) fn registered(ctx: &StepContext, state: &mut State) -> Result<StepRes
             "already registered; not registering again".into(),
         ));
     }
-    let ca_pem = state
-        .ca_pem
-        .clone()
-        .context("no trusted engine CA in the checkpoint")?;
-    let job = Job::SshKey {
-        net: net_settings(ctx, state),
-        ca_pem: ca_pem.clone(),
+    let ca = trusted_ca(state)?;
+    let job = FetchSshKey {
+        net: net_settings(ctx, state)?,
+        ca: ca.clone(),
     };
-    let Reply::SshKey { line } = worker::run(&job, ctx.debug)? else {
-        anyhow::bail!("the network worker answered the SSH key job with something else");
-    };
-    let key = SshKey::parse(&line).map_err(|e| anyhow::anyhow!("the engine SSH key: {e}"))?;
+    // The key line was parsed again on this side of the pipe (worker::Call).
+    let key = ctx.call(&job)?;
     trust::install_ssh_key(ctx.store, &key).context("installing the engine SSH key")?;
     let host = host_info(ctx, state)?;
-    let job = Job::Register {
-        net: net_settings(ctx, state),
-        ca_pem,
+    let job = Register {
+        net: net_settings(ctx, state)?,
+        ca,
         host: host.clone(),
     };
-    let Reply::Registered { name, address } = worker::run(&job, ctx.debug)? else {
-        anyhow::bail!("the network worker answered the register job with something else");
-    };
-    let (name, address) = registered_as(&host, name, address)?;
+    let (name, address) = registered_as(&host, ctx.call(&job)?)?;
     state.registered_as = Some(format!("{name} ({address})"));
     state.address = Some(address);
     // The marker the stock node plugin checks, so it does not register a second time.
@@ -54,7 +47,8 @@ pub(super) fn registered(ctx: &StepContext, state: &mut State) -> Result<StepRes
 /// The name and address the worker says it registered, checked before they are kept: the
 /// address goes into the certificate requests and the checkpoint, so it must be the one we
 /// gave or else an IP address, and the name the one we asked for (else the address).
-fn registered_as(host: &HostInfo, name: String, address: String) -> Result<(String, String)> {
+fn registered_as(host: &HostInfo, told: Registered) -> Result<(String, String)> {
+    let Registered { name, address } = told;
     let address_ok = match &host.address {
         Some(given) => *given == address,
         None => address.parse::<std::net::IpAddr>().is_ok(),

@@ -121,11 +121,14 @@ pub(super) fn ca_pin(state: &State) -> String {
         .map_or_else(|| "-".to_string(), |ca| ca.sha256_pin().to_string())
 }
 
-pub(super) fn trusted_ca(state: &State) -> Result<String> {
-    state
+/// The engine CA trusted in `engine_trusted`, read back from the checkpoint.
+pub(super) fn trusted_ca(state: &State) -> Result<CaCert> {
+    let pem = state
         .ca_pem
-        .clone()
-        .context("no trusted engine CA in the checkpoint")
+        .as_deref()
+        .context("no trusted engine CA in the checkpoint")?;
+    CaCert::from_pem(pem.as_bytes())
+        .map_err(|e| anyhow::anyhow!("the engine CA in the checkpoint: {e}"))
 }
 
 pub(super) fn unique_id(state: &State) -> Result<String> {

@@ -4,17 +4,17 @@ use anyhow::{Context, Result};
 use log::{info, warn};
 use std::path::Path;
 
-use super::{ca_cert, net_settings, State, Step, StepContext, StepResult};
+use super::{net_settings, State, Step, StepContext, StepResult};
 use crate::paths;
 use crate::trust::{self, CaCert, Pins, Verified};
-use crate::worker::{self, Job, Reply};
+use crate::worker::FetchCa;
 
 /// `engine_trusted`: the engine CA, fetched by the worker and matching the pins. A CA kept
 /// from an earlier boot is checked against today's pins, not fetched again.
 pub(super) fn engine_trusted(ctx: &StepContext, state: &mut State) -> Result<StepResult> {
     let reg = &ctx.loaded.config.reg;
     let stored = trust::stored_pin(ctx.store)?;
-    let pins = Pins::from_config(reg, stored.clone());
+    let pins = Pins::from_config(reg, stored);
     if let (true, Some(pem)) = (state.is_done(Step::EngineTrusted), &state.ca_pem) {
         let ca = CaCert::from_pem(pem.as_bytes())
             .map_err(|e| anyhow::anyhow!("the CA kept in the store: {e}"))?;
@@ -26,17 +26,11 @@ pub(super) fn engine_trusted(ctx: &StepContext, state: &mut State) -> Result<Ste
         }
         warn!("the engine CA kept in the store no longer matches the pins: fetching it again");
     }
-    let job = Job::Trust {
-        net: net_settings(ctx, state),
-        pins: reg.ca_pins.iter().map(|p| p.to_string()).collect(),
-        sha1: reg.ca_sha1.as_ref().map(|p| p.to_string()),
-        stored: stored.map(|p| p.to_string()),
-        insecure_tofu: reg.insecure_tofu,
+    let job = FetchCa {
+        net: net_settings(ctx, state)?,
+        pins: pins.clone(),
     };
-    let Reply::Trusted { ca_pem } = worker::run(&job, ctx.debug)? else {
-        anyhow::bail!("the network worker answered the trust job with something else");
-    };
-    let ca = ca_cert(&ca_pem, "the engine CA the network worker fetched")?;
+    let ca = ctx.call(&job)?;
     // The worker's check is not taken on its word: the pins held here decide, and only they
     // say whether this is a first use (ovirt.reg.insecure_tofu) whose pin must be kept.
     let how = trust::verify(&ca, &pins).context("the engine CA the network worker fetched")?;

@@ -80,6 +80,17 @@ fn io_errors_are_mapped() {
         rustls::Error::HandshakeNotComplete,
     );
     assert!(matches!(classify_io(other_tls), Error::Tls(_)));
+    // A kept-alive connection the engine closes under a request: retried like any
+    // connection failure (ureq itself does not send the request again).
+    for kind in [
+        io::ErrorKind::ConnectionReset,
+        io::ErrorKind::BrokenPipe,
+        io::ErrorKind::UnexpectedEof,
+    ] {
+        let broken = classify_io(io::Error::new(kind, "closed"));
+        assert!(matches!(broken, Error::Connect(_)), "{kind:?}");
+        assert!(transient(&broken), "{kind:?}");
+    }
     let old_tls = classify_rustls(&rustls::Error::PeerIncompatible(
         rustls::PeerIncompatible::Tls12NotOffered,
     ));

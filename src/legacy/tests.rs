@@ -81,9 +81,9 @@ fn shell_quoting() {
     let vars = vec![("OVIRT_X".to_string(), "a \"b\" $c `d` \\e".to_string())];
     let text = render_default_ovirt("", &vars);
     assert_eq!(text, "OVIRT_X=\"a \\\"b\\\" \\$c \\`d\\` \\\\e\"\n");
-    assert_eq!(parse_shell_vars(&text), vars);
+    assert_eq!(crate::conffile::shell_values(&text), vars);
     assert_eq!(
-        parse_shell_vars("export A=1\n# c\nB='x y'\nnot a var\n C=\"q\""),
+        crate::conffile::shell_values("export A=1\n# c\nB='x y'\nnot a var\n C=\"q\""),
         vec![
             ("A".to_string(), "1".to_string()),
             ("B".to_string(), "x y".to_string()),

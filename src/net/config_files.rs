@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
+use crate::conffile::shell_quote;
 use crate::paths::{Root, IFCFG_DIR, NM_CONNECTIONS_DIR};
 use crate::store::{Persisted, Store};
 use crate::values::{Ipv6Mode, Mac, NetConf};
@@ -305,7 +306,7 @@ fn ifcfg_files(l: &Layout) -> Vec<File> {
             ("BOOTPROTO", "none".into()),
             (
                 "BONDING_OPTS",
-                format!("\"{}\"", effective_bond_options(options).join(" ")),
+                shell_quote(&effective_bond_options(options).join(" ")),
             ),
         ];
         lines.extend(bridged(name));

@@ -112,6 +112,13 @@ impl Reply {
         std::str::from_utf8(&v[..end]).ok().map(str::to_string)
     }
 
+    /// A host or domain name option, in the form `values::Hostname` keeps; an invalid one
+    /// is as good as none.
+    fn name(&self, code: u8) -> Option<String> {
+        let name = self.text(code)?.parse::<crate::values::Hostname>().ok()?;
+        Some(name.0)
+    }
+
     /// The lease this ACK describes, checked.
     pub fn lease(&self, from: Ipv4Addr) -> Result<Lease> {
         if self.yiaddr.is_unspecified() || self.yiaddr.is_broadcast() || self.yiaddr.is_multicast()
@@ -132,17 +139,13 @@ impl Reply {
             prefix,
             router: self.ipv4(OPT_ROUTER).filter(|r| !r.is_unspecified()),
             dns: self.ipv4_list(OPT_DNS),
-            // Names are checked like hostname= so nothing odd reaches /etc or the kernel.
-            hostname: self.text(OPT_HOSTNAME).filter(|h| valid_name(h)),
-            domain: self.text(OPT_DOMAIN).filter(|d| valid_name(d)),
+            // The one host-name rule, as for hostname=: nothing odd reaches /etc or the kernel.
+            hostname: self.name(OPT_HOSTNAME),
+            domain: self.name(OPT_DOMAIN),
             lease_secs: lease_secs.filter(|s| *s != u32::MAX),
             server: self.ipv4(OPT_SERVER_ID).unwrap_or(from),
         })
     }
-}
-
-fn valid_name(name: &str) -> bool {
-    name.parse::<crate::values::Hostname>().is_ok()
 }
 
 /// Prefix length of a contiguous mask.

@@ -484,6 +484,9 @@ fn parse_linkinfo(data: &[u8], link: &mut Link) {
     }
 }
 
+/// A reader of one address message: `(ifindex, address, prefix)`.
+type AddrParser<A> = fn(&[u8]) -> Option<(u32, A, u8)>;
+
 /// `(ifindex, address, prefix)` of an IPv4 address message.
 pub(crate) fn parse_addr(payload: &[u8]) -> Option<(u32, Ipv4Addr, u8)> {
     if *payload.first()? != AF_INET {
@@ -627,21 +630,31 @@ impl Netlink {
 
     /// IPv4 addresses of link `index`, with prefix lengths.
     pub fn addrs(&mut self, index: u32) -> Result<Vec<(Ipv4Addr, u8)>> {
-        let answer = self.exchange(&mut get_addrs_request(), "address dump")?;
-        Ok(answer
-            .iter()
-            .filter_map(|(_, p)| parse_addr(p))
-            .filter(|(i, _, _)| *i == index)
-            .map(|(_, a, p)| (a, p))
-            .collect())
+        self.addr_dump(get_addrs_request(), "address dump", index, parse_addr)
     }
 
     /// IPv6 addresses of link `index`, with prefix lengths.
     pub fn addrs6(&mut self, index: u32) -> Result<Vec<(Ipv6Addr, u8)>> {
-        let answer = self.exchange(&mut get_addrs6_request(), "IPv6 address dump")?;
+        self.addr_dump(
+            get_addrs6_request(),
+            "IPv6 address dump",
+            index,
+            parse_addr6,
+        )
+    }
+
+    /// The addresses of link `index` in the answer to the dump `req`, read by `parse`.
+    fn addr_dump<A>(
+        &mut self,
+        mut req: Request,
+        what: &str,
+        index: u32,
+        parse: AddrParser<A>,
+    ) -> Result<Vec<(A, u8)>> {
+        let answer = self.exchange(&mut req, what)?;
         Ok(answer
             .iter()
-            .filter_map(|(_, p)| parse_addr6(p))
+            .filter_map(|(_, p)| parse(p))
             .filter(|(i, _, _)| *i == index)
             .map(|(_, a, p)| (a, p))
             .collect())

@@ -126,6 +126,21 @@ impl BondOptions {
         lacp_rate: None,
     };
 
+    /// The kernel's name of the mode (`802.3ad` for `mode=4`), for people.
+    pub fn mode_name(&self) -> Option<&'static str> {
+        name_of(self.mode, MODES)
+    }
+
+    /// The kernel's name of `xmit_hash_policy`.
+    pub fn xmit_hash_policy_name(&self) -> Option<&'static str> {
+        name_of(self.xmit_hash_policy, XMIT_POLICIES)
+    }
+
+    /// The kernel's name of `lacp_rate`.
+    pub fn lacp_rate_name(&self) -> Option<&'static str> {
+        name_of(self.lacp_rate, LACP_RATES)
+    }
+
     /// `mode=4,miimon=100` (kernel/initscripts names, `KEY=VALUE`, each key once).
     pub fn parse(options: &[String]) -> Result<BondOptions, Expectation> {
         if options.is_empty() {
@@ -192,6 +207,11 @@ impl BondOptions {
         }
         Ok(())
     }
+}
+
+/// The word a keyword number stands for.
+fn name_of(number: Option<u8>, words: &[&'static str]) -> Option<&'static str> {
+    number.and_then(|n| words.get(usize::from(n)).copied())
 }
 
 /// A keyword's position in `words`, or its number (`mode=4` and `mode=802.3ad` alike).

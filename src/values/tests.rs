@@ -47,3 +47,51 @@ fn hosts() {
         "label over 63"
     );
 }
+
+#[test]
+fn one_hostname_rule() {
+    let l63 = "a".repeat(63);
+    let long = [&l63[..], &l63, &l63, &"b".repeat(61)].join("."); // 253 characters
+    assert_eq!(long.len(), 253);
+    for (given, kept) in [
+        ("node1", "node1"),
+        ("node1.example.com", "node1.example.com"),
+        ("Node-1.Example.COM", "Node-1.Example.COM"),
+        ("node1.example.com.", "node1.example.com"),
+        ("3com.example", "3com.example"),
+        ("123", "123"),
+        ("x--y", "x--y"),
+        (&l63, &l63),
+        (&long, &long),
+        (&format!("{long}."), &long),
+    ] {
+        assert_eq!(
+            given.parse::<Hostname>().map(|h| h.0).as_deref(),
+            Ok(kept),
+            "{given:?}"
+        );
+    }
+    for refused in [
+        "",
+        ".",
+        "..",
+        "a..b",
+        ".a",
+        "a.b..",
+        "-a",
+        "a-",
+        "a.-b.c",
+        "a_b",
+        "a b",
+        "a\n",
+        "é.example",
+        "*.example.com",
+        "(none)",
+        "a:80",
+        &format!("{l63}a"),
+        &format!("{long}a"),
+        &format!("a.{long}"),
+    ] {
+        assert!(refused.parse::<Hostname>().is_err(), "{refused:?}");
+    }
+}

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use argh::FromArgs;
-use qemu_tests::{FaultSpec, SimConfig, Simulator};
+use qemu_tests::{EngineKeyType, FaultSpec, SimConfig, Simulator};
 
 /// A stand-in for the oVirt Engine's host registration endpoints.
 #[derive(FromArgs)]
@@ -24,6 +24,10 @@ struct Args {
     /// write the JSON-lines event log here
     #[argh(option)]
     event_log: Option<PathBuf>,
+    /// type of a new engine key, the engine SSH key: rsa (default, as a stock engine) or
+    /// ecdsa; a key kept in --state-dir is used whatever its type
+    #[argh(option, default = "EngineKeyType::Rsa")]
+    engine_key: EngineKeyType,
     /// engine name (CN of the engine and server certificates)
     #[argh(option, default = "String::from(\"engine-sim.test\")")]
     fqdn: String,
@@ -58,6 +62,15 @@ struct Args {
     /// organization name (O=) of issued host certificates (default engine-sim)
     #[argh(option, default = "String::from(\"engine-sim\")")]
     organization: String,
+    /// close every connection after its answer (default: keep it for more requests)
+    #[argh(switch)]
+    close_each: bool,
+    /// requests served on one kept-alive connection (default 100)
+    #[argh(option, default = "100")]
+    keep_alive_requests: u32,
+    /// seconds a kept-alive connection may wait for its next request (default 5)
+    #[argh(option, default = "5")]
+    keep_alive_idle_secs: u64,
     /// write the JSON from GET /admin/info here once listening
     #[argh(option)]
     ready_file: Option<PathBuf>,
@@ -71,6 +84,7 @@ fn main() -> Result<()> {
         state_dir: args.state_dir,
         event_log: args.event_log,
         fqdn: args.fqdn,
+        engine_key: args.engine_key,
         auto_approve: args.auto_approve,
         faults: args.fault,
         protocol_version: if args.v1_only { 1 } else { 2 },
@@ -78,6 +92,9 @@ fn main() -> Result<()> {
         organization: args.organization,
         rate_limit: args.rate_limit,
         rate_limit_retry_after: args.rate_limit_retry_after.filter(|s| *s > 0),
+        close_each: args.close_each,
+        keep_alive_requests: args.keep_alive_requests.max(1),
+        keep_alive_idle: std::time::Duration::from_secs(args.keep_alive_idle_secs.max(1)),
         ..SimConfig::default()
     };
     if let Some(secs) = args.cert_lifetime_secs.filter(|s| *s > 0) {

@@ -11,6 +11,9 @@ use super::images::Image;
 /// Where the guest's `/init` puts what it learnt; the test reads these back from the log.
 pub const EXIT_MARKER: &str = "QH-EXIT rc=";
 pub const DONE_MARKER: &str = "QH-DONE";
+/// What the binary prints before it blocks on an unseeded kernel random number generator
+/// (src/entropy.rs): a guest of this harness never should (docs/qemu-harness.md §8).
+pub const ENTROPY_WAIT: &str = "waiting for the kernel's random number generator";
 
 /// A finished (or timed-out) boot.
 #[derive(Debug)]
@@ -109,6 +112,16 @@ impl Boot {
         rest.split_once(']')?.0.trim().parse().ok()
     }
 
+    /// Seconds the binary spent in `step` after `before` was done (both `step …: done` lines).
+    pub fn step_took(&self, step: &str, before: &str) -> Option<f64> {
+        Some(self.step_done_at(step)? - self.step_done_at(before)?)
+    }
+
+    /// The binary waited for the kernel's random number generator to be seeded.
+    pub fn waited_for_entropy(&self) -> bool {
+        self.log.contains(ENTROPY_WAIT)
+    }
+
     /// The kernel powered the machine off (`reboot: Power down`), as PID 1 asked.
     pub fn powered_off(&self) -> bool {
         self.log.contains("reboot: Power down")
@@ -157,6 +170,9 @@ impl Boot {
             .and_then(|r| r.split_whitespace().next());
         if let Some(f) = finished {
             out.push_str(&format!("; PID 1 finished at {f} s guest uptime"));
+        }
+        if let Some(t) = self.step_took("clock_ok", "network_up") {
+            out.push_str(&format!("; clock_ok took {:.0} ms", t * 1000.0));
         }
         out
     }
@@ -230,17 +246,43 @@ mod tests {
 
     #[test]
     fn banner_is_found_after_an_uptime_prefix() {
-        let b = Boot {
+        let b = pid1_boot("[    3.100] ovirt-node-reg: step network_up\r\n[    4.200] ovirt-node-reg: ok, step done\r\nreboot: Power down\n");
+        assert_eq!(b.banner(), Some("ovirt-node-reg: ok, step done"));
+        assert!(b.completed());
+    }
+
+    fn pid1_boot(log: &str) -> Boot {
+        Boot {
             name: "x".into(),
-            log: "[    3.100] ovirt-node-reg: step network_up\r\n[    4.200] ovirt-node-reg: ok, step done\r\nreboot: Power down\n".into(),
+            log: log.into(),
             log_path: PathBuf::new(),
             started: SystemTime::UNIX_EPOCH,
             elapsed: Duration::ZERO,
             timed_out: false,
             qemu_stderr: String::new(),
             image: Image::Pid1,
-        };
-        assert_eq!(b.banner(), Some("ovirt-node-reg: ok, step done"));
-        assert!(b.completed());
+        }
+    }
+
+    #[test]
+    fn the_time_of_a_step_and_a_wait_for_entropy_are_read_from_the_console() {
+        let b = pid1_boot(
+            "[    3.210] [INFO] step network_up: done\r\n\
+             [    3.300] [INFO] waiting for the kernel's random number generator to be seeded\r\n\
+             [    4.420] [INFO] step clock_ok: done\r\n",
+        );
+        let took = b.step_took("clock_ok", "network_up").unwrap();
+        assert!((took - 1.21).abs() < 1e-9, "{took}");
+        assert!(b.waited_for_entropy());
+        assert!(
+            b.report().contains("clock_ok took 1210 ms"),
+            "{}",
+            b.report()
+        );
+        let quick = pid1_boot(
+            "[    3.210] [INFO] step network_up: done\r\n[    3.240] [INFO] step clock_ok: done\r\n",
+        );
+        assert!(!quick.waited_for_entropy());
+        assert_eq!(quick.step_took("clock_ok", "configured"), None);
     }
 }

@@ -15,8 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 
 use super::host::{host, need, run_tool, static_binary, target_dir, tempfile_dir, workspace, Host};
-use super::vm::BASE_APPEND;
-use super::GUEST_ENGINE_ADDR;
+use super::{BASE_APPEND, GUEST_ENGINE_ADDR};
 
 /// Modules the guest loads (`mkinitrd-min.sh --modules`, which adds their `modules.dep`
 /// closure): virtio, the bridge, VLANs and bonds, ext4 and crc32c for the config disk (docs/qemu-harness.md §2).

@@ -43,7 +43,12 @@ pub mod vm;
 
 pub use crate::config::GUEST_ENGINE_ADDR;
 
-pub use boot::{fields, Boot, DONE_MARKER, EXIT_MARKER};
+/// The harness's kernel arguments before each test's own. `no_timer_check`: under TCG on a
+/// loaded host the kernel's IO-APIC timer check can miss its ticks and panic ("IO-APIC +
+/// timer doesn't work", docs/qemu-harness.md §8); the check proves nothing about the node.
+pub const BASE_APPEND: &str = "console=ttyS0 panic=-1 no_timer_check quiet";
+
+pub use boot::{fields, Boot, DONE_MARKER, ENTROPY_WAIT, EXIT_MARKER};
 pub use disk::Disk;
 pub use host::{
     artifacts_dir, host, is_static_elf, kernel_version, static_binary, target_dir, workspace, Host,
@@ -53,4 +58,4 @@ pub use images::{
 };
 pub use iso::{iso_image, LiveRoot};
 pub use run::{boot, boot_with, total_qemu_time, BOOT_TIMES, MAX_VMS};
-pub use vm::{free_port, Nic, Pxe, Vm, OVMF_CODE, OVMF_VARS, VDSM_PORT};
+pub use vm::{free_port, Nic, Pxe, Vm, CPU, OVMF_CODE, OVMF_VARS, VDSM_PORT};

@@ -38,7 +38,7 @@ pub struct Pxe {
 pub struct Vm {
     /// Names the console log (`target/qemu-artifacts/<name>.serial.log`).
     pub name: String,
-    /// Kernel command line after the harness's [`BASE_APPEND`].
+    /// Kernel command line after the harness's [`super::BASE_APPEND`].
     pub append: String,
     pub nics: Vec<Nic>,
     /// Host port of the simulator; the guest reaches it at `10.0.2.100:<port>`.
@@ -156,11 +156,12 @@ impl Vm {
     }
 }
 
+/// The guest CPU: QEMU's default model plus RDRAND, which real x86 servers have (TCG
+/// implements it). The guest kernel trusts it (`CONFIG_RANDOM_TRUST_CPU`) and has its random
+/// number generator seeded at boot; without it the first `getrandom()` (the first TLS
+/// handshake) waited about 1 s in every boot (docs/qemu-harness.md §8).
+pub const CPU: &str = "qemu64,+rdrand";
 /// Debian's OVMF (package `ovmf`): the firmware and the template of its variable store.
-/// The harness's kernel arguments before each test's own. `no_timer_check`: under TCG on a
-/// loaded host the kernel's IO-APIC timer check can miss its ticks and panic ("IO-APIC +
-/// timer doesn't work", docs/qemu-harness.md §8); the check proves nothing about the node.
-pub const BASE_APPEND: &str = "console=ttyS0 panic=-1 no_timer_check quiet";
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
@@ -204,7 +205,8 @@ impl Vm {
         } else {
             "512"
         };
-        cmd.args(["-accel", &accel, "-m", mem, "-smp", "1", "-nodefaults"])
+        cmd.args(["-accel", &accel, "-cpu", CPU])
+            .args(["-m", mem, "-smp", "1", "-nodefaults"])
             .args(["-display", "none", "-no-reboot", "-monitor", "none"])
             .arg("-serial")
             .arg(format!("file:{}", log_path.display()));
@@ -277,7 +279,7 @@ impl Vm {
 
     /// The `-append` of a direct kernel boot: the harness's defaults, then [`Vm::append`].
     fn kernel_args(&self) -> String {
-        let mut append = format!("{BASE_APPEND} {}", self.append.trim());
+        let mut append = format!("{} {}", super::BASE_APPEND, self.append.trim());
         match self.image {
             Image::Pid1 => append.push_str(" ovirt.reg.poweroff"),
             // The root's /sbin/init powers off; a boot that never gets there powers off too.

@@ -159,6 +159,18 @@ fn lease_defaults_and_refusals() {
             .hostname,
         None
     );
+    // Names in the one form the host-name rule keeps: an absolute name loses its dot.
+    let p = reply(
+        1,
+        ACK,
+        [10, 0, 0, 5],
+        &[(OPT_HOSTNAME, b"node1."), (OPT_DOMAIN, b"example.com.")],
+    );
+    let l = parse_reply(&p).unwrap().lease(Ipv4Addr::LOCALHOST).unwrap();
+    assert_eq!(
+        (l.hostname.as_deref(), l.domain.as_deref()),
+        (Some("node1"), Some("example.com"))
+    );
     let p = reply(1, ACK, [0, 0, 0, 0], &[]);
     assert!(parse_reply(&p).unwrap().lease(Ipv4Addr::LOCALHOST).is_err());
     let p = reply(
