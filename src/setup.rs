@@ -17,6 +17,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use crate::config::{Loaded, RawSetting, Source};
+use crate::console;
 use crate::crypt;
 use crate::escape;
 use crate::flow::{self, Run, Stage, Step};
@@ -139,9 +140,9 @@ pub fn run(root: &Root, cmdline: &Path, opts: &Options, debug: bool) -> Result<E
     if opts.engine.is_some() {
         let answers = from_flags(opts, &loaded, &mut fetch)?;
         let engine = write(root, &loaded, &answers)?;
-        println!("settings written for the engine {engine}");
+        console::line(&format!("settings written for the engine {engine}"))?;
         if !opts.yes {
-            println!("register with `ovirt-node-reg boot` (or run setup again with --yes)");
+            console::line("register with `ovirt-node-reg boot` (or run setup again with --yes)")?;
             return Ok(ExitCode::SUCCESS);
         }
         return Ok(show(&register_now(root, cmdline, &engine, debug)));
@@ -596,8 +597,9 @@ fn register_now(root: &Root, cmdline: &Path, engine: &str, debug: bool) -> Statu
 
 /// The state as `status` prints it, the console banner, and the exit code.
 fn show(st: &Status) -> ExitCode {
-    println!("{}", st.to_text());
-    eprintln!("{}", st.banner());
+    // A closed stdout is not a failure of the setup that already happened.
+    let _ = console::line(&st.to_text());
+    console::err_line(&st.banner());
     if st.result == Outcome::Failed {
         ExitCode::FAILURE
     } else {
