@@ -136,7 +136,7 @@ impl Answers {
 /// `ovirt-node-reg setup`.
 pub fn run(root: &Root, cmdline: &Path, opts: &Options, debug: bool) -> Result<ExitCode> {
     let loaded = crate::sources::load_warned(root, cmdline)?;
-    let mut fetch = |engine: &str| fetch_ca(engine, debug);
+    let mut fetch = |engine: &EngineAddr| fetch_ca(engine, debug);
     if opts.engine.is_some() {
         let answers = from_flags(opts, &loaded, &mut fetch)?;
         let engine = write(root, &loaded, &answers)?;
@@ -161,7 +161,7 @@ fn interactive(
     cmdline: &Path,
     loaded: &Loaded,
     t: &mut dyn Term,
-    fetch: &mut dyn FnMut(&str) -> Result<CaCert>,
+    fetch: &mut dyn FnMut(&EngineAddr) -> Result<CaCert>,
     debug: bool,
 ) -> Result<ExitCode> {
     t.say("ovirt-node-reg setup: connect this node to an oVirt Engine.\nCtrl-C or Ctrl-D at any question leaves everything as it was.\n\n");
@@ -203,7 +203,7 @@ fn stopped(t: &mut dyn Term, stop: &Stop, what: &str) -> ExitCode {
 pub fn converse(
     t: &mut dyn Term,
     loaded: &Loaded,
-    fetch: &mut dyn FnMut(&str) -> Result<CaCert>,
+    fetch: &mut dyn FnMut(&EngineAddr) -> Result<CaCert>,
 ) -> Result<Answers, Stop> {
     let (engine, ca) = engine_and_ca(t, loaded, fetch)?;
     let pin = confirm_ca(t, &engine, &ca)?;
@@ -252,7 +252,7 @@ pub fn converse(
 fn engine_and_ca(
     t: &mut dyn Term,
     loaded: &Loaded,
-    fetch: &mut dyn FnMut(&str) -> Result<CaCert>,
+    fetch: &mut dyn FnMut(&EngineAddr) -> Result<CaCert>,
 ) -> Result<(EngineAddr, CaCert), Stop> {
     let mut host_default = loaded
         .config
@@ -278,7 +278,7 @@ fn engine_and_ca(
         t.say(&format!(
             "Fetching the engine CA from {engine} (not trusted yet)...\n"
         ));
-        match fetch(&engine.to_string()) {
+        match fetch(&engine) {
             Ok(ca) => return Ok((engine, ca)),
             Err(e) => {
                 t.say(&format!(
@@ -475,7 +475,7 @@ fn optional_yes_no(t: &mut dyn Term, question: &str) -> Result<Option<bool>, Sto
 pub fn from_flags(
     opts: &Options,
     loaded: &Loaded,
-    fetch: &mut dyn FnMut(&str) -> Result<CaCert>,
+    fetch: &mut dyn FnMut(&EngineAddr) -> Result<CaCert>,
 ) -> Result<Answers> {
     let given = opts.engine.as_deref().unwrap_or_default();
     let mut engine: EngineAddr = given
@@ -516,7 +516,7 @@ pub fn from_flags(
     let ip = flag(&opts.address, "--address", |v| {
         ip_value(v, opts.gateway.as_deref())
     })?;
-    let ca = fetch(&engine.to_string())?;
+    let ca = fetch(&engine)?;
     let pin = check_pin(&engine, &ca, pin, loaded)?;
     Ok(Answers {
         engine,
@@ -621,12 +621,9 @@ pub fn hash_from_stdin() -> Result<Secret> {
 
 /// The engine CA, fetched by the unprivileged worker; the parent re-parses it with the strict
 /// parser (one certificate, a valid trust anchor) and trusts nothing else it says.
-fn fetch_ca(engine: &str, debug: bool) -> Result<CaCert> {
-    let addr: EngineAddr = engine
-        .parse()
-        .map_err(|e| anyhow!("the engine {engine}: expected {e}"))?;
+fn fetch_ca(engine: &EngineAddr, debug: bool) -> Result<CaCert> {
     let net = Net {
-        endpoint: Endpoint::new(&addr, DEFAULT_ENGINE_PORT),
+        endpoint: Endpoint::new(engine, DEFAULT_ENGINE_PORT),
         policy: Policy {
             base: Duration::from_secs(1),
             cap: Duration::from_secs(4),

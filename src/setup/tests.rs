@@ -49,7 +49,7 @@ fn loaded(cmdline: &str) -> Loaded {
 fn a_whole_session_and_its_settings() {
     let ca = test_ca();
     let mut fetched = Vec::new();
-    let mut fetch = |e: &str| {
+    let mut fetch = |e: &EngineAddr| {
         fetched.push(e.to_string());
         Ok(ca.clone())
     };
@@ -131,7 +131,7 @@ fn a_whole_session_and_its_settings() {
 #[test]
 fn no_pins_nothing_and_eof_stops() {
     let ca = test_ca();
-    let mut fetch = |_: &str| Ok(ca.clone());
+    let mut fetch = |_: &EngineAddr| Ok(ca.clone());
     let base = loaded("management_server=e.example.com:8443");
     let mut t = Script::new(&[Some(""), Some(""), Some("no")]);
     assert_eq!(
@@ -153,7 +153,7 @@ fn no_pins_nothing_and_eof_stops() {
 fn bad_answers_are_bounded_and_fetch_errors_re_ask() {
     let ca = test_ca();
     let mut tries = 0;
-    let mut fetch = |_: &str| {
+    let mut fetch = |_: &EngineAddr| {
         tries += 1;
         if tries == 1 {
             anyhow::bail!("connection refused")
@@ -184,7 +184,7 @@ fn bad_answers_are_bounded_and_fetch_errors_re_ask() {
 
     let mut t = Script::new(&[Some("bad host!"); 6]);
     assert_eq!(
-        converse(&mut t, &loaded(""), &mut |_: &str| Ok(test_ca())),
+        converse(&mut t, &loaded(""), &mut |_: &EngineAddr| Ok(test_ca())),
         Err(Stop::TooManyTries(
             "Engine address (host name or IP address)".into()
         ))
@@ -202,7 +202,7 @@ fn flags_need_a_matching_pin() {
         ca_pin: pin,
         ..Options::default()
     };
-    let mut fetch = |_: &str| Ok(ca.clone());
+    let mut fetch = |_: &EngineAddr| Ok(ca.clone());
     let a = from_flags(&opts(Some(ca.sha256_pin().to_string())), &base, &mut fetch).unwrap();
     assert_eq!(a.pin, ca.sha256_pin());
     let e = from_flags(
@@ -235,7 +235,7 @@ fn flags_need_a_matching_pin() {
 #[test]
 fn flags_are_checked_before_anything_is_fetched() {
     let base = loaded("");
-    let mut fetch = |_: &str| -> Result<CaCert> { panic!("nothing fetched for bad flags") };
+    let mut fetch = |_: &EngineAddr| -> Result<CaCert> { panic!("nothing fetched for bad flags") };
     let bad = [
         (
             Options {
