@@ -8,10 +8,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use qemu_tests::{Event, FaultSpec, Handle, SimConfig, Simulator};
+use qemu_tests::{Event, FaultSpec, Handle};
 
 mod common;
-use common::{Node, UUID};
+use common::{stock_engine, Node, UUID};
 
 impl Node {
     fn boot(&self, sim: &Handle, args: &str, timeout: u64) -> (Output, String) {
@@ -23,16 +23,6 @@ impl Node {
         self.write("/proc/cmdline", &cmdline);
         self.run(&["--debug", "boot"])
     }
-}
-
-/// A stock engine (protocol v1): these tests stop after registering; the v2 enrolment
-/// that follows is tests/enroll_flow.rs.
-fn start() -> Handle {
-    let cfg = SimConfig {
-        protocol_version: 1,
-        ..SimConfig::default()
-    };
-    Simulator::start(cfg).expect("simulator starts")
 }
 
 fn pin(sim: &Handle) -> String {
@@ -61,7 +51,7 @@ fn registers(sim: &Handle) -> Vec<Event> {
 
 #[test]
 fn first_boot_registers_second_boot_does_not() {
-    let sim = start();
+    let sim = stock_engine();
     let node = Node::new();
     node.write(
         "/root/.ssh/authorized_keys",
@@ -153,7 +143,7 @@ fn first_boot_registers_second_boot_does_not() {
 
 #[test]
 fn worker_runs_unprivileged() {
-    let sim = start();
+    let sim = stock_engine();
     let node = Node::new();
     let (_, err) = node.boot(&sim, &pin(&sim), 30);
     let line = err
@@ -175,7 +165,7 @@ fn worker_runs_unprivileged() {
 
 #[test]
 fn wrong_pin_is_refused_before_anything_is_sent() {
-    let sim = start();
+    let sim = stock_engine();
     let node = Node::new();
     let wrong = format!("ovirt.reg.ca_pin=sha256:{}", "ab".repeat(32));
     let (out, err) = node.boot(&sim, &wrong, 30);
@@ -204,7 +194,7 @@ fn wrong_pin_is_refused_before_anything_is_sent() {
 
 #[test]
 fn no_pin_refuses_and_prints_the_pin_to_add() {
-    let sim = start();
+    let sim = stock_engine();
     let node = Node::new();
     let (out, err) = node.boot(&sim, "", 30);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -217,7 +207,7 @@ fn no_pin_refuses_and_prints_the_pin_to_add() {
 
 #[test]
 fn legacy_sha1_fingerprint_pin() {
-    let sim = start();
+    let sim = stock_engine();
     let node = Node::new();
     let fp = format!(
         "management_server_fingerprint={}",
@@ -235,7 +225,7 @@ fn legacy_sha1_fingerprint_pin() {
 
 #[test]
 fn tofu_pins_the_first_ca_and_refuses_another() {
-    let sim = start();
+    let sim = stock_engine();
     let node = Node::new();
     let (out, err) = node.boot(&sim, "ovirt.reg.insecure_tofu", 30);
     assert!(out.status.success(), "{err}");
@@ -249,7 +239,7 @@ fn tofu_pins_the_first_ca_and_refuses_another() {
     );
 
     // Another engine (another CA) at a new address: the stored pin refuses it.
-    let other = start();
+    let other = stock_engine();
     let (out, err) = node.boot(&other, "ovirt.reg.insecure_tofu", 30);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("pinned in the store on first use"), "{err}");
@@ -258,7 +248,7 @@ fn tofu_pins_the_first_ca_and_refuses_another() {
 
 #[test]
 fn engine_down_at_boot_then_up_registers_within_the_deadline() {
-    let sim = start();
+    let sim = stock_engine();
     sim.set_fault("refuse:secs=3".parse::<FaultSpec>().unwrap());
     let node = Node::new();
     let t0 = Instant::now();
@@ -273,7 +263,7 @@ fn engine_down_at_boot_then_up_registers_within_the_deadline() {
 
 #[test]
 fn retry_after_is_honoured_on_register() {
-    let sim = start();
+    let sim = stock_engine();
     sim.set_fault(
         "status:status=503,retry_after=2,count=1,command=register"
             .parse::<FaultSpec>()
@@ -290,7 +280,7 @@ fn retry_after_is_honoured_on_register() {
 
 #[test]
 fn engine_that_stays_down_fails_clearly_within_the_deadline() {
-    let sim = start();
+    let sim = stock_engine();
     sim.set_fault("refuse:secs=120".parse::<FaultSpec>().unwrap());
     let node = Node::new();
     let t0 = Instant::now();
@@ -313,7 +303,7 @@ fn engine_that_stays_down_fails_clearly_within_the_deadline() {
 
 #[test]
 fn register_subcommand_sends_again_on_request() {
-    let sim = start();
+    let sim = stock_engine();
     let node = Node::new();
     let (out, err) = node.boot(&sim, &pin(&sim), 30);
     assert!(out.status.success(), "{err}");
@@ -335,7 +325,7 @@ fn register_subcommand_sends_again_on_request() {
 
 /// Boot against `sim` with one fault switch set; returns the exit status and stderr.
 fn boot_with_fault(spec: &str) -> (Handle, Node, Output, String) {
-    let sim = start();
+    let sim = stock_engine();
     sim.set_fault(spec.parse::<FaultSpec>().unwrap());
     let node = Node::new();
     let (out, err) = node.boot(&sim, &pin(&sim), 30);
@@ -383,7 +373,7 @@ fn unverifiable_engine_is_never_sent_a_registration() {
 
 #[test]
 fn host_ssh_key_fingerprint_is_sent() {
-    let sim = start();
+    let sim = stock_engine();
     let node = Node::new();
     node.write(
         "/etc/ssh/ssh_host_ed25519_key.pub",

@@ -6,10 +6,10 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use qemu_tests::{Handle, SimConfig, Simulator};
+use qemu_tests::Handle;
 
 mod common;
-use common::{Node, BIN};
+use common::{output_with_stdin, stock_engine, Node, BIN};
 
 /// A node whose kernel command line is `cmdline`.
 fn node_with(cmdline: &str) -> Node {
@@ -38,16 +38,6 @@ fn good(sim: &Handle) -> String {
 
 /// A valid command line for tests that never reach the network.
 const OFFLINE: &str = "ro management_server=127.0.0.1:8443 ovirt.reg.store=/config\n";
-
-/// A stock engine (protocol v1): the flow stops after registering (enrolment is
-/// tests/enroll_flow.rs).
-fn sim() -> Handle {
-    let cfg = SimConfig {
-        protocol_version: 1,
-        ..SimConfig::default()
-    };
-    Simulator::start(cfg).expect("simulator starts")
-}
 
 #[test]
 fn help_for_every_subcommand() {
@@ -128,7 +118,7 @@ fn config_show_text_with_cmdline_file_and_no_secret() {
 
 #[test]
 fn boot_configures_persists_and_second_boot_changes_nothing() {
-    let sim = sim();
+    let sim = stock_engine();
     let node = node_with(&good(&sim));
     let out = node.output(&["boot"]);
     let err = text(&out.stderr);
@@ -209,7 +199,7 @@ fn boot_configures_persists_and_second_boot_changes_nothing() {
 
 #[test]
 fn invalid_setting_fails_clearly_and_keeps_persisted_files() {
-    let sim = sim();
+    let sim = stock_engine();
     let node = node_with(&good(&sim));
     assert_eq!(code(&node.output(&["boot"])), 0);
     let before = node.read("/config/etc/default/ovirt");
@@ -276,7 +266,7 @@ fn no_engine_or_no_store_or_disabled() {
 
 #[test]
 fn secrets_never_reach_logs_or_status() {
-    let sim = sim();
+    let sim = stock_engine();
     let node = node_with(&format!(
         "{} rhevm_admin_password=$6$salt$TOPSECRETHASH ovirt.reg.token=TOKEN123 ovirt.reg.insecure_token_on_cmdline",
         good(&sim).trim()
@@ -469,24 +459,13 @@ fn config_show_explains_what_it_will_do() {
 
 /// `config check` with `args`, stdin `input`; exit code, stdout, stderr.
 fn check(args: &[&str], input: &str) -> (i32, String, String) {
-    use std::io::Write;
-    use std::process::Stdio;
     // No --root, and a root that does not exist: nothing of this machine is read.
-    let mut child = Command::new(BIN)
-        .args(["--root", "/nonexistent-root", "config", "check"])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        Command::new(BIN)
+            .args(["--root", "/nonexistent-root", "config", "check"])
+            .args(args),
+        input,
+    );
     (code(&out), text(&out.stdout), text(&out.stderr))
 }
 

@@ -6,21 +6,13 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output, Stdio};
 
-use qemu_tests::{Handle, SimConfig, Simulator};
+use qemu_tests::Handle;
 
 mod common;
-use common::{Node, BIN};
+use common::{output_with_stdin, stock_engine, Node, BIN};
 
 /// SHA-512-crypt of "secret one" (any valid hash does: it is only written).
 const HASH: &str = "$6$rounds=1000$abc$dENps5UOWRfLYBe8otmm5nXQ3Ubvt4RMTI8o91NCe7vbQ23d0eoqaHsS.jWywAxjcrVp0pF.K7obec3V5RYkt1";
-
-fn start() -> Handle {
-    let cfg = SimConfig {
-        protocol_version: 1,
-        ..SimConfig::default()
-    };
-    Simulator::start(cfg).expect("simulator starts")
-}
 
 fn node() -> Node {
     let node = Node::new();
@@ -58,7 +50,7 @@ fn commands(sim: &Handle) -> Vec<String> {
 
 #[test]
 fn flags_write_what_boot_writes_and_register() {
-    let sim = start();
+    let sim = stock_engine();
     let node = node();
     let engine = format!("127.0.0.1:{}", sim.port());
     let (out, text) = setup(
@@ -140,7 +132,7 @@ fn flags_write_what_boot_writes_and_register() {
 
 #[test]
 fn a_wrong_or_missing_pin_changes_nothing() {
-    let sim = start();
+    let sim = stock_engine();
     let node = node();
     let engine = format!("127.0.0.1:{}", sim.port());
     let wrong = format!("sha256:{}", "ab".repeat(32));
@@ -186,7 +178,7 @@ fn without_a_terminal_the_flags_are_required() {
 
 #[test]
 fn boot_applies_the_password_hash_and_ssh_pwauth() {
-    let sim = start();
+    let sim = stock_engine();
     let node = node();
     node.write(
         "/etc/ssh/sshd_config",
@@ -222,7 +214,7 @@ fn boot_applies_the_password_hash_and_ssh_pwauth() {
 
 #[test]
 fn an_included_drop_in_directory_gets_the_setting_and_sshd_config_stays() {
-    let sim = start();
+    let sim = stock_engine();
     let node = node();
     let config = "Include /etc/ssh/sshd_config.d/*.conf\nPort 22\n";
     node.write("/etc/ssh/sshd_config", config);
@@ -262,34 +254,24 @@ fn an_included_drop_in_directory_gets_the_setting_and_sshd_config_stays() {
 
 #[test]
 fn the_hash_can_come_from_stdin() {
-    use std::io::Write;
-    let sim = start();
+    let sim = stock_engine();
     let node = node();
     let engine = format!("127.0.0.1:{}", sim.port());
-    let mut child = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", BIN, "--root"])
-        .arg(&node.root)
-        .args([
-            "setup",
-            "--engine",
-            &engine,
-            "--ca-pin",
-            &pin(&sim),
-            "--root-password-hash",
-            "-",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(format!("{HASH}\n").as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", BIN, "--root"])
+            .arg(&node.root)
+            .args([
+                "setup",
+                "--engine",
+                &engine,
+                "--ca-pin",
+                &pin(&sim),
+                "--root-password-hash",
+                "-",
+            ]),
+        &format!("{HASH}\n"),
+    );
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -300,21 +282,16 @@ fn the_hash_can_come_from_stdin() {
         .read("/config/etc/shadow")
         .starts_with(&format!("root:{HASH}:")));
     // A bad one is refused without being shown.
-    let mut child = Command::new(BIN)
-        .arg("--root")
-        .arg(&node.root)
-        .args(["setup", "--engine", &engine, "--root-password-hash", "-"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"$1$salt$TOPSECRETMD5\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_stdin(
+        Command::new(BIN).arg("--root").arg(&node.root).args([
+            "setup",
+            "--engine",
+            &engine,
+            "--root-password-hash",
+            "-",
+        ]),
+        "$1$salt$TOPSECRETMD5\n",
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("--root-password-hash: expected"),

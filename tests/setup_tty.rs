@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use qemu_tests::{Handle, SimConfig, Simulator};
+use qemu_tests::Handle;
 
 mod common;
-use common::{Node, BIN};
+use common::{stock_engine, Node, BIN};
 
 const PASSWORD: &str = "hunter2-not-shown";
 const WAIT: Duration = Duration::from_secs(40);
@@ -134,14 +134,6 @@ impl Drop for Tmux {
     }
 }
 
-fn start_sim() -> Handle {
-    let cfg = SimConfig {
-        protocol_version: 1,
-        ..SimConfig::default()
-    };
-    Simulator::start(cfg).expect("simulator starts")
-}
-
 fn node() -> Node {
     let node = Node::new();
     node.write(
@@ -168,7 +160,7 @@ fn up_to_the_pin(t: &Tmux, sim: &Handle) -> String {
 
 #[test]
 fn the_fingerprint_shown_is_the_engines_and_ctrl_c_changes_nothing() {
-    let sim = start_sim();
+    let sim = stock_engine();
     let node = node();
     let t = Tmux::start(&node);
     let screen = up_to_the_pin(&t, &sim);
@@ -209,7 +201,7 @@ fn the_fingerprint_shown_is_the_engines_and_ctrl_c_changes_nothing() {
 
 #[test]
 fn a_whole_session_writes_and_registers() {
-    let sim = start_sim();
+    let sim = stock_engine();
     let node = node();
     let t = Tmux::start(&node);
     up_to_the_pin(&t, &sim);
@@ -257,7 +249,7 @@ fn a_whole_session_writes_and_registers() {
 
 #[test]
 fn end_of_input_changes_nothing() {
-    let sim = start_sim();
+    let sim = stock_engine();
     let node = node();
     let t = Tmux::start(&node);
     up_to_the_pin(&t, &sim);

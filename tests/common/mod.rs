@@ -4,8 +4,9 @@
 #![allow(dead_code)] // each test file uses its own part
 
 use std::fs;
+use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ovirt-node-reg");
 /// The node's DMI UUID, as vdsm reports it (lower case).
@@ -88,4 +89,31 @@ impl Node {
     pub fn output(&self, args: &[&str]) -> Output {
         self.run(args).0
     }
+}
+
+/// A stock engine (protocol v1): a run stops after registering (the v2 enrolment that follows
+/// is tests/enroll_flow.rs).
+pub fn stock_engine() -> qemu_tests::Handle {
+    let cfg = qemu_tests::SimConfig {
+        protocol_version: 1,
+        ..qemu_tests::SimConfig::default()
+    };
+    qemu_tests::Simulator::start(cfg).expect("simulator starts")
+}
+
+/// Run `cmd` with `input` on its stdin (closed after it), capturing stdout and stderr.
+pub fn output_with_stdin(cmd: &mut Command, input: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    child
+        .stdin
+        .take()
+        .expect("a piped stdin")
+        .write_all(input.as_bytes())
+        .expect("writing the command's stdin");
+    child.wait_with_output().expect("the command's output")
 }
