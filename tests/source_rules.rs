@@ -65,19 +65,6 @@ fn no_import_cycles_between_the_files_of_a_folder() {
     );
 }
 
-fn folders_of(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in fs::read_dir(dir).expect("readable src/") {
-        let path = entry.expect("directory entry").path();
-        if path.is_dir() {
-            out.extend(folders_of(&path));
-            out.push(path);
-        }
-    }
-    out.sort();
-    out
-}
-
 /// Edges `file → sibling` for each `super::sibling` in the folder's files.
 fn sibling_graph(src: &Path, dir: &Path) -> Graph {
     let stem = |p: &Path| p.file_stem().and_then(|s| s.to_str()).map(str::to_string);
@@ -259,21 +246,36 @@ fn top_module(rel: &Path) -> Option<String> {
     (!matches!(name, "lib" | "main")).then(|| name.to_string())
 }
 
-fn rust_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let mut entries: Vec<_> = fs::read_dir(dir)
-        .expect("readable src/")
+/// Every path below `dir` (files and folders), sorted, depth first.
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut entries: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
         .map(|e| e.expect("directory entry").path())
         .collect();
     entries.sort();
+    let mut out = Vec::new();
     for path in entries {
         if path.is_dir() {
-            out.extend(rust_files(&path));
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
+            out.extend(tree(&path));
         }
+        out.push(path);
     }
     out
+}
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    tree(dir)
+        .into_iter()
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "rs"))
+        .collect()
+}
+
+fn folders_of(dir: &Path) -> Vec<PathBuf> {
+    tree(dir).into_iter().filter(|p| p.is_dir()).collect()
+}
+
+fn text_files(dir: &Path) -> Vec<PathBuf> {
+    tree(dir).into_iter().filter(|p| p.is_file()).collect()
 }
 
 /// The edges `module → X` for each `crate::X` in `text`, outside comments and unit tests.
@@ -506,21 +508,4 @@ fn bad_citations(root: &Path, line: &str) -> Vec<String> {
         }
     }
     bad
-}
-
-fn text_files(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    let Ok(entries) = fs::read_dir(dir) else {
-        return out;
-    };
-    let mut paths: Vec<_> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    for path in paths {
-        if path.is_dir() {
-            out.extend(text_files(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }
