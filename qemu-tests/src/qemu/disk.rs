@@ -7,7 +7,7 @@ use std::process::Command;
 
 use anyhow::{ensure, Result};
 
-use super::host::{host, run_tool, target_dir};
+use super::host::{host, run_ok, run_tool, target_dir};
 
 /// A config disk: a 64 MB sparse ext4 image labelled `CONFIG`, one per machine (QEMU
 /// write-locks images). Read it only after QEMU has exited.
@@ -39,14 +39,7 @@ impl Disk {
         if let Some(seed) = seed {
             cmd.arg("-d").arg(seed);
         }
-        let out = run_tool(cmd.arg(&path))?;
-        ensure!(
-            out.status.success(),
-            "mkfs.ext4 {}: {}{}",
-            path.display(),
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_ok(cmd.arg(&path), &format!("mkfs.ext4 {}", path.display()))?;
         Ok(Disk { path })
     }
 
@@ -101,15 +94,10 @@ impl Disk {
 
     /// `e2fsck -fn`: the guest unmounted the store cleanly and nothing is damaged.
     pub fn fsck(&self) -> Result<()> {
-        let out = run_tool(Command::new("e2fsck").arg("-fn").arg(&self.path))?;
-        ensure!(
-            out.status.success(),
-            "e2fsck -fn {} ({}):\n{}{}",
-            self.path.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        run_ok(
+            Command::new("e2fsck").arg("-fn").arg(&self.path),
+            &format!("e2fsck -fn {}", self.path.display()),
+        )?;
         Ok(())
     }
 }

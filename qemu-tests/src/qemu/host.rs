@@ -177,19 +177,11 @@ pub fn static_binary() -> Result<PathBuf> {
                     cmd.env_remove(&k);
                 }
             }
-            let out = cmd
-                .arg(ws.join("build-support/build-static.sh"))
-                .current_dir(&ws)
-                .stdin(Stdio::null())
-                .output()
-                .context("running build-support/build-static.sh")?;
-            ensure!(
-                out.status.success(),
-                "build-support/build-static.sh failed ({}):\n{}{}",
-                out.status,
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            run_ok(
+                cmd.arg(ws.join("build-support/build-static.sh"))
+                    .current_dir(&ws),
+                "build-support/build-static.sh",
+            )?;
             Ok(ws.join("target/static/ovirt-node-reg"))
         };
         let bin = build().map_err(|e| format!("{e:#}"))?;
@@ -209,6 +201,19 @@ pub(super) fn run_tool(cmd: &mut Command) -> Result<std::process::Output> {
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("running {cmd:?}"))?;
+    Ok(out)
+}
+
+/// [`run_tool`] that must succeed: the error names `what`, its exit status and its output.
+pub(super) fn run_ok(cmd: &mut Command, what: &str) -> Result<std::process::Output> {
+    let out = run_tool(cmd)?;
+    ensure!(
+        out.status.success(),
+        "{what} failed ({}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     Ok(out)
 }
 

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 
-use super::host::{host, need, run_tool, static_binary, target_dir, tempfile_dir, workspace, Host};
+use super::host::{host, need, run_ok, static_binary, target_dir, tempfile_dir, workspace, Host};
 use super::{BASE_APPEND, GUEST_ENGINE_ADDR};
 
 /// Modules the guest loads (`mkinitrd-min.sh --modules`, which adds their `modules.dep`
@@ -333,14 +333,7 @@ pub(super) fn token_file(dir: &Path, token: &str) -> Result<PathBuf> {
 /// its output; on success its summary line is printed with the time it took.
 pub(super) fn run_script(cmd: &mut Command, what: &str) -> Result<()> {
     let started = Instant::now();
-    let o = run_tool(cmd.env("SOURCE_DATE_EPOCH", "0"))?;
-    ensure!(
-        o.status.success(),
-        "{what} failed ({}):\n{}{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    let o = run_ok(cmd.env("SOURCE_DATE_EPOCH", "0"), what)?;
     eprintln!(
         "[qemu] {} ({:.1} s)",
         String::from_utf8_lossy(&o.stdout).trim(),
