@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use crate::clock::{self, Decision, Limits, Time};
 use crate::config::{Loaded, Setting, Source, SETTINGS};
 use crate::net::{dhcp, netlink};
-use crate::{engine, flow, http, legacy, pki, store, trust};
+use crate::{engine, flow, http, legacy, login, pki, store, trust};
 
 /// Kernel command lines (PXE menus, boot loaders): the settings that parsed print back
 /// (`to_kargs`) to a command line that parses to the same configuration.
@@ -328,6 +328,39 @@ pub fn files_list(data: &[u8]) {
         let reread: Vec<_> = store::list_lines(bytes).collect();
         assert_eq!(reread.len(), 1, "{path:?} is not one line");
         assert_eq!(store::parse_list_line(reread[0]), Ok(path));
+    }
+}
+
+/// `/etc/shadow` and `sshd_config` of the root or a CONFIG disk, edited for
+/// `rhevm_admin_password=` and `ssh_pwauth=`: the first root entry carries the hash and a
+/// second edit changes nothing; sshd's global `PasswordAuthentication` is the value asked for
+/// and a second edit gives the same text.
+pub fn login_files(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    let hash = crate::secret::Secret::new("$6$salt$fuzz");
+    if let Some(shadow) = login::render_shadow(&text, &hash, 20_000) {
+        let root = shadow.lines().find(|l| l.split(':').next() == Some("root"));
+        assert!(
+            root.is_some_and(|l| l.split(':').nth(1) == Some("$6$salt$fuzz")),
+            "{shadow:?}"
+        );
+        assert_eq!(
+            login::render_shadow(&shadow, &hash, 20_000),
+            None,
+            "{text:?}"
+        );
+    }
+    for value in ["yes", "no"] {
+        let once = login::render_sshd_config(&text, value);
+        let global = once
+            .lines()
+            .take_while(|l| {
+                let first = l.split_whitespace().next().unwrap_or("");
+                !first.eq_ignore_ascii_case("match")
+            })
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["PasswordAuthentication", value]);
+        assert!(global, "{once:?}");
+        assert_eq!(login::render_sshd_config(&once, value), once, "{text:?}");
     }
 }
 

@@ -62,8 +62,8 @@ fn days_since_epoch() -> u64 {
 
 /// `shadow` with root's entry carrying `hash` (last change `today`, no expiry date), or
 /// `None` when it has them already. A missing root entry is added first; other lines stay.
-fn render_shadow(shadow: &str, hash: &Secret, today: u64) -> Option<String> {
-    let mut lines: Vec<String> = shadow.lines().map(str::to_string).collect();
+pub(crate) fn render_shadow(shadow: &str, hash: &Secret, today: u64) -> Option<String> {
+    let mut lines = file_lines(shadow);
     let at = lines
         .iter()
         .position(|l| l.split(':').next() == Some("root"));
@@ -87,6 +87,16 @@ fn render_shadow(shadow: &str, hash: &Secret, today: u64) -> Option<String> {
         None => lines.insert(0, line),
     }
     Some(lines.join("\n") + "\n")
+}
+
+/// The lines of `text` exactly as written, carriage returns included (`str::lines` would
+/// drop a CR before LF but keep a lone one, so each edit would eat one more CR of a line).
+fn file_lines(text: &str) -> Vec<String> {
+    if text.is_empty() {
+        return Vec::new();
+    }
+    let body = text.strip_suffix('\n').unwrap_or(text);
+    body.split('\n').map(str::to_string).collect()
 }
 
 /// sshd's `PasswordAuthentication yes|no`: a drop-in in `/etc/ssh/sshd_config.d/` when
@@ -137,7 +147,7 @@ fn includes_drop_ins(config: &str) -> bool {
 /// Every global `PasswordAuthentication` line (before the first `Match`) set to `value`;
 /// without one, the line goes before the first `Include` or `Match` (sshd keeps the first
 /// value it reads), else at the end. Other lines are kept.
-fn render_sshd_config(config: &str, value: &str) -> String {
+pub(crate) fn render_sshd_config(config: &str, value: &str) -> String {
     let line = format!("PasswordAuthentication {value}");
     let keyword = |l: &str| {
         l.split_whitespace()
@@ -145,7 +155,7 @@ fn render_sshd_config(config: &str, value: &str) -> String {
             .unwrap_or("")
             .to_ascii_lowercase()
     };
-    let mut lines: Vec<String> = config.lines().map(str::to_string).collect();
+    let mut lines = file_lines(config);
     let global_end = lines
         .iter()
         .position(|l| keyword(l) == "match")
@@ -172,6 +182,23 @@ mod tests {
     use super::*;
 
     const HASH: &str = "$6$salt$abc";
+
+    /// Found by the fuzz target `login_files`: a line ending in CR lost one CR per edit.
+    #[test]
+    fn carriage_returns_stay_and_a_second_edit_changes_nothing() {
+        for config in ["Port 22\r\r", "Port 22\r\n#x\r\n", "\n", ""] {
+            let once = render_sshd_config(config, "no");
+            assert_eq!(render_sshd_config(&once, "no"), once, "{config:?}");
+            assert!(
+                once.starts_with(config.trim_end_matches('\n')),
+                "{config:?}"
+            );
+        }
+        let shadow = "root:!:1:0:99999:7:::\r\ndaemon:*:1:0:99999:7:::\r\n";
+        let once = render_shadow(shadow, &Secret::new(HASH), 2).unwrap();
+        assert!(once.ends_with("daemon:*:1:0:99999:7:::\r\n"), "{once:?}");
+        assert_eq!(render_shadow(&once, &Secret::new(HASH), 2), None);
+    }
 
     #[test]
     fn root_entry_replaced_in_place_expiry_cleared() {
