@@ -364,6 +364,24 @@ pub fn login_files(data: &[u8]) {
     }
 }
 
+/// What the unprivileged worker writes on its pipe (the parent trusts none of it): frames
+/// longer than the bound are refused before they are read, and a frame's JSON reply, when it
+/// decodes, names a kind.
+pub fn worker_frames(data: &[u8]) {
+    use crate::worker::wire;
+    let max = 4096;
+    let mut input = data;
+    for _ in 0..64 {
+        let Ok(Some(frame)) = wire::read_frame(&mut input, max) else {
+            return;
+        };
+        assert!(frame.len() <= max);
+        if let Ok(reply) = serde_json::from_slice::<wire::Reply>(&frame) {
+            assert!(!reply.kind().is_empty());
+        }
+    }
+}
+
 /// `state.json`, the checkpoint: a checkpoint we accept is saved (`to_string_pretty`, as
 /// `State::save` does) to JSON that reads back as the same checkpoint.
 pub fn state_json(data: &[u8]) {

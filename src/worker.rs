@@ -22,7 +22,7 @@
 
 mod child;
 mod session;
-mod wire;
+pub(crate) mod wire;
 
 use anyhow::{anyhow, Result};
 use serde::{Deserialize, Serialize};
