@@ -9,22 +9,14 @@ use std::process::{Command, Output, Stdio};
 use qemu_tests::Handle;
 
 mod common;
-use common::{output_with_stdin, stock_engine, Node, BIN};
+use common::{output_with_stdin, setup_node, stock_engine, Node, BIN};
 
 /// SHA-512-crypt of "secret one" (any valid hash does: it is only written).
 const HASH: &str = "$6$rounds=1000$abc$dENps5UOWRfLYBe8otmm5nXQ3Ubvt4RMTI8o91NCe7vbQ23d0eoqaHsS.jWywAxjcrVp0pF.K7obec3V5RYkt1";
 
+/// `/etc/shadow` as Debian ships it (root:shadow 0640).
 fn node() -> Node {
-    let node = Node::new();
-    node.write(
-        "/proc/cmdline",
-        "ro ovirt.reg.store=/config hostname=node1.example.com ovirt.reg.retry_base=1 \
-         ovirt.reg.retry_cap=2 ovirt.reg.timeout=30\n",
-    );
-    node.write(
-        "/etc/shadow",
-        "root:!:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n",
-    );
+    let node = setup_node("root:!:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n");
     fs::set_permissions(node.path("/etc/shadow"), fs::Permissions::from_mode(0o640)).unwrap();
     node
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use qemu_tests::Handle;
 
 mod common;
-use common::{stock_engine, Node, BIN};
+use common::{setup_node, stock_engine, Node, BIN};
 
 const PASSWORD: &str = "hunter2-not-shown";
 const WAIT: Duration = Duration::from_secs(40);
@@ -135,14 +135,7 @@ impl Drop for Tmux {
 }
 
 fn node() -> Node {
-    let node = Node::new();
-    node.write(
-        "/proc/cmdline",
-        "ro ovirt.reg.store=/config hostname=node1.example.com ovirt.reg.retry_base=1 \
-         ovirt.reg.retry_cap=2 ovirt.reg.timeout=30\n",
-    );
-    node.write("/etc/shadow", SHADOW);
-    node
+    setup_node(SHADOW)
 }
 
 /// Address, a bad port then the right one, the CA's fingerprints confirmed.

@@ -117,3 +117,16 @@ pub fn output_with_stdin(cmd: &mut Command, input: &str) -> Output {
         .expect("writing the command's stdin");
     child.wait_with_output().expect("the command's output")
 }
+
+/// A node for `setup`: a directory store, a host name, short retries, and `shadow` as its
+/// `/etc/shadow`.
+pub fn setup_node(shadow: &str) -> Node {
+    let node = Node::new();
+    node.write(
+        "/proc/cmdline",
+        "ro ovirt.reg.store=/config hostname=node1.example.com ovirt.reg.retry_base=1 \
+         ovirt.reg.retry_cap=2 ovirt.reg.timeout=30\n",
+    );
+    node.write("/etc/shadow", shadow);
+    node
+}
