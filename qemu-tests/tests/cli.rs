@@ -30,11 +30,11 @@ fn start(args: &[&str], n: usize) -> (Running, Vec<String>) {
     let stdout = child.stdout.take().unwrap();
     let running = Running(child);
     let (tx, rx) = mpsc::channel();
+    // Read to the end, passing on the first `n` lines: a pipe closed after them would make
+    // the simulator's next line of output fail (EPIPE) while a test still talks to it.
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().take(n) {
-            if tx.send(line.unwrap_or_default()).is_err() {
-                return;
-            }
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
         }
     });
     let lines = (0..n)
