@@ -23,6 +23,8 @@ pub enum Source {
     Cmdline,
     /// The answers of `ovirt-node-reg setup`, saved like the command line's.
     Setup,
+    /// An option of `register` or `bootstrap` (`--store`): for this run only, not saved.
+    Option,
 }
 
 impl fmt::Display for Source {
@@ -33,6 +35,7 @@ impl fmt::Display for Source {
             Source::DefaultOvirt => crate::paths::DEFAULT_OVIRT,
             Source::Cmdline => "kernel command line",
             Source::Setup => "ovirt-node-reg setup",
+            Source::Option => "a command option",
         })
     }
 }
@@ -429,7 +432,13 @@ pub static SETTINGS: &[Setting] = &[
     custom!(
         "ovirt.reg.store",
         |c, v| {
-            c.reg.store = Some(parse_abs_path(v)?);
+            // `none`: a host without a config store (store::NO_STORE).
+            c.reg.store = Some(if v == "none" {
+                v.to_string()
+            } else {
+                parse_abs_path(v)
+                    .map_err(|_| "an absolute path (a directory or a block device), or none")?
+            });
             Ok(())
         },
         |c| c.reg.store.iter().cloned().collect()

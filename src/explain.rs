@@ -151,6 +151,10 @@ fn registration(name: &str, c: &Config) -> Option<Meaning> {
             KeyType::Rsa => meaning(json!({ "type": "rsa", "bits": 2048 }), "RSA-2048 host keys"),
         }),
         "ovirt.reg.store" => Some(match &c.reg.store {
+            Some(p) if p == "none" => meaning(
+                json!({ "none": true }),
+                "no config store: files are written in place (a host whose root file system is persistent)",
+            ),
             Some(p) => meaning(
                 json!({ "path": p }),
                 format!("the config store is {p} (a directory, or a block device mounted at /config)"),

@@ -26,6 +26,7 @@ pub mod legacy;
 pub mod logging;
 pub mod login;
 pub mod net;
+pub mod os_release;
 pub mod paths;
 pub mod pki;
 pub mod protocol;

@@ -137,6 +137,10 @@ struct RegisterCmd {
     /// the engine, HOST[:PORT] (default: management_server from the configuration)
     #[argh(option)]
     engine: Option<String>,
+    /// the config store, as ovirt.reg.store=: a directory or block device, or `none` on a
+    /// host whose root file system is persistent (files written in place)
+    #[argh(option)]
+    store: Option<String>,
 }
 
 #[derive(FromArgs)]
@@ -242,7 +246,10 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Register(c) => Ok(finish(&flow::start_register(
             &root,
             &cmdline,
-            c.engine.as_deref(),
+            flow::Overrides {
+                engine: c.engine.as_deref(),
+                store: c.store.as_deref(),
+            },
             cli.debug,
         ))),
         Command::Setup(c) => setup(&root, &cmdline, c, cli.debug),

@@ -29,6 +29,12 @@ pub const STORE_FILES_LIST: &str = "files";
 /// Our own state inside the store.
 pub const STORE_STATE_DIR: &str = "ovirt-node-reg";
 pub const STATE_FILE: &str = "ovirt-node-reg/state.json";
+/// A host without a config store (`ovirt.reg.store=none`) keeps the state files above in
+/// `/var/lib` (`/var/lib/ovirt-node-reg/state.json`, …): its root file system is persistent.
+pub const IN_PLACE_STATE_PARENT: &str = "/var/lib";
+/// What the operating system says it is (os-release(5)); the second is the fallback.
+pub const OS_RELEASE: &str = "/etc/os-release";
+pub const USR_LIB_OS_RELEASE: &str = "/usr/lib/os-release";
 pub const STORE_STATUS_FILE: &str = "ovirt-node-reg/status.json";
 /// The engine CA pin kept after trust on first use (`ovirt.reg.insecure_tofu`).
 pub const STORE_CA_PIN: &str = "ovirt-node-reg/ca-pin";

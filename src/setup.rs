@@ -589,7 +589,7 @@ fn register_now(root: &Root, cmdline: &Path, engine: &str, debug: bool) -> Statu
         })
         .unwrap_or(false);
     if registered {
-        flow::start_register(root, cmdline, None, debug)
+        flow::start_register(root, cmdline, flow::Overrides::default(), debug)
     } else {
         flow::start(root, cmdline, debug, Run::Boot(Stage::System))
     }

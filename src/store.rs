@@ -24,6 +24,14 @@
 //! persist = copy, mount, list; unpersist = unmount, copy back, unlist, delete.
 //! A crash leaves at worst an unlisted copy in the store, which restore ignores and the next
 //! persist or unpersist of that path adopts.
+//!
+//! A host without a store (`mode`: `ovirt.reg.store=none`, or found so: no store and a
+//! persistent root that is not an oVirt Node) writes files in place, through the same
+//! atomic write, and mounts nothing; its state files live in `/var/lib/ovirt-node-reg`.
+
+mod mode;
+
+pub use mode::{needs_store, root_fs_type, Mode, NO_STORE};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use log::{debug, info, warn};
@@ -38,8 +46,8 @@ use std::path::{Component, Path, PathBuf};
 use crate::fault;
 use crate::fsutil::Beneath;
 use crate::paths::{
-    Root, CONFIG_LABEL, CONFIG_MOUNT, DEV, MOUNTINFO, STORE_FILES_LIST, STORE_STATE_DIR,
-    SYS_CLASS_BLOCK,
+    Root, CONFIG_LABEL, CONFIG_MOUNT, DEV, IN_PLACE_STATE_PARENT, MOUNTINFO, STORE_FILES_LIST,
+    STORE_STATE_DIR, SYS_CLASS_BLOCK,
 };
 
 /// Symlinks followed while resolving one path before giving up (the kernel's ELOOP limit).
@@ -55,11 +63,12 @@ const MAX_STATE: u64 = 1 << 20;
 /// Name suffix of the entry built beside a directory or symlink before it is swapped in.
 const STAGING_SUFFIX: &str = ".ovirt-node-reg.new";
 
-/// An opened (found and mounted) config store.
+/// An opened (found and mounted) config store, or the in-place writer of a host without one.
 #[derive(Debug)]
 pub struct Store {
     root: Root,
-    /// Host path of the store directory (e.g. `<root>/config`).
+    mode: Mode,
+    /// Host path of the store directory (e.g. `<root>/config`; `<root>/var/lib` in place).
     dir: PathBuf,
     /// Every write goes beneath one of these two: the `--root` tree and the store.
     live: Beneath,
@@ -146,20 +155,74 @@ struct Target {
 
 impl Store {
     /// Find the store (`ovirt.reg.store=` directory or block device, else the filesystem
-    /// labelled `CONFIG`), mounting it at `/config` when needed.
+    /// labelled `CONFIG`), mounting it at `/config` when needed. `none`, or no store found on
+    /// a root that may go without one ([`needs_store`]), writes files in place.
     pub fn open(root: &Root, configured: Option<&str>) -> Result<Store> {
-        let dir = match configured.map(str::trim).filter(|s| !s.is_empty()) {
-            Some(spec) => open_configured(root, spec)
-                .with_context(|| format!("opening config store ovirt.reg.store={spec}"))?,
-            None => open_by_label(root)?,
+        let store = match configured.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(NO_STORE) => Store::in_place(root)
+                .context("ovirt.reg.store=none: this root cannot go without its config store")?,
+            Some(spec) => Store::config(
+                root,
+                open_configured(root, spec)
+                    .with_context(|| format!("opening config store ovirt.reg.store={spec}"))?,
+            ),
+            None => match find_by_label(root)? {
+                Some(dir) => Store::config(root, dir),
+                None => Store::in_place(root).map_err(|why| no_store(root, why))?,
+            },
         };
-        debug!("config store at {}", dir.display());
+        // The usual case stays quiet; a host without a store says so on the console.
+        match store.mode {
+            Mode::Config => debug!("{}", store.describe()),
+            Mode::InPlace => info!("{}", store.describe()),
+        }
+        Ok(store)
+    }
+
+    fn config(root: &Root, dir: PathBuf) -> Store {
+        Store {
+            root: root.clone(),
+            mode: Mode::Config,
+            live: root.fs(),
+            kept: Beneath::new(&dir),
+            dir,
+        }
+    }
+
+    /// No store: refused where [`needs_store`] says why.
+    fn in_place(root: &Root) -> Result<Store> {
+        if let Some(why) = needs_store(root)? {
+            bail!("{why}");
+        }
+        // /var/lib is on every installed host; a test root may lack it.
+        root.fs()
+            .create_dirs(Path::new(IN_PLACE_STATE_PARENT), 0o755)?;
+        let dir = root.join(IN_PLACE_STATE_PARENT);
         Ok(Store {
             root: root.clone(),
+            mode: Mode::InPlace,
             live: root.fs(),
             kept: Beneath::new(&dir),
             dir,
         })
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// One line for the console: which mode this run chose, and where things go.
+    pub fn describe(&self) -> String {
+        match self.mode {
+            Mode::Config => format!("config store at {}", self.dir.display()),
+            Mode::InPlace => format!(
+                "no config store (ovirt.reg.store=none): the root file system {} is persistent \
+                 ({}); files are written in place, state in {}/{STORE_STATE_DIR}",
+                self.root.dir().display(),
+                root_fs_type(&self.root).unwrap_or_else(|e| format!("{e:#}")),
+                IN_PLACE_STATE_PARENT
+            ),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -173,6 +236,9 @@ impl Store {
     /// Persist an absolute in-root path: copy it into the store, bind-mount the copy over it
     /// (symlinks: stored only) and list it. Refusals change nothing.
     pub fn persist(&self, path: &Path) -> Result<Persisted> {
+        if self.mode == Mode::InPlace {
+            return self.keep_in_place(path);
+        }
         let t = self.target(path)?;
         let (live, kept) = (self.live_of(&t), self.kept_of(&t));
         let kind = live.kind()?.ok_or_else(|| {
@@ -213,6 +279,9 @@ impl Store {
     /// persisted already: nothing can be renamed over its bind mount. An existing file keeps
     /// its owner; when content and mode are already right nothing is written.
     pub fn write_persisted(&self, path: &Path, data: &[u8], mode: u32) -> Result<Persisted> {
+        if self.mode == Mode::InPlace {
+            return self.write_in_place(path, data, mode);
+        }
         let t = self.target(path)?;
         let live = self.live_of(&t);
         let current = match live.meta()? {
@@ -239,6 +308,7 @@ impl Store {
     /// Unpersist: take the bind mount off, copy the stored content back to the live path,
     /// unlist it and delete the stored copy.
     pub fn unpersist(&self, path: &Path) -> Result<()> {
+        self.ensure_store("unpersist")?;
         let t = self.target(path)?;
         let all = self.list()?;
         if let Some(outer) = listed_ancestor(&t, &all) {
@@ -271,6 +341,7 @@ impl Store {
     /// content back into the live path, so that it can be replaced (nothing can be renamed
     /// over a mount point). It stays listed; persist it again once it is rewritten.
     pub fn unmount(&self, path: &Path) -> Result<()> {
+        self.ensure_store("unmount")?;
         let t = self.target(path)?;
         ensure!(
             self.list()?.contains(&t.path),
@@ -285,6 +356,9 @@ impl Store {
     /// its own, so `switch_root` leaves no filesystem of ours behind and the real root's run
     /// mounts the store afresh.
     pub fn release(&self) -> Result<()> {
+        if self.mode == Mode::InPlace {
+            return Ok(());
+        }
         for path in self.list()? {
             match self.target(&path).and_then(|t| self.unmount_ours(&t)) {
                 Ok(_) => {}
@@ -303,6 +377,9 @@ impl Store {
     /// Restore at boot: put every listed path in place. A bad entry is skipped with a
     /// warning; the others still get restored. Returns the paths now in place.
     pub fn restore(&self) -> Result<Vec<PathBuf>> {
+        if self.mode == Mode::InPlace {
+            return Ok(Vec::new());
+        }
         let mut done = Vec::new();
         for path in self.list()? {
             match self.restore_one(&path) {
@@ -317,6 +394,9 @@ impl Store {
     /// The paths listed in the store, sorted and unique. Lines that are not plain absolute
     /// paths are refused with a warning naming them (and kept in the file).
     pub fn list(&self) -> Result<Vec<PathBuf>> {
+        if self.mode == Mode::InPlace {
+            return Ok(Vec::new());
+        }
         let file = self.dir.join(STORE_FILES_LIST);
         let Some(bytes) = self.kept.read(Path::new(STORE_FILES_LIST), MAX_STATE)? else {
             return Ok(Vec::new());
@@ -365,6 +445,51 @@ impl Store {
             fs: &self.kept,
             rel: p,
         })
+    }
+
+    /// In place, persisting is only checking that the path is there.
+    fn keep_in_place(&self, path: &Path) -> Result<Persisted> {
+        let rel = in_place_rel(path)?;
+        ensure!(
+            self.live.metadata(&rel)?.is_some(),
+            "cannot persist {}: no such file or directory",
+            path.display()
+        );
+        debug!("{}: kept in place (no config store)", path.display());
+        Ok(Persisted::Unchanged)
+    }
+
+    /// In place: the same crash-safe write (owner kept), nothing mounted or listed.
+    fn write_in_place(&self, path: &Path, data: &[u8], mode: u32) -> Result<Persisted> {
+        let rel = in_place_rel(path)?;
+        let live = At {
+            fs: &self.live,
+            rel: &rel,
+        };
+        let current = match live.meta()? {
+            Some(m) if !m.is_file() => bail!("{}: not a regular file", path.display()),
+            m => m,
+        };
+        let Some(meta) = current else {
+            stage_and_swap(live, |staged| put_file(staged, data, mode, None))?;
+            return Ok(Persisted::Added);
+        };
+        let same = meta.mode() & 0o7777 == mode & 0o7777
+            && self.live.read(&rel, MAX_FILE)?.as_deref() == Some(data);
+        if same {
+            return Ok(Persisted::Unchanged);
+        }
+        let owner = Some((meta.uid(), meta.gid()));
+        stage_and_swap(live, |staged| put_file(staged, data, mode, owner))?;
+        Ok(Persisted::Updated)
+    }
+
+    fn ensure_store(&self, what: &str) -> Result<()> {
+        ensure!(
+            self.mode == Mode::Config,
+            "cannot {what}: this host has no config store (files are written in place)"
+        );
+        Ok(())
     }
 
     fn live_of<'a>(&'a self, t: &'a Target) -> At<'a> {
@@ -665,8 +790,8 @@ fn open_directory(root: &Root, path: &Path) -> Result<PathBuf> {
 }
 
 /// No store configured: use whatever is mounted on /config (dracut may have mounted it),
-/// else find the filesystem labelled CONFIG and mount it there.
-fn open_by_label(root: &Root) -> Result<PathBuf> {
+/// else find the filesystem labelled CONFIG and mount it there; `None` when there is neither.
+fn find_by_label(root: &Root) -> Result<Option<PathBuf>> {
     let point = root.join(CONFIG_MOUNT);
     // The store found by label is mounted on /config in the root, never through a link there.
     if let Some(m) = root.fs().metadata(Path::new(CONFIG_MOUNT))? {
@@ -681,18 +806,44 @@ fn open_by_label(root: &Root) -> Result<PathBuf> {
             "{} is already mounted; using it as the config store",
             point.display()
         );
-        return Ok(point);
+        return Ok(Some(point));
     }
-    let dev = find_labelled(root, CONFIG_LABEL)?.ok_or_else(|| {
+    let Some(dev) = find_labelled(root, CONFIG_LABEL)? else {
+        return Ok(None);
+    };
+    mount_device(root, &dev)?;
+    Ok(Some(point))
+}
+
+/// No store found, and this root may not go without one: the error says both.
+fn no_store(root: &Root, why: anyhow::Error) -> anyhow::Error {
+    anyhow!(
+        "no config store: nothing is mounted on {} and no ext2/3/4 filesystem labelled {CONFIG_LABEL} \
+         was found among the block devices in {} (or set ovirt.reg.store=), and {why:#}",
+        root.join(CONFIG_MOUNT).display(),
+        root.join(SYS_CLASS_BLOCK).display()
+    )
+}
+
+/// An absolute in-root path written in place: plain names only (`..` refused).
+fn in_place_rel(path: &Path) -> Result<PathBuf> {
+    ensure!(
+        path.is_absolute(),
+        "{}: not an absolute path",
+        path.display()
+    );
+    let plain = plain(path).ok_or_else(|| {
         anyhow!(
-            "no config store: nothing is mounted on {} and no ext2/3/4 filesystem labelled {CONFIG_LABEL} \
-             was found among the block devices in {} (or set ovirt.reg.store=)",
-            point.display(),
-            root.join(SYS_CLASS_BLOCK).display()
+            "{}: `..` is not allowed; give the path without it",
+            path.display()
         )
     })?;
-    mount_device(root, &dev)?;
-    Ok(point)
+    let rel = plain.strip_prefix("/").unwrap_or(&plain).to_path_buf();
+    ensure!(
+        rel.components().next().is_some(),
+        "refusing to write the root directory itself"
+    );
+    Ok(rel)
 }
 
 /// Mount the store device (ext4) on <root>/config unless something is mounted there already.
@@ -1408,9 +1559,14 @@ mod tests {
             .expect("mkfs.ext4 (e2fsprogs) is needed for this test");
         assert!(st.success());
         assert_eq!(find_labelled(&root, CONFIG_LABEL).unwrap(), None);
+        // A node (a persistent test root would otherwise go without a store).
+        fs::create_dir_all(root.join("/etc")).unwrap();
+        fs::write(root.join("/etc/os-release"), "ID=ovirt-node\n").unwrap();
         let err = format!("{:#}", Store::open(&root, None).unwrap_err());
         assert!(
-            err.contains("labelled CONFIG") && err.contains("sys/class/block"),
+            err.contains("labelled CONFIG")
+                && err.contains("sys/class/block")
+                && err.contains("oVirt Node"),
             "{err}"
         );
         assert!(

@@ -199,22 +199,42 @@ pub fn write_configuration(root: &Root, loaded: &Loaded, store: &Store) -> Resul
     configure::write_files(&StepContext::new(root, loaded, store, false))
 }
 
-/// `register [--engine HOST[:PORT]]` from the command line: load the settings (`--engine`
-/// replaces the configured engine), open the store, run the trust and register steps only.
-/// Never an error: a failure to start becomes the status.
-pub fn start_register(root: &Root, cmdline: &Path, engine: Option<&str>, debug: bool) -> Status {
-    let prepared = crate::sources::load_warned(root, cmdline).and_then(|mut loaded| {
-        if let Some(e) = engine {
-            let addr = e
-                .parse()
-                .map_err(|x| anyhow::anyhow!("--engine {e}: expected {x}"))?;
-            loaded.config.reg.engine = Some(addr);
-        }
-        anyhow::ensure!(
-            loaded.errors.is_empty(),
-            "invalid settings: {}",
-            loaded.error_summary()
-        );
+/// Settings given as command options, over the configured ones.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Overrides<'a> {
+    /// `--engine HOST[:PORT]`
+    pub engine: Option<&'a str>,
+    /// `--store SPEC`, as `ovirt.reg.store=` (`none`: no config store)
+    pub store: Option<&'a str>,
+}
+
+/// The settings from the root's files and command line, with `over` applied; an invalid
+/// setting is an error.
+pub fn load_with(root: &Root, cmdline: &Path, over: Overrides) -> Result<Loaded> {
+    let mut loaded = crate::sources::load_warned(root, cmdline)?;
+    if let Some(e) = over.engine {
+        let addr = e
+            .parse()
+            .map_err(|x| anyhow::anyhow!("--engine {e}: expected {x}"))?;
+        loaded.config.reg.engine = Some(addr);
+    }
+    if let Some(s) = over.store {
+        let raw = crate::config::RawSetting::new("ovirt.reg.store", Some(s));
+        loaded.apply_layer(crate::config::Source::Option, &[raw]);
+    }
+    anyhow::ensure!(
+        loaded.errors.is_empty(),
+        "invalid settings: {}",
+        loaded.error_summary()
+    );
+    Ok(loaded)
+}
+
+/// `register [--engine HOST[:PORT]] [--store SPEC]` from the command line: load the settings
+/// (the options replace the configured ones), open the store, run the trust and register
+/// steps only. Never an error: a failure to start becomes the status.
+pub fn start_register(root: &Root, cmdline: &Path, over: Overrides, debug: bool) -> Status {
+    let prepared = load_with(root, cmdline, over).and_then(|loaded| {
         let store = open_store(root, &loaded)?;
         Ok((loaded, store))
     });
