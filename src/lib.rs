@@ -2,6 +2,7 @@
 //!
 //! One module per concern; see `docs/ARCHITECTURE.md` in the repository.
 
+pub mod bootstrap;
 pub mod calendar;
 pub mod clock;
 pub mod cmdline;

@@ -44,6 +44,7 @@ enum Command {
     Register(RegisterCmd),
     Reenroll(ReenrollCmd),
     Setup(SetupCmd),
+    Bootstrap(BootstrapCmd),
     Worker(WorkerCmd),
     Init(InitCmd),
 }
@@ -183,6 +184,39 @@ struct SetupCmd {
 }
 
 #[derive(FromArgs)]
+#[argh(subcommand, name = "bootstrap")]
+/// what the engine runs over SSH to add this host (or oVirt Node): check the machine, one
+/// JSON line per check on stdout, then (unless --check-only) enrol it with the engine.
+/// Exit 0: done; 2: a check failed, nothing changed; 3: an action failed (the report lists
+/// what changed); 4: enrolled, waiting for approval; 1: bad options
+struct BootstrapCmd {
+    /// the engine, HOST[:PORT]
+    #[argh(option)]
+    engine: String,
+    /// the engine CA's SHA-256 (sha256:<hex>)
+    #[argh(option)]
+    ca_pin: String,
+    /// the enrolment token: an absolute path in the root (a root-owned 0600 file), or `-`
+    /// to read it from stdin
+    #[argh(option)]
+    token_file: Option<String>,
+    /// run the checks only: change nothing
+    #[argh(switch)]
+    check_only: bool,
+    /// make the management bridge over this NIC, as boot does (default: no bridge)
+    #[argh(option)]
+    bridge: Option<String>,
+    /// the config store, as ovirt.reg.store= (default: found, or none on a host whose root
+    /// file system is persistent)
+    #[argh(option)]
+    store: Option<String>,
+    /// where rpm, dpkg-query and systemctl are looked up (default: $PATH, else
+    /// /usr/sbin:/usr/bin:/sbin:/bin)
+    #[argh(option)]
+    tools_path: Option<String>,
+}
+
+#[derive(FromArgs)]
 #[argh(subcommand, name = "reenroll")]
 /// get a new certificate for this host's keys now (same keys), then finish as boot does
 struct ReenrollCmd {}
@@ -253,6 +287,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             cli.debug,
         ))),
         Command::Setup(c) => setup(&root, &cmdline, c, cli.debug),
+        Command::Bootstrap(c) => bootstrap(&root, &cmdline, c, cli.debug),
         Command::Init(_) => anyhow::bail!("init runs only as process 1 (rdinit=/init or init=)"),
         Command::Worker(_) => ovirt_node_reg::worker::serve().map(|()| ExitCode::SUCCESS),
         Command::Persist(c) => store_paths(&root, &cmdline, &c.paths, true),
@@ -281,6 +316,25 @@ fn setup(root: &Root, cmdline: &Path, c: &SetupCmd, debug: bool) -> Result<ExitC
         yes: c.yes,
     };
     ovirt_node_reg::setup::run(root, cmdline, &opts, debug)
+}
+
+fn bootstrap(root: &Root, cmdline: &Path, c: &BootstrapCmd, debug: bool) -> Result<ExitCode> {
+    use ovirt_node_reg::bootstrap;
+    let tools_path = c
+        .tools_path
+        .clone()
+        .or_else(|| std::env::var("PATH").ok())
+        .unwrap_or_else(|| bootstrap::DEFAULT_TOOLS_PATH.into());
+    let opts = bootstrap::Options {
+        engine: c.engine.clone(),
+        ca_pin: c.ca_pin.clone(),
+        token_file: c.token_file.clone(),
+        check_only: c.check_only,
+        bridge: c.bridge.clone(),
+        store: c.store.clone(),
+        tools_path,
+    };
+    bootstrap::run(root, cmdline, &opts, debug)
 }
 
 fn load(root: &Root, cmdline: &Path) -> Result<Loaded> {

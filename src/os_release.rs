@@ -26,15 +26,17 @@ pub struct OsRelease {
 }
 
 impl OsRelease {
-    /// The root's os-release, `None` when neither file exists.
+    /// The root's os-release, `None` when neither file exists. `/etc/os-release` is often
+    /// a symlink to `../usr/lib/os-release`, which we do not follow (reads beneath the root
+    /// never do): the fallback reads its target, as os-release(5) orders.
     pub fn read(root: &Root) -> Result<Option<OsRelease>> {
         let fs = root.fs();
-        for path in [OS_RELEASE, USR_LIB_OS_RELEASE] {
-            if let Some(text) = fs.read_text(Path::new(path), MAX_OS_RELEASE)? {
-                return Ok(Some(OsRelease::parse(&text)));
-            }
+        let etc = fs.read_text(Path::new(OS_RELEASE), MAX_OS_RELEASE);
+        if let Ok(Some(text)) = etc {
+            return Ok(Some(OsRelease::parse(&text)));
         }
-        Ok(None)
+        let usr = fs.read_text(Path::new(USR_LIB_OS_RELEASE), MAX_OS_RELEASE)?;
+        Ok(usr.map(|text| OsRelease::parse(&text)))
     }
 
     pub fn parse(text: &str) -> OsRelease {

@@ -32,6 +32,23 @@ pub const STATE_FILE: &str = "ovirt-node-reg/state.json";
 /// A host without a config store (`ovirt.reg.store=none`) keeps the state files above in
 /// `/var/lib` (`/var/lib/ovirt-node-reg/state.json`, …): its root file system is persistent.
 pub const IN_PLACE_STATE_PARENT: &str = "/var/lib";
+/// The enrolment token `bootstrap --token-file -` was given on stdin (0600, persisted).
+pub const BOOTSTRAP_TOKEN: &str = "/etc/ovirt-node-reg/token";
+// What `bootstrap` checks (under the root, so prepared trees test it).
+pub const PROC_OSRELEASE: &str = "/proc/sys/kernel/osrelease";
+pub const PROC_CPUINFO: &str = "/proc/cpuinfo";
+pub const PROC_MEMINFO: &str = "/proc/meminfo";
+pub const DEV_KVM: &str = "/dev/kvm";
+/// dpkg's database (`dpkg-query --admindir`).
+pub const DPKG_ADMINDIR: &str = "/var/lib/dpkg";
+/// Present when systemd is the running init (sd_booted(3)).
+pub const RUN_SYSTEMD_SYSTEM: &str = "/run/systemd/system";
+pub const YUM_REPOS_DIR: &str = "/etc/yum.repos.d";
+pub const APT_SOURCES_LIST: &str = "/etc/apt/sources.list";
+pub const APT_SOURCES_DIR: &str = "/etc/apt/sources.list.d";
+/// Where `bootstrap` looks for rpm, dpkg-query and systemctl when neither `--tools-path`
+/// nor `PATH` says (outside the root: the tools of the machine that runs us).
+pub const DEFAULT_TOOLS_PATH: &str = "/usr/sbin:/usr/bin:/sbin:/bin";
 /// What the operating system says it is (os-release(5)); the second is the fallback.
 pub const OS_RELEASE: &str = "/etc/os-release";
 pub const USR_LIB_OS_RELEASE: &str = "/usr/lib/os-release";

@@ -131,6 +131,24 @@ pub struct Measured {
     pub error: Option<String>,
 }
 
+/// Resolve this host's name and find the local address the engine is reached from (a UDP
+/// `connect`, which sends nothing): what `bootstrap` compares (docs/ovirt-protocol.md: the
+/// engine reaches the host by its name).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolve {
+    pub net: Net,
+    pub name: String,
+}
+
+/// The name's addresses and the management address (the source towards the engine).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolved {
+    pub addresses: Vec<std::net::IpAddr>,
+    pub management: Option<std::net::IpAddr>,
+    /// Why the name did not resolve, when it did not.
+    pub error: Option<String>,
+}
+
 /// `get-version` over the pinned connection: 1 (stock engine) or 2 (docs/protocol-v2.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GetVersion {
@@ -260,6 +278,16 @@ impl Call for MeasureClock {
     fn reply(reply: Reply) -> Result<Measured> {
         match reply {
             Reply::Clock(m) => Ok(m),
+            other => Err(unexpected::<Self>(&other)),
+        }
+    }
+}
+
+impl Call for Resolve {
+    type Reply = Resolved;
+    fn reply(reply: Reply) -> Result<Resolved> {
+        match reply {
+            Reply::Resolved(r) => Ok(r),
             other => Err(unexpected::<Self>(&other)),
         }
     }

@@ -6,8 +6,8 @@ use std::net::{ToSocketAddrs, UdpSocket};
 
 use super::wire::{self, Reply, Wire};
 use super::{
-    DownloadCa, FetchCa, MeasureClock, Measured, Net, Register, Registered, Sandbox, SubmitCsr,
-    MAX_FRAME,
+    DownloadCa, FetchCa, MeasureClock, Measured, Net, Register, Registered, Resolve, Resolved,
+    Sandbox, SubmitCsr, MAX_FRAME,
 };
 use crate::clock::{self, Limits, SntpOptions, SystemClock};
 use crate::engine::{self, Registration};
@@ -128,6 +128,7 @@ fn perform(job: Wire, clients: &mut Clients) -> Result<Reply> {
                 engine::submit_csr(client, unique_id, csrs, token.as_ref(), &mut retrier(net))?;
             Reply::Enrollment { answer }
         }
+        Wire::Resolve(j) => Reply::Resolved(resolve(&j)),
         Wire::PollCerts(j) => {
             let client = clients.pinned(&j.net.endpoint, &j.ca);
             let answer = engine::poll_certificates(client, &j.unique_id, &mut retrier(&j.net))?;
@@ -164,6 +165,40 @@ fn register(client: &Client, job: &Register) -> Result<Registered> {
 }
 
 /// The clock is read here but set by the parent: the offset travels, not the time.
+/// The host name's addresses (the system resolver: /etc/hosts, then DNS) and the source
+/// address of the route to the engine.
+fn resolve(job: &Resolve) -> Resolved {
+    use std::net::{ToSocketAddrs, UdpSocket};
+    let (addresses, error) = match (job.name.as_str(), 0).to_socket_addrs() {
+        Ok(found) => {
+            let mut ips: Vec<_> = found.map(|a| a.ip()).collect();
+            ips.dedup();
+            (ips, None)
+        }
+        Err(e) => (Vec::new(), Some(format!("{}: {e}", job.name))),
+    };
+    let target = (job.net.endpoint.host.bare(), job.net.endpoint.port);
+    let management = target
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .and_then(|a| {
+            let any: std::net::SocketAddr = if a.is_ipv4() {
+                ([0, 0, 0, 0], 0).into()
+            } else {
+                (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+            };
+            let sock = UdpSocket::bind(any).ok()?;
+            sock.connect(a).ok()?;
+            sock.local_addr().ok().map(|l| l.ip())
+        });
+    Resolved {
+        addresses,
+        management,
+        error,
+    }
+}
+
 fn measure_clock(engine: &Client, job: &MeasureClock) -> Measured {
     let ntp: Vec<String> = job.ntp.iter().map(ToString::to_string).collect();
     let measured = clock::measure(

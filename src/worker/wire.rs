@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use super::{
     DownloadCa, FetchCa, FetchSshKey, GetVersion, MeasureClock, Measured, PollCerts, Register,
-    Registered, Sandbox, SubmitCsr, Whoami,
+    Registered, Resolve, Resolved, Sandbox, SubmitCsr, Whoami,
 };
 use crate::engine::Enrollment;
 
@@ -26,6 +26,7 @@ pub enum Wire {
     Version(GetVersion),
     SubmitCsr(SubmitCsr),
     PollCerts(PollCerts),
+    Resolve(Resolve),
     Whoami(Whoami),
     #[cfg(feature = "test-hooks")]
     TryCreate(super::TryCreate),
@@ -54,6 +55,7 @@ pub enum Reply {
     Enrollment {
         answer: Enrollment,
     },
+    Resolved(Resolved),
     Whoami(Sandbox),
     /// Tests: what each creation attempt of `TryCreate` got, `None` for success.
     #[cfg(feature = "test-hooks")]
@@ -76,6 +78,7 @@ impl Reply {
             Reply::Clock(_) => "clock",
             Reply::Version { .. } => "version",
             Reply::Enrollment { .. } => "enrollment",
+            Reply::Resolved(_) => "resolved",
             Reply::Whoami(_) => "whoami",
             #[cfg(feature = "test-hooks")]
             Reply::Created { .. } => "created",
@@ -115,6 +118,7 @@ net_job!(MeasureClock, Clock, "clock");
 net_job!(GetVersion, Version, "version");
 net_job!(SubmitCsr, SubmitCsr, "submit_csr");
 net_job!(PollCerts, PollCerts, "poll_certs");
+net_job!(Resolve, Resolve, "resolve");
 
 impl Job for Whoami {
     const NAME: &'static str = "whoami";
