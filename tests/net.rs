@@ -39,7 +39,8 @@ fn require_tools() {
     );
     assert!(
         rustix::process::geteuid().is_root(),
-        "these tests create network namespaces and must run as root"
+        "these tests create network namespaces and must run as root: the privileged tier, \
+         `cargo test --features privileged`"
     );
 }
 

@@ -1,19 +1,24 @@
 //! The network worker's sandbox, seen from outside: the real binary as the worker, what it
 //! inherits (descriptors, environment), what it may not do (create files), and that it dies
-//! with its parent.
+//! with its parent (a boot: the privileged tier, `cargo test --features privileged`).
 
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+#[cfg(feature = "privileged")]
+use std::process::Stdio;
+#[cfg(feature = "privileged")]
 use std::time::{Duration, Instant};
 
 use ovirt_node_reg::worker::{self, Job, Reply};
+#[cfg(feature = "privileged")]
 use qemu_tests::{EventKind, SimConfig, Simulator};
 
 mod common;
-use common::{Node, BIN};
+#[cfg(feature = "privileged")]
+use common::Node;
+use common::BIN;
 
 fn whoami() -> Reply {
     worker::run_binary(Path::new(BIN), &Job::Whoami, false).expect("the worker answers")
@@ -92,6 +97,8 @@ fn the_worker_cannot_create_remove_or_change_files() {
     assert_eq!(mode, 0o666);
 }
 
+/// A boot persists files (bind mounts): root only.
+#[cfg(feature = "privileged")]
 #[test]
 fn the_worker_dies_with_its_parent() {
     let sim = Simulator::start(SimConfig::default()).expect("simulator starts");
@@ -107,8 +114,8 @@ fn the_worker_dies_with_its_parent() {
         ),
     );
     // `unshare` execs the binary: the child's pid is the parent of the worker.
-    let mut parent = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", BIN, "--root"])
+    let mut parent = common::command()
+        .arg("--root")
         .arg(&node.root)
         .arg("boot")
         .stdin(Stdio::null())
@@ -147,6 +154,7 @@ fn the_worker_dies_with_its_parent() {
 }
 
 /// Poll `done` every 10 ms for at most `limit`.
+#[cfg(feature = "privileged")]
 fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + limit;
     loop {
@@ -161,6 +169,7 @@ fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
 }
 
 /// The children of `pid`'s main thread that run as `worker`.
+#[cfg(feature = "privileged")]
 fn workers_of(pid: u32) -> Vec<u32> {
     let children =
         fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
@@ -175,6 +184,7 @@ fn workers_of(pid: u32) -> Vec<u32> {
 }
 
 /// Running, not gone and not a zombie waiting for whoever inherited it.
+#[cfg(feature = "privileged")]
 fn alive(pid: u32) -> bool {
     let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
         return false;
