@@ -30,17 +30,17 @@ fn tool_present(tool: &str) -> bool {
 
 fn require_tools() {
     assert!(
+        rustix::process::geteuid().is_root(),
+        "these tests create network namespaces and must run as root: the privileged tier, \
+         `cargo test --features privileged`"
+    );
+    assert!(
         tool_present("ip"),
         "`ip` (iproute2) is missing: these tests need it to build namespaces; run build-support/setup.sh"
     );
     assert!(
         tool_present(DNSMASQ),
         "dnsmasq is missing: install Debian's dnsmasq-base (build-support/setup.sh)"
-    );
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "these tests create network namespaces and must run as root: the privileged tier, \
-         `cargo test --features privileged`"
     );
 }
 
