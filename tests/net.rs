@@ -546,6 +546,7 @@ fn in_mount_ns(name: &str) -> bool {
     if std::env::var_os(IN_MOUNT_NS).is_some() {
         return true;
     }
+    require_tools();
     let out = Command::new("unshare")
         .args(["--mount", "--propagation", "private"])
         .arg(std::env::current_exe().unwrap())
