@@ -19,6 +19,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_ovirt-node-reg");
 
 /// Fail with a clear message when a tool the test needs is missing.
 fn need(tool: &str) {
+    // Root first: the sbin tools are missing from most users' PATH, which would mislead.
+    common::require_root();
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .output()
