@@ -138,3 +138,31 @@ fn add_node_as_host() {
         .collect();
     assert!(!again.contains(&"register".to_string()), "{again:?}");
 }
+
+/// The engine's side played by the simulator: "add host" gives the command line and the
+/// token bound to the host's address; running that command (no SSH server) on the host's
+/// root leaves it enrolled and approved by the token.
+#[test]
+fn the_engine_adds_a_host_with_the_command_it_gives() {
+    let sim = engine();
+    let host = Host::new(&[]);
+    host.node.write(
+        "/proc/cmdline",
+        "ro ovirt.reg.retry_base=1 ovirt.reg.retry_cap=2 ovirt.reg.timeout=60\n",
+    );
+    // The host registers with the address it reaches the engine from: loopback here.
+    let added = sim.add_host("127.0.0.1", None).unwrap();
+    let (out, lines) = host.run_engine_command(&added.command, &added.stdin);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(status_of(&lines, "complete"), "OK");
+    let e = sim.enrollment(UUID).expect("enrolled");
+    assert!(e.approved_by_token);
+    assert_eq!(
+        sim.host(UUID).unwrap().status,
+        qemu_tests::HostStatus::Approved
+    );
+    assert!(
+        !stderr(&out).contains(&added.stdin),
+        "the token is never printed"
+    );
+}

@@ -63,6 +63,7 @@ pub fn handle(shared: &Shared, req: &Request) -> Response {
             None => Response::error(404, &format!("no enrollment for {id}")),
         },
         ("POST", ["tokens"]) => create_token_endpoint(shared, req),
+        ("POST", ["hosts", "add"]) => add_host_endpoint(shared, req),
         ("GET", ["settings"]) => settings(shared),
         ("GET", ["stats"]) => Response::json(200, &shared.limiter.stats()),
         ("GET", ["connections"]) => {
@@ -154,7 +155,11 @@ fn create_token_endpoint(shared: &Shared, req: &Request) -> Response {
     let ttl = body
         .ttl_secs
         .map_or(tokens::DEFAULT_TTL, Duration::from_secs);
-    match create_token(shared, ttl, body.unique_id) {
+    let bound = tokens::Binding {
+        unique_id: body.unique_id,
+        address: None,
+    };
+    match create_token(shared, ttl, bound) {
         Ok(t) => Response::json(200, &t),
         Err(e) => Response::error(500, &e.to_string()),
     }
@@ -164,15 +169,85 @@ fn create_token_endpoint(shared: &Shared, req: &Request) -> Response {
 pub fn create_token(
     shared: &Shared,
     ttl: Duration,
-    unique_id: Option<String>,
+    bound: tokens::Binding,
 ) -> anyhow::Result<Token> {
-    let t = shared.tokens.create(ttl, unique_id)?;
-    let bound = t.unique_id.as_deref().unwrap_or("any host");
+    let t = shared.tokens.create(ttl, bound)?;
+    let bound = t
+        .unique_id
+        .as_deref()
+        .or(t.address.as_deref())
+        .unwrap_or("any host");
     let detail = format!("token created for {bound}, expires {}", t.expires_unix);
     shared
         .events
         .push(Event::new(EventKind::Host).detail(detail));
     Ok(t)
+}
+
+#[derive(Deserialize, Default)]
+struct AddHostBody {
+    /// The host's address, as the administrator types it in "New Host".
+    address: Option<String>,
+    /// The engine as the host reaches it (`HOST:PORT`); default: the simulator's listener.
+    engine: Option<String>,
+    ttl_secs: Option<u64>,
+}
+
+/// What "add host" gives the engine's SSH session: the command it runs on the host and the
+/// token it writes to the command's stdin (docs/protocol-v2.md §9).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AddedHost {
+    pub address: String,
+    pub command: String,
+    /// The enrolment token, for the command's stdin (never in its arguments).
+    pub stdin: String,
+    pub expires_unix: u64,
+}
+
+/// The engine's "add host": a token bound to the address, and the exact command line the
+/// engine would run over SSH as root on it.
+pub fn add_host(
+    shared: &Shared,
+    address: &str,
+    engine: Option<&str>,
+    ttl: Duration,
+) -> anyhow::Result<AddedHost> {
+    anyhow::ensure!(
+        !address.is_empty() && !address.contains(char::is_whitespace),
+        "address: expected a host name or IP address"
+    );
+    let bound = tokens::Binding {
+        unique_id: None,
+        address: Some(address.to_string()),
+    };
+    let t = create_token(shared, ttl, bound)?;
+    let engine = engine.map_or_else(|| shared.https_addr.to_string(), str::to_string);
+    let pin = ca::sha256_hex(shared.pki.ca.der());
+    Ok(AddedHost {
+        address: address.to_string(),
+        command: format!(
+            "ovirt-node-reg bootstrap --engine {engine} --ca-pin sha256:{pin} --token-file -"
+        ),
+        stdin: t.token,
+        expires_unix: t.expires_unix,
+    })
+}
+
+fn add_host_endpoint(shared: &Shared, req: &Request) -> Response {
+    let body: AddHostBody = match json_body(req) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let Some(address) = body.address.as_deref() else {
+        return Response::error(400, "address: required (the host to add)");
+    };
+    let ttl = body
+        .ttl_secs
+        .map_or(tokens::DEFAULT_TTL, Duration::from_secs);
+    match add_host(shared, address, body.engine.as_deref(), ttl) {
+        Ok(a) => Response::json(200, &a),
+        Err(e) => Response::error(400, &format!("{e:#}")),
+    }
 }
 
 #[derive(Deserialize, Default)]

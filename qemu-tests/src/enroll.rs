@@ -188,7 +188,8 @@ impl Enroller<'_> {
     }
 
     fn approve_by_token(&self, id: &str, token: &str) -> Result<State, String> {
-        if let Err(r) = self.tokens.consume(token, id) {
+        let address = self.hosts.get(id).map(|h| h.reg.address);
+        if let Err(r) = self.tokens.consume(token, id, address.as_deref()) {
             self.note(format!("token refused for {id}: {}", r.reason()));
             return Ok(State::TokenRefused(r));
         }

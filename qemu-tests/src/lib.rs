@@ -161,7 +161,21 @@ impl Handle {
         ttl: std::time::Duration,
         unique_id: Option<&str>,
     ) -> anyhow::Result<tokens::Token> {
-        admin::create_token(&self.shared, ttl, unique_id.map(str::to_string))
+        let bound = tokens::Binding {
+            unique_id: unique_id.map(str::to_string),
+            address: None,
+        };
+        admin::create_token(&self.shared, ttl, bound)
+    }
+
+    /// The engine's "add host" (`POST /admin/hosts/add`): a token bound to `address` and the
+    /// command line to run on the host, the token for its stdin.
+    pub fn add_host(
+        &self,
+        address: &str,
+        engine: Option<&str>,
+    ) -> anyhow::Result<admin::AddedHost> {
+        admin::add_host(&self.shared, address, engine, tokens::DEFAULT_TTL)
     }
 
     pub fn enrollment(&self, unique_id: &str) -> Option<enroll::Enrollment> {

@@ -22,6 +22,17 @@ pub struct Token {
     pub expires_unix: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub unique_id: Option<String>,
+    /// The host address the engine added (`POST /admin/hosts/add`): only a host that
+    /// registered with this address may use it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+}
+
+/// Whom a token is for: any host, one unique id, one address, or both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Binding {
+    pub unique_id: Option<String>,
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +66,7 @@ pub struct Tokens {
 
 impl Tokens {
     /// A new token: 32 random bytes, base64url (43 characters).
-    pub fn create(&self, ttl: Duration, unique_id: Option<String>) -> anyhow::Result<Token> {
+    pub fn create(&self, ttl: Duration, bound: Binding) -> anyhow::Result<Token> {
         let mut bytes = [0u8; 32];
         ring::rand::SystemRandom::new()
             .fill(&mut bytes)
@@ -63,7 +74,8 @@ impl Tokens {
         let token = Token {
             token: base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
             expires_unix: unix_now().saturating_add(ttl.as_secs()),
-            unique_id,
+            unique_id: bound.unique_id,
+            address: bound.address,
         };
         let entry = Entry {
             token: token.clone(),
@@ -73,9 +85,15 @@ impl Tokens {
         Ok(token)
     }
 
-    /// Uses the token up for `unique_id`, or says why not. Checked and consumed under one
-    /// lock, so two hosts racing with the same token cannot both win.
-    pub fn consume(&self, secret: &str, unique_id: &str) -> Result<(), Refusal> {
+    /// Uses the token up for `unique_id` (registered with `address`), or says why not.
+    /// Checked and consumed under one lock, so two hosts racing with the same token cannot
+    /// both win.
+    pub fn consume(
+        &self,
+        secret: &str,
+        unique_id: &str,
+        address: Option<&str>,
+    ) -> Result<(), Refusal> {
         let mut map = lock(&self.map);
         let entry = map.get_mut(secret).ok_or(Refusal::Unknown)?;
         if entry.used {
@@ -91,6 +109,11 @@ impl Tokens {
             .is_some_and(|id| id != unique_id)
         {
             return Err(Refusal::OtherHost);
+        }
+        if let Some(bound) = entry.token.address.as_deref() {
+            if address != Some(bound) {
+                return Err(Refusal::OtherHost);
+            }
         }
         entry.used = true;
         Ok(())
@@ -116,16 +139,30 @@ mod tests {
     #[test]
     fn single_use_bound_and_expiring() {
         let t = Tokens::default();
-        let a = t.create(DEFAULT_TTL, None).unwrap();
+        let any = Binding::default();
+        let a = t.create(DEFAULT_TTL, any.clone()).unwrap();
         assert_eq!(a.token.len(), 43);
-        assert_eq!(t.consume("nope", "h"), Err(Refusal::Unknown));
-        assert_eq!(t.consume(&a.token, "h1"), Ok(()));
-        assert_eq!(t.consume(&a.token, "h1"), Err(Refusal::Used));
-        let b = t.create(DEFAULT_TTL, Some("h2".into())).unwrap();
-        assert_eq!(t.consume(&b.token, "h3"), Err(Refusal::OtherHost));
-        assert_eq!(t.consume(&b.token, "h2"), Ok(()));
-        let c = t.create(Duration::ZERO, None).unwrap();
-        assert_eq!(t.consume(&c.token, "h"), Err(Refusal::Expired));
-        assert_eq!(t.counts(), (3, 2));
+        assert_eq!(t.consume("nope", "h", None), Err(Refusal::Unknown));
+        assert_eq!(t.consume(&a.token, "h1", None), Ok(()));
+        assert_eq!(t.consume(&a.token, "h1", None), Err(Refusal::Used));
+        let to_h2 = Binding {
+            unique_id: Some("h2".into()),
+            address: None,
+        };
+        let b = t.create(DEFAULT_TTL, to_h2).unwrap();
+        assert_eq!(t.consume(&b.token, "h3", None), Err(Refusal::OtherHost));
+        assert_eq!(t.consume(&b.token, "h2", None), Ok(()));
+        let c = t.create(Duration::ZERO, any).unwrap();
+        assert_eq!(t.consume(&c.token, "h", None), Err(Refusal::Expired));
+        let at = Binding {
+            unique_id: None,
+            address: Some("192.0.2.7".into()),
+        };
+        let d = t.create(DEFAULT_TTL, at).unwrap();
+        let other = Some("192.0.2.8");
+        assert_eq!(t.consume(&d.token, "h4", other), Err(Refusal::OtherHost));
+        assert_eq!(t.consume(&d.token, "h4", None), Err(Refusal::OtherHost));
+        assert_eq!(t.consume(&d.token, "h4", Some("192.0.2.7")), Ok(()));
+        assert_eq!(t.counts(), (4, 3));
     }
 }

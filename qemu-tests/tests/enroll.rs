@@ -434,3 +434,33 @@ fn engine_reaches_the_enrolled_host_over_mtls() {
     let log: Vec<String> = sim.events().into_iter().filter_map(|e| e.detail).collect();
     assert!(log.iter().any(|d| d == &format!("check-vdsm {ID} ok")));
 }
+
+/// The engine's "add host" (docs/protocol-v2.md §9): the command line to run on the host and
+/// a token bound to its address, for the command's stdin; a host registered from another
+/// address cannot use it.
+#[test]
+fn add_host_mints_an_address_bound_token_and_the_command() {
+    let (sim, c) = start(SimConfig::default());
+    let r = c
+        .post("/admin/hosts/add", r#"{"address": "127.0.0.2"}"#)
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = json(&r);
+    let token = v["stdin"].as_str().unwrap().to_string();
+    let expected = format!(
+        "ovirt-node-reg bootstrap --engine {} --ca-pin sha256:{} --token-file -",
+        sim.addr(),
+        sim.ca_sha256()
+    );
+    assert_eq!(v["command"], expected.as_str());
+    assert!(!v["command"].as_str().unwrap().contains(&token));
+    let (a, b) = (FakeHost::new("127.0.0.1"), FakeHost::new("127.0.0.2"));
+    register(&c, "a", "127.0.0.1");
+    register(&c, "b", "127.0.0.2");
+    assert_eq!(submit(&c, "a", &a.body(), Some(&token)).status, 403);
+    assert_eq!(submit(&c, "b", &b.body(), Some(&token)).status, 200);
+    assert!(sim.enrollment("b").unwrap().approved_by_token);
+    let r = c.post("/admin/hosts/add", "{}").unwrap();
+    assert_eq!(r.status, 400);
+    assert!(r.text().contains("address"), "{}", r.text());
+}

@@ -90,6 +90,21 @@ impl Host {
     }
 }
 
+impl Host {
+    /// The command line the engine would run over SSH (`ovirt-node-reg bootstrap …`), run
+    /// here under `--root` with the stand-in tools, `stdin` on its standard input.
+    pub fn run_engine_command(&self, command: &str, stdin: &str) -> (Output, Vec<Value>) {
+        let mut words = command.split_whitespace();
+        assert_eq!(words.next(), Some("ovirt-node-reg"), "{command}");
+        let mut cmd = common::command();
+        cmd.arg("--root").arg(&self.node.root).args(words);
+        cmd.arg("--tools-path").arg(self.tools.path());
+        let out = output_with_stdin(&mut cmd, stdin);
+        let lines = report(&out);
+        (out, lines)
+    }
+}
+
 fn tool(dir: &Path, name: &str, body: &str) {
     let p = dir.join(name);
     fs::write(&p, format!("#!/bin/sh\n{body}")).unwrap();
