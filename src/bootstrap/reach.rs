@@ -59,7 +59,7 @@ pub fn clock(session: &mut Session, net: &Net) -> Line {
             observation: Some(o),
             ..
         }) => {
-            let text = format!("off by {:+.3} s ({:?})", o.offset_ns as f64 / 1e9, o.source);
+            let text = format!("off by {:+.3} s ({})", o.offset_ns as f64 / 1e9, o.source);
             if o.offset_ns.abs() <= CLOCK_SLACK_NS {
                 Line::ok("clock", text)
             } else {
