@@ -97,6 +97,7 @@ impl Scenario {
             name: name.into(),
             uuid: vm.uuid,
             kind: Kind::Pid1,
+            console: None,
             token: false,
             pin: None,
             timeout: 60,
@@ -207,6 +208,8 @@ pub struct Machine<'s> {
     name: String,
     uuid: String,
     kind: Kind,
+    /// The busybox `/init` runs this instead of `boot` ([`Machine::console`]).
+    console: Option<String>,
     token: bool,
     pin: Option<String>,
     timeout: u32,
@@ -230,6 +233,14 @@ impl<'s> Machine<'s> {
     /// busybox `/init` ([`Kind::Script`]).
     pub fn script(mut self) -> Self {
         self.kind = Kind::Script;
+        self
+    }
+
+    /// busybox `/init` running `script` (a shell script) instead of `ovirt-node-reg boot`:
+    /// what an operator, or the engine over SSH, types on the console.
+    pub fn console(mut self, script: &str) -> Self {
+        self.kind = Kind::Script;
+        self.console = Some(script.to_string());
         self
     }
 
@@ -463,6 +474,9 @@ impl<'s> Machine<'s> {
             Kind::Script => {
                 no_token("the busybox /init")?;
                 let mut vm = Vm::new(name, port);
+                if let Some(script) = &self.console {
+                    vm.extra(qemu::CONSOLE_SCRIPT, script.as_bytes(), 0o755);
+                }
                 vm.append = self.kernel_args();
                 vm
             }

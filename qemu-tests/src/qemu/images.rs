@@ -30,6 +30,10 @@ pub const MODULES: &[&str] = &[
     "ext4",
 ];
 
+/// A machine's own console script ([`crate::scenario::Machine::console`]): when the image has
+/// one, `/init` runs it instead of `ovirt-node-reg boot` (its exit code is `QH-EXIT`'s).
+pub const CONSOLE_SCRIPT: &str = "/etc/qh-console";
+
 /// The busybox sh `/init` of [`Image::ScriptInit`].
 pub const INIT: &str = r#"#!/bin/busybox sh
 /bin/busybox mkdir -p /bin /sbin /usr/bin /usr/sbin /proc /sys /dev /run /tmp /config
@@ -46,7 +50,7 @@ echo "QH-INIT uptime=$(cut -d' ' -f1 /proc/uptime)"
 echo "QH-MODULES uptime=$(cut -d' ' -f1 /proc/uptime)"
 ip link set lo up
 echo "QH-CLOCK-BEFORE $(date -u +%s)"
-/usr/sbin/ovirt-node-reg --kmsg boot
+if [ -x /etc/qh-console ]; then /etc/qh-console; else /usr/sbin/ovirt-node-reg --kmsg boot; fi
 echo "QH-EXIT rc=$? uptime=$(cut -d' ' -f1 /proc/uptime)"
 echo "QH-CLOCK-AFTER $(date -u +%s)"
 echo "QH-STATUS-BEGIN"

@@ -16,7 +16,7 @@
 //!   `ovirt.reg.poweroff` so it powers off when done; the store is the config disk.
 //! * [`Image::ScriptInit`]: busybox sh is `/init` ([`INIT`]): it mounts proc/sys/dev/run, a tmpfs
 //!   on `/config` (the store), runs the image's pre-init (the modules), runs
-//!   `ovirt-node-reg --kmsg boot`, prints `QH-EXIT rc=N`, `ovirt-node-reg status --json`, the
+//!   `ovirt-node-reg --kmsg boot` (or the machine's [`CONSOLE_SCRIPT`]), prints `QH-EXIT rc=N`, `ovirt-node-reg status --json`, the
 //!   links it sees and the clock, then powers off. The VLAN and bond tests read those links.
 //!
 //! Two more boot paths: [`Image::Dracut`] (the dracut initramfs and a tiny ext4 root) and
@@ -54,7 +54,8 @@ pub use host::{
     artifacts_dir, host, is_static_elf, kernel_version, static_binary, target_dir, workspace, Host,
 };
 pub use images::{
-    initramfs_file, pxe_tree, root_disk, vmlinux, Extra, Flavour, Image, INIT, MODULES,
+    initramfs_file, pxe_tree, root_disk, vmlinux, Extra, Flavour, Image, CONSOLE_SCRIPT, INIT,
+    MODULES,
 };
 pub use iso::{iso_image, LiveRoot};
 pub use run::{boot, boot_with, total_qemu_time, BOOT_TIMES, MAX_VMS};
