@@ -260,14 +260,26 @@ impl Reader<'_> {
 /// Ask `servers` in turn for `name`'s SRV records, before `until`. The first server that
 /// answers (records, or no such name) decides; one that fails or stays silent passes the
 /// question on to the next. The error names every server's failure.
-pub fn lookup(servers: &[SocketAddr], name: &str, until: Instant) -> Result<Answer, String> {
+/// `tcp_only` (resolv.conf's `options use-vc`) skips UDP.
+pub fn lookup(
+    servers: &[SocketAddr],
+    name: &str,
+    until: Instant,
+    tcp_only: bool,
+) -> Result<Answer, String> {
     let mut failures = Vec::new();
     for server in servers.iter().take(MAX_SERVERS) {
         if Instant::now() >= until {
             failures.push(format!("{server}: no time left"));
             break;
         }
-        match ask(*server, name, until) {
+        let answer = if tcp_only {
+            over_tcp(*server, name, until)
+        } else {
+            ask(*server, name, until)
+        };
+        match answer {
+            Ok(Answer::Truncated) => failures.push(format!("{server}: truncated over TCP")),
             Ok(answer) => return Ok(answer),
             Err(e) => failures.push(format!("{server}: {e}")),
         }
@@ -376,6 +388,40 @@ fn read_full(s: &mut TcpStream, buf: &mut [u8], stop: Instant) -> Result<(), Str
         }
     }
     Ok(())
+}
+
+/// What the resolver configuration says: its servers (port 53), its first search domain
+/// and whether to use TCP alone (`options use-vc`). Unknown lines are ignored, as the C
+/// library does; at most [`MAX_SERVERS`] servers are kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ResolvConf {
+    pub servers: Vec<SocketAddr>,
+    pub search: Option<String>,
+    pub tcp_only: bool,
+}
+
+impl ResolvConf {
+    pub fn parse(text: &str) -> ResolvConf {
+        let mut conf = ResolvConf::default();
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("nameserver") => {
+                    let ip = words
+                        .next()
+                        .and_then(|w| w.parse::<std::net::IpAddr>().ok());
+                    if let (Some(ip), true) = (ip, conf.servers.len() < MAX_SERVERS) {
+                        conf.servers.push(SocketAddr::new(ip, 53));
+                    }
+                }
+                // The last `search` or `domain` line wins, as in the C library.
+                Some("search" | "domain") => conf.search = words.next().map(str::to_string),
+                Some("options") => conf.tcp_only |= words.any(|w| w == "use-vc" || w == "tcp"),
+                _ => {}
+            }
+        }
+        conf
+    }
 }
 
 /// A query id nobody off the path can guess (RFC 5452 §4.3).

@@ -260,7 +260,7 @@ fn fake_server(udp: bool) -> SocketAddr {
 fn truncated_over_udp_is_asked_again_over_tcp() {
     let server = fake_server(true);
     let until = Instant::now() + Duration::from_secs(10);
-    let got = records(lookup(&[server], NAME, until).unwrap());
+    let got = records(lookup(&[server], NAME, until, false).unwrap());
     assert_eq!(got[0].target, "engine.example.test");
 }
 
@@ -268,7 +268,7 @@ fn truncated_over_udp_is_asked_again_over_tcp() {
 fn silence_over_udp_falls_back_to_tcp_within_the_deadline() {
     let server = fake_server(false);
     let start = Instant::now();
-    let got = records(lookup(&[server], NAME, start + Duration::from_secs(10)).unwrap());
+    let got = records(lookup(&[server], NAME, start + Duration::from_secs(10), false).unwrap());
     assert_eq!(got[0].port, 443);
     let took = start.elapsed();
     assert!(
@@ -283,7 +283,7 @@ fn a_dead_server_fails_in_bounded_time_naming_it() {
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = silent.local_addr().unwrap();
     let start = Instant::now();
-    let e = lookup(&[addr], NAME, start + Duration::from_millis(500)).unwrap_err();
+    let e = lookup(&[addr], NAME, start + Duration::from_millis(500), false).unwrap_err();
     assert!(
         start.elapsed() < Duration::from_secs(2),
         "{:?}",
@@ -291,7 +291,36 @@ fn a_dead_server_fails_in_bounded_time_naming_it() {
     );
     assert!(e.contains(&addr.to_string()), "{e}");
     assert_eq!(
-        lookup(&[], NAME, start).unwrap_err(),
+        lookup(&[], NAME, start, false).unwrap_err(),
         "no DNS server to ask"
     );
+}
+
+#[test]
+fn tcp_only_asks_no_udp_question() {
+    let server = fake_server(false);
+    let start = Instant::now();
+    let got = records(lookup(&[server], NAME, start + Duration::from_secs(10), true).unwrap());
+    assert_eq!(got[0].target, "engine.example.test");
+    assert!(start.elapsed() < UDP_WAIT, "{:?}", start.elapsed());
+}
+
+#[test]
+fn resolv_conf_gives_servers_domain_and_tcp() {
+    let conf = ResolvConf::parse(
+        "# Written by ovirt-node-reg\nsearch lab.example.test other.test\nnameserver 10.0.2.100\n\
+         nameserver fd00::53\nnameserver bogus\nnameserver 1.1.1.1\nnameserver 8.8.8.8\n\
+         options ndots:1 use-vc\n",
+    );
+    let servers: Vec<String> = conf.servers.iter().map(ToString::to_string).collect();
+    assert_eq!(servers, ["10.0.2.100:53", "[fd00::53]:53", "1.1.1.1:53"]);
+    assert_eq!(conf.search.as_deref(), Some("lab.example.test"));
+    assert!(conf.tcp_only);
+    assert_eq!(
+        ResolvConf::parse("domain a.test\nsearch b.test\n")
+            .search
+            .as_deref(),
+        Some("b.test")
+    );
+    assert_eq!(ResolvConf::parse(""), ResolvConf::default());
 }
