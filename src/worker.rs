@@ -162,7 +162,7 @@ pub struct PollCerts {
     pub unique_id: String,
 }
 
-/// Ask DNS for SRV records (engine discovery, docs/ovirt-protocol.md §6): `names` in
+/// Ask DNS for SRV records (engine discovery, docs/ovirt-protocol.md §7): `names` in
 /// order, the first with records answers. The reply's names and targets are checked again by
 /// the parent (flow/discover.rs) before anything is tried.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

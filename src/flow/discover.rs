@@ -1,5 +1,5 @@
 //! Step `engine_found`: without `management_server` (or with `management_server=auto`) the
-//! engine is found by DNS SRV (docs/ovirt-protocol.md §6). The domain and the resolver are
+//! engine is found by DNS SRV (docs/ovirt-protocol.md §7). The domain and the resolver are
 //! read here, the DNS exchange runs in the network worker (src/net/dns.rs), its answer is
 //! checked again, and the targets are tried in RFC 2782 order: the first whose CA matches
 //! the pins is the engine. Discovery never widens trust: a pin is required

@@ -1,9 +1,9 @@
 //! A minimal DNS client for one question: the SRV records of a name (engine discovery,
-//! docs/ovirt-protocol.md §6). It runs in the unprivileged network worker; the answer is
+//! docs/ovirt-protocol.md §7). It runs in the unprivileged network worker; the answer is
 //! hostile input, read strictly and with a bound on every length and on every compression
 //! pointer followed (fuzz target `dns`).
 //!
-//! Transport (docs/ovirt-protocol.md §6.3): UDP first; TCP with its two-byte length prefix
+//! Transport (docs/ovirt-protocol.md §7.3): UDP first; TCP with its two-byte length prefix
 //! when the answer is truncated (TC) or when UDP brings no answer at all. The second case is
 //! what makes a server reachable over TCP only work (QEMU's `guestfwd` forwards TCP alone):
 //! no setting is needed, at the price of one UDP timeout per server.

@@ -1,5 +1,5 @@
 //! SRV records and the order their targets are tried in (RFC 2782, as told in
-//! docs/ovirt-protocol.md §6.2): lowest priority first; within a priority, a weighted random
+//! docs/ovirt-protocol.md §7.2): lowest priority first; within a priority, a weighted random
 //! draw, repeated until none is left, where a record of weight 0 has a small chance to come
 //! first and otherwise comes after the weighted ones.
 
