@@ -163,6 +163,11 @@ impl Lab {
     /// `boot` of `node` inside the namespace with `cmdline`, its root's resolv.conf also the
     /// system resolver's for this run.
     fn boot(&self, node: &Node, resolv: &str, cmdline: &str) -> (Output, String) {
+        self.run(node, resolv, cmdline, "boot")
+    }
+
+    /// `command` of `node` inside the namespace, as [`Lab::boot`] runs `boot`.
+    fn run(&self, node: &Node, resolv: &str, cmdline: &str, command: &str) -> (Output, String) {
         node.write("/etc/resolv.conf", resolv);
         let conf = node.path("/etc/resolv.conf");
         fs::set_permissions(&conf, fs::Permissions::from_mode(0o644)).unwrap();
@@ -179,7 +184,7 @@ impl Lab {
             .arg(BIN)
             .arg("--root")
             .arg(&node.root)
-            .args(["--debug", "boot"])
+            .args(["--debug", command])
             .env_remove("OVIRT_NODE_REG_FAULT")
             .output()
             .expect("running the node in the namespace");
@@ -325,6 +330,13 @@ fn a_truncated_answer_is_asked_again_over_tcp_and_the_legacy_name_is_asked_secon
         text.contains(&format!("from:      DNS SRV {LEGACY}")),
         "{text}"
     );
+    // `register` without --engine sends `register` again to the engine found, not asking DNS.
+    let asked = lab.dns_log().matches("query[SRV]").count();
+    let (out, err) = lab.run(&node, "nameserver 127.0.0.1\n", &cmdline, "register");
+    assert!(out.status.success(), "{err}");
+    let registers = lab.commands().iter().filter(|c| *c == "register").count();
+    assert_eq!(registers, 2, "{:?}", lab.commands());
+    assert_eq!(lab.dns_log().matches("query[SRV]").count(), asked);
 }
 
 #[test]

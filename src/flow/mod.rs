@@ -307,17 +307,22 @@ pub fn register(root: &Root, loaded: &Loaded, store: &Store, debug: bool) -> Sta
 
 fn prepare_register(ctx: &StepContext, state: &mut State) -> Result<()> {
     let cfg = &ctx.loaded.config;
-    let engine = cfg
-        .reg
-        .engine
-        .as_ref()
-        .context("no engine: give --engine HOST[:PORT]")?;
     let (id, _) = identity::ensure(ctx.root)?;
     ctx.store
         .persist(Path::new(paths::VDSM_ID))
         .context("persisting the host id")?;
     state.unique_id = Some(id.unique_id);
-    state.reset_for_engine(&format!("{}:{}", engine.host, cfg.engine_port()));
+    // Without --engine or management_server: the engine found by DNS SRV on an earlier boot.
+    match &cfg.reg.engine {
+        Some(engine) => {
+            state.reset_for_engine(&format!("{}:{}", engine.host, cfg.engine_port()));
+            state.engine_source = Some("--engine / management_server=".into());
+        }
+        None => anyhow::ensure!(
+            state.engine.is_some(),
+            "no engine: give --engine HOST[:PORT]"
+        ),
+    }
     state.completed.retain(|s| *s != Step::Registered);
     // Registering again after a rejection is how an operator asks for another chance; an
     // enrolled host keeps its keys and certificates (never re-key otherwise).
