@@ -518,11 +518,27 @@ fn config_check_validates_a_command_line() {
     let (rc, _, err) = check(&["--cmdline-file", "-"], "ip=dhcp ovirt.reg.ca_pin=x\n");
     assert_eq!(rc, 2);
     assert!(
-        err.contains("management_server: missing: expected HOST[:PORT]")
-            && err.contains("ovirt.reg.ca_pin=x: expected sha256:<64 hex digits>")
+        err.contains("ovirt.reg.ca_pin=x: expected sha256:<64 hex digits>")
             && !err.contains("ovirt.reg.ca_pin: missing"),
         "{err}"
     );
+    // No management_server: the engine is found by DNS SRV, which needs a pin (a
+    // trust-on-first-use flag is not enough); with one the line is valid.
+    let (rc, _, err) = check(
+        &["--cmdline-file", "-"],
+        "ip=dhcp ovirt.reg.insecure_tofu\n",
+    );
+    assert_eq!(rc, 2, "{err}");
+    assert!(
+        err.contains("ovirt.reg.ca_pin: missing") && err.contains("found by DNS SRV"),
+        "{err}"
+    );
+    let pin = format!("sha256:{}", "ab".repeat(32));
+    let (rc, _, err) = check(
+        &["--cmdline-file", "-"],
+        &format!("management_server=auto ovirt.reg.domain=example.test ovirt.reg.ca_pin={pin}\n"),
+    );
+    assert_eq!(rc, 0, "{err}");
     let (rc, _, _) = check(&["--cmdline-file", "-"], "ovirt_vdsm_disable\n");
     assert_eq!(rc, 0, "nothing is needed when registration is disabled");
     let (rc, _, err) = check(&[], "");

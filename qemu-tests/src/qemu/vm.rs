@@ -66,6 +66,9 @@ pub struct Vm {
     pub vdsm_port: Option<u16>,
     /// UEFI firmware (Debian's OVMF, q35) instead of SeaBIOS: the ISO boots through GRUB.
     pub uefi: bool,
+    /// A DNS server on host loopback at this port, reached by the guest at
+    /// `10.0.2.100:53` over TCP only (`guestfwd` forwards nothing else): engine discovery.
+    pub dns_port: Option<u16>,
 }
 
 impl Vm {
@@ -89,6 +92,7 @@ impl Vm {
             iso: None,
             vdsm_port: None,
             uefi: false,
+            dns_port: None,
         }
     }
 
@@ -345,8 +349,15 @@ impl Vm {
                 Some(p) if i == 0 => format!(",hostfwd=tcp:127.0.0.1:{p}-:{VDSM_PORT}"),
                 _ => String::new(),
             };
+            let dns = match self.dns_port {
+                Some(d) => format!(
+                    ",guestfwd=tcp:{GUEST_ENGINE_ADDR}:53-cmd:{socat} -lf /dev/null - TCP:127.0.0.1:{d}",
+                    socat = host.socat.display()
+                ),
+                None => String::new(),
+            };
             cmd.arg("-netdev").arg(format!(
-                "user,id=n{i},restrict=on{tftp},guestfwd=tcp:{GUEST_ENGINE_ADDR}:{p}-cmd:{socat} -lf /dev/null - TCP:127.0.0.1:{p}{fwd}",
+                "user,id=n{i},restrict=on{tftp},guestfwd=tcp:{GUEST_ENGINE_ADDR}:{p}-cmd:{socat} -lf /dev/null - TCP:127.0.0.1:{p}{dns}{fwd}",
                 p = self.engine_port,
                 socat = host.socat.display()
             ));
