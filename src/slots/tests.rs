@@ -356,3 +356,39 @@ fn upgrade_refuses_when_not_installed_or_running_on_trial() {
     .to_string();
     assert!(e.contains("64 hexadecimal digits"), "{e}");
 }
+
+/// The fuzz targets' properties on their seeds and on bounded pseudo-random mutations of them
+/// (`build-support/fuzz.sh` explores further).
+#[test]
+fn fuzz_properties_hold_on_seeds_and_mutations() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for (target, run) in [
+        ("grubenv", crate::fuzzing::grubenv as fn(&[u8])),
+        ("iso_pvd", crate::fuzzing::iso_pvd),
+    ] {
+        let seed = fs::read(dir.join(target).join("typical")).unwrap();
+        run(&seed);
+        for _ in 0..3000 {
+            let mut m = seed.clone();
+            for _ in 0..1 + next() % 4 {
+                let at = (next() % m.len() as u64) as usize;
+                m[at] = match next() % 4 {
+                    0 => b'\n',
+                    1 => b'=',
+                    2 => b'#',
+                    _ => next() as u8,
+                };
+            }
+            let cut = (next() % (m.len() as u64 + 1)) as usize;
+            run(&m);
+            run(&m[..cut]);
+        }
+    }
+}
