@@ -504,11 +504,15 @@ struct Target {
 
 impl Target {
     fn open(path: &Path) -> Result<Target> {
+        Target::open_as(path, true)
+    }
+
+    fn open_as(path: &Path, write: bool) -> Result<Target> {
         let mut file = OpenOptions::new()
             .read(true)
-            .write(true)
+            .write(write)
             .open(path)
-            .with_context(|| format!("{}: cannot open for writing", path.display()))?;
+            .with_context(|| format!("{}: cannot open", path.display()))?;
         let block = file.metadata()?.file_type().is_block_device();
         let bytes = file.seek(SeekFrom::End(0))?;
         Ok(Target {
@@ -753,8 +757,8 @@ impl Installed {
     }
 
     /// The environment block: where on the ESP, and what it holds.
-    fn locate_env(&self) -> Result<(Target, u64, Env)> {
-        let esp = Target::open(&self.esp)?;
+    fn locate_env(&self, write: bool) -> Result<(Target, u64, Env)> {
+        let esp = Target::open_as(&self.esp, write)?;
         let mut buf = vec![0u8; ESP_SCAN.min(esp.bytes) as usize];
         esp.file.read_exact_at(&mut buf, 0)?;
         let at = grubenv::find(&buf).with_context(|| self.esp.display().to_string())?;
@@ -763,12 +767,12 @@ impl Installed {
     }
 
     fn env(&self) -> Result<Env> {
-        Ok(self.locate_env()?.2)
+        Ok(self.locate_env(false)?.2)
     }
 
     /// One write of the whole block in its place, flushed; the boot keys first.
     fn write_env(&self, env: &Env) -> Result<()> {
-        let (esp, at, _) = self.locate_env()?;
+        let (esp, at, _) = self.locate_env(true)?;
         let block = env.ordered(&FIRST_KEYS).render()?;
         esp.write(at, &block, "the GRUB environment block")?;
         esp.sync()
