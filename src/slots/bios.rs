@@ -31,12 +31,14 @@ pub(crate) fn patch(
     );
     ensure!(
         core_img.len() >= 1024
-            && core_img.len().is_multiple_of(512)
             && u16::from_le_bytes([core_img[510], core_img[511]]) == CORE_SEGMENT,
         "core.img: expected a GRUB i386-pc core image (grub-mkimage -O i386-pc)"
     );
+    // grub-mkimage does not pad the core to whole sectors; the block list counts them.
+    let mut core = core_img.to_vec();
+    core.resize(core.len().div_ceil(512) * 512, 0);
     ensure!(
-        core_img.len() as u64 <= room,
+        core.len() as u64 <= room,
         "core.img: {} bytes do not fit the {room}-byte BIOS boot partition",
         core_img.len()
     );
@@ -44,7 +46,6 @@ pub(crate) fn patch(
     mbr.copy_from_slice(&boot_img[..440]);
     mbr[KERNEL_SECTOR..KERNEL_SECTOR + 8].copy_from_slice(&core_lba.to_le_bytes());
     mbr[DRIVE_CHECK..DRIVE_CHECK + 2].copy_from_slice(&[0x90, 0x90]);
-    let mut core = core_img.to_vec();
     let rest = u16::try_from(core.len() / 512 - 1)?;
     core[BLOCKLIST..BLOCKLIST + 8].copy_from_slice(&(core_lba + 1).to_le_bytes());
     core[BLOCKLIST + 8..BLOCKLIST + 10].copy_from_slice(&rest.to_le_bytes());
@@ -59,7 +60,7 @@ mod tests {
         let mut boot = vec![0u8; 512];
         boot[DRIVE_CHECK..DRIVE_CHECK + 2].copy_from_slice(&[0xEB, 0x05]);
         boot[510..].copy_from_slice(&[0x55, 0xAA]);
-        let mut core = vec![0u8; 512 * 40];
+        let mut core = vec![0u8; 512 * 40 - 100];
         core[BLOCKLIST..BLOCKLIST + 8].copy_from_slice(&2u64.to_le_bytes());
         core[510..512].copy_from_slice(&CORE_SEGMENT.to_le_bytes());
         (boot, core)
@@ -74,6 +75,7 @@ mod tests {
         assert_eq!(core[BLOCKLIST..BLOCKLIST + 8], 2049u64.to_le_bytes());
         assert_eq!(core[BLOCKLIST + 8..BLOCKLIST + 10], 39u16.to_le_bytes());
         assert_eq!(core[510..512], CORE_SEGMENT.to_le_bytes());
+        assert_eq!(core.len(), 512 * 40, "padded to whole sectors");
     }
 
     #[test]
