@@ -223,25 +223,32 @@ echo "QH-EXIT rc=$rc uptime=$(up)"
 echo "QH-STATUS-BEGIN"
 /usr/sbin/ovirt-node-reg status --json
 echo "QH-STATUS-END"
-# test only (qemu-tests/tests/install.rs): qh.install=DEV installs this live system to DEV;
-# a virtio disk with the serial qh-command holds one line `upgrade ARGS…` to run (the
-# scenario stands in for the engine's command, docs/protocol-v2.md)
-dev=$(karg qh.install)
-if [ -n "$dev" ]; then
-    /usr/sbin/ovirt-node-reg install --disk "$dev" --slot-size "$(karg qh.slot_size)"
+# test only (qemu-tests/tests/install.rs): qh.install=SERIAL installs this live system to the
+# virtio disk with that serial; a virtio disk with the serial qh-command holds one line
+# `upgrade ARGS…`, run with `--image` the disk with the serial qh-image (the scenario stands in
+# for the engine's command, docs/protocol-v2.md)
+by_serial() {
+    for s in /sys/block/vd*; do
+        [ "$(cat "$s/serial" 2> /dev/null)" = "$1" ] && echo "/dev/${s##*/}"
+    done
+}
+target=$(karg qh.install)
+if [ -n "$target" ]; then
+    size=$(karg qh.slot_size)
+    /usr/sbin/ovirt-node-reg install --disk "$(by_serial "$target")" --slot-size "${size:-1024}"
     echo "QH-INSTALL rc=$?"
 fi
-for s in /sys/block/vd*; do
-    [ "$(cat "$s/serial" 2> /dev/null)" = qh-command ] || continue
-    cmd=$(head -c 512 "/dev/${s##*/}" | tr -d '\000' | head -n 1)
+command=$(by_serial qh-command)
+if [ -n "$command" ]; then
+    cmd=$(head -c 512 "$command" | tr -d '\000' | head -n 1)
     case $cmd in
         "upgrade "*)
             # shellcheck disable=SC2086
-            /usr/sbin/ovirt-node-reg $cmd
+            /usr/sbin/ovirt-node-reg $cmd --image "$(by_serial qh-image)"
             echo "QH-UPGRADE rc=$?"
             ;;
     esac
-done
+fi
 echo "QH-SLOTS-BEGIN"
 /usr/sbin/ovirt-node-reg status | grep '^slot '
 echo "QH-SLOTS-END"

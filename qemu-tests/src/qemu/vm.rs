@@ -66,6 +66,9 @@ pub struct Vm {
     pub vdsm_port: Option<u16>,
     /// UEFI firmware (Debian's OVMF, q35) instead of SeaBIOS: the ISO boots through GRUB.
     pub uefi: bool,
+    /// More virtio disks after [`Vm::disk`] and [`Vm::root_disk`]: a file and the disk's
+    /// serial (`/sys/block/vdX/serial` in the guest).
+    pub drives: Vec<(PathBuf, Option<String>)>,
 }
 
 impl Vm {
@@ -89,6 +92,7 @@ impl Vm {
             iso: None,
             vdsm_port: None,
             uefi: false,
+            drives: Vec::new(),
         }
     }
 
@@ -223,10 +227,15 @@ impl Vm {
                     .arg("-append")
                     .arg(&append);
             }
-            None if self.image == Image::Iso => {
-                let iso = self.iso.as_ref().context("an ISO boot without Vm::iso")?;
-                cmd.arg("-cdrom").arg(iso).args(["-boot", "d"]);
-            }
+            // An installed node (`ovirt-node-reg install`) boots from its disk, Vm::disk.
+            None if self.image == Image::Iso => match &self.iso {
+                Some(iso) => {
+                    cmd.arg("-cdrom").arg(iso).args(["-boot", "d"]);
+                }
+                None => {
+                    cmd.args(["-boot", "c"]);
+                }
+            },
             None => {
                 cmd.args(["-boot", "n"]);
             }
@@ -237,6 +246,18 @@ impl Vm {
         for disk in self.disk.iter().chain(&self.root_disk) {
             cmd.arg("-drive")
                 .arg(format!("file={},if=virtio,format=raw", disk.display()));
+        }
+        for (i, (file, serial)) in self.drives.iter().enumerate() {
+            cmd.arg("-drive")
+                .arg(format!(
+                    "file={},if=none,id=x{i},format=raw",
+                    file.display()
+                ))
+                .arg("-device")
+                .arg(match serial {
+                    Some(s) => format!("virtio-blk-pci,drive=x{i},serial={s}"),
+                    None => format!("virtio-blk-pci,drive=x{i}"),
+                });
         }
         self.nic_args(&mut cmd, host)?;
         Ok(cmd)
