@@ -43,9 +43,11 @@ pub(crate) fn parse_pvd(pvd: &[u8]) -> Result<Image> {
     })
 }
 
-/// `ovirt-node VERSION` → `VERSION`, when VERSION is a plain version string.
+/// `ovirt-node VERSION` → `VERSION`, when VERSION is a plain version string. ISO 9660 keeps
+/// identifiers in upper case (xorriso writes `OVIRT-NODE 1.0-TEST` for `-A "ovirt-node
+/// 1.0-test"`), so the prefix is matched in any case and the version is shown in lower case.
 fn version(app_id: &[u8]) -> String {
-    let text = String::from_utf8_lossy(app_id);
+    let text = String::from_utf8_lossy(app_id).to_ascii_lowercase();
     let v = text.trim_end_matches([' ', '\0']);
     let v = v.strip_prefix(APP_PREFIX).unwrap_or("");
     let plain = !v.is_empty()
@@ -75,6 +77,9 @@ mod tests {
     fn size_and_version() {
         let i = parse_pvd(&pvd(22528, "ovirt-node 0.2.0-test")).unwrap();
         assert_eq!(i.bytes, 22528 * 2048);
+        assert_eq!(i.version, "0.2.0-test");
+        // as xorriso writes it
+        let i = parse_pvd(&pvd(22528, "OVIRT-NODE 0.2.0-TEST")).unwrap();
         assert_eq!(i.version, "0.2.0-test");
         assert_eq!(
             parse_pvd(&pvd(22528, "XORRISO")).unwrap().version,
