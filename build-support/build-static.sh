@@ -5,6 +5,8 @@
 # The route B settings live here, not in .cargo/config.toml, so plain `cargo test` stays gnu.
 # Both routes build without default features: the `test-hooks` feature (fault points, test-only
 # jobs) stays out of the shipped binary; check-static.sh checks it did.
+# `--features LIST` (bench.sh: what a feature costs) builds with those features into
+# target/static/ovirt-node-reg+LIST instead, never over the shipped binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -12,10 +14,21 @@ TARGET=x86_64-unknown-linux-musl
 PROFILE=min-z
 PKG=ovirt-node-reg
 OUT=target/static/$PKG
+FEATURES=()
+case "${1:-}" in
+"") ;;
+--features)
+    [ -n "${2:-}" ] || { echo "build-static: --features needs a list, e.g. test-hooks" >&2; exit 2; }
+    FEATURES=(--features "$2")
+    OUT=$OUT+${2//,/+}
+    ;;
+*) echo "usage: build-static.sh [--features LIST]" >&2; exit 2 ;;
+esac
 
 if rustup target list --installed 2>/dev/null | grep -qx "$TARGET"; then
     echo "[build-static] route A: rustup $(rustc --version) + $TARGET rust-std"
-    cargo build --locked -p "$PKG" --profile "$PROFILE" --target "$TARGET" --no-default-features
+    cargo build --locked -p "$PKG" --profile "$PROFILE" --target "$TARGET" --no-default-features \
+        "${FEATURES[@]}"
     # Tests and developers may point cargo elsewhere; the output goes where cargo put it.
     BUILT=${CARGO_TARGET_DIR:-target}/$TARGET/$PROFILE/$PKG
 else
@@ -43,7 +56,7 @@ else
         "CARGO_TARGET_X86_64_UNKNOWN_LINUX_MUSL_RUSTFLAGS=-C link-self-contained=no -C relocation-model=static -L native=$ROOT/$U")
     # Debian's cargo with Debian's rustc: rustup's 1.95 cannot compile the 1.96 std sources.
     env "${BIN_ENV[@]}" /usr/bin/cargo build --locked -p "$PKG" --profile "$PROFILE" \
-        --target "$TARGET" --no-default-features -Zbuild-std=std,panic_abort
+        --target "$TARGET" --no-default-features "${FEATURES[@]}" -Zbuild-std=std,panic_abort
     BUILT=$CARGO_TARGET_DIR/$TARGET/$PROFILE/$PKG
 fi
 

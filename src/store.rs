@@ -1250,12 +1250,15 @@ mod tests {
     use std::process::Command;
 
     /// Set in the child that runs a mount test inside its own mount namespace.
+    #[cfg(feature = "privileged")]
     const IN_NS: &str = "OVIRT_NODE_REG_STORE_TEST_IN_NS";
 
     /// Tests that mount run in a private mount namespace, so that nothing leaks into the
-    /// machine: the test binary re-executes itself under `unshare` for just that test.
+    /// machine: the test binary re-executes itself under `unshare` for just that test. Only
+    /// root can, so they belong to the privileged tier (`cargo test --features privileged`).
     macro_rules! mount_test {
         ($name:ident, $body:block) => {
+            #[cfg(feature = "privileged")]
             #[test]
             fn $name() {
                 in_mount_ns(concat!("store::tests::", stringify!($name)), || $body)
@@ -1263,10 +1266,15 @@ mod tests {
         };
     }
 
+    #[cfg(feature = "privileged")]
     fn in_mount_ns(name: &str, body: impl FnOnce()) {
         if std::env::var_os(IN_NS).is_some() {
             return body();
         }
+        assert!(
+            rustix::process::geteuid().is_root(),
+            "{name} mounts: it needs root (the privileged tier, `cargo test --features privileged`)"
+        );
         let exe = std::env::current_exe().unwrap();
         let out = Command::new("unshare")
             .args(["--mount", "--propagation", "private"])
@@ -1321,11 +1329,13 @@ mod tests {
         }
     }
 
+    #[cfg(feature = "privileged")]
     fn text(path: &Path) -> String {
         fs::read_to_string(path).unwrap()
     }
 
     /// Host paths on the same inode: one is mounted on the other.
+    #[cfg(feature = "privileged")]
     fn same_inode(a: &Path, b: &Path) -> bool {
         let (ma, mb) = (
             fs::symlink_metadata(a).unwrap(),
@@ -1339,6 +1349,7 @@ mod tests {
     }
 
     /// How many mounts sit on `path` (stacked mounts count separately).
+    #[cfg(feature = "privileged")]
     fn mounts_on(path: &Path) -> usize {
         let canon = fs::canonicalize(path).unwrap();
         mounts()
@@ -1374,12 +1385,20 @@ mod tests {
         out
     }
 
+    /// mkfs.ext4 lives in /usr/sbin, which a user's PATH often lacks.
+    fn mkfs_ext4() -> Command {
+        let sbin = ["/usr/sbin/mkfs.ext4", "/sbin/mkfs.ext4"]
+            .into_iter()
+            .find(|p| Path::new(p).exists());
+        Command::new(sbin.unwrap_or("mkfs.ext4"))
+    }
+
     #[test]
     fn reads_the_ext_label_of_a_real_image() {
         let d = tempfile::tempdir().unwrap();
         let img = d.path().join("img");
         fs::write(&img, vec![0u8; 4 << 20]).unwrap();
-        let st = Command::new("mkfs.ext4")
+        let st = mkfs_ext4()
             .args(["-q", "-F", "-L", CONFIG_LABEL])
             .arg(&img)
             .status()
@@ -1400,7 +1419,7 @@ mod tests {
         // A regular file with the label is not a block device: never mounted.
         fs::create_dir_all(root.join("/sys/class/block/vdz")).unwrap();
         fs::create_dir_all(root.join("/dev")).unwrap();
-        let st = Command::new("mkfs.ext4")
+        let st = mkfs_ext4()
             .args(["-q", "-F", "-L", CONFIG_LABEL])
             .arg(root.join("/dev/vdz"))
             .arg("4M")

@@ -1,15 +1,20 @@
 //! The real binary, run against temporary root trees. Commands that mount (the store
 //! bind-mounts persisted files) run in a private mount namespace (`unshare -m`), which
-//! also plays the part of a reboot: the next run starts with no mounts.
+//! also plays the part of a reboot: the next run starts with no mounts. Only root can: the
+//! boots that persist are in the privileged tier (`cargo test --features privileged`); the
+//! rest run for any user.
 
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
+#[cfg(feature = "privileged")]
 use qemu_tests::Handle;
 
 mod common;
-use common::{output_with_stdin, stock_engine, Node, BIN};
+#[cfg(feature = "privileged")]
+use common::stock_engine;
+use common::{output_with_stdin, Node, BIN};
 
 /// A node whose kernel command line is `cmdline`.
 fn node_with(cmdline: &str) -> Node {
@@ -26,6 +31,7 @@ fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
 }
 
+#[cfg(feature = "privileged")]
 /// A PXE-like command line pointing at a simulated engine on loopback (pinned).
 fn good(sim: &Handle) -> String {
     format!(
@@ -118,6 +124,7 @@ fn config_show_text_with_cmdline_file_and_no_secret() {
     assert!(!all.contains("TOPSECRETHASH"), "secret printed: {all}");
 }
 
+#[cfg(feature = "privileged")]
 #[test]
 fn boot_configures_persists_and_second_boot_changes_nothing() {
     let sim = stock_engine();
@@ -199,6 +206,7 @@ fn boot_configures_persists_and_second_boot_changes_nothing() {
     );
 }
 
+#[cfg(feature = "privileged")]
 #[test]
 fn invalid_setting_fails_clearly_and_keeps_persisted_files() {
     let sim = stock_engine();
@@ -266,6 +274,7 @@ fn no_engine_or_no_store_or_disabled() {
     );
 }
 
+#[cfg(feature = "privileged")]
 #[test]
 fn secrets_never_reach_logs_or_status() {
     let sim = stock_engine();

@@ -30,16 +30,17 @@ fn tool_present(tool: &str) -> bool {
 
 fn require_tools() {
     assert!(
+        rustix::process::geteuid().is_root(),
+        "these tests create network namespaces and must run as root: the privileged tier, \
+         `cargo test --features privileged`"
+    );
+    assert!(
         tool_present("ip"),
         "`ip` (iproute2) is missing: these tests need it to build namespaces; run build-support/setup.sh"
     );
     assert!(
         tool_present(DNSMASQ),
         "dnsmasq is missing: install Debian's dnsmasq-base (build-support/setup.sh)"
-    );
-    assert!(
-        rustix::process::geteuid().is_root(),
-        "these tests create network namespaces and must run as root"
     );
 }
 
@@ -545,6 +546,7 @@ fn in_mount_ns(name: &str) -> bool {
     if std::env::var_os(IN_MOUNT_NS).is_some() {
         return true;
     }
+    require_tools();
     let out = Command::new("unshare")
         .args(["--mount", "--propagation", "private"])
         .arg(std::env::current_exe().unwrap())

@@ -13,10 +13,14 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+mod common;
+
 const BIN: &str = env!("CARGO_BIN_EXE_ovirt-node-reg");
 
 /// Fail with a clear message when a tool the test needs is missing.
 fn need(tool: &str) {
+    // Root first: the sbin tools are missing from most users' PATH, which would mislead.
+    common::require_root();
     let found = Command::new("sh")
         .args(["-c", &format!("command -v {tool}")])
         .output()
@@ -82,6 +86,7 @@ impl Node {
     /// Run `script` with sh in a new private mount namespace. `reg ARGS` runs the binary on
     /// this node; `$ROOT` and `$OUT` (a scratch directory) are set, as is every `env` pair.
     fn ns(&self, script: &str, env: &[(&str, &str)]) -> Output {
+        common::require_root();
         need("unshare");
         let out_dir = self.scratch("out");
         fs::create_dir_all(&out_dir).unwrap();

@@ -109,6 +109,7 @@ fn roots_dir() -> PathBuf {
 fn boot(node: &Node, id: String) -> Outcome {
     let t0 = Instant::now();
     let log = node.path("/boot.stderr");
+    common::require_root();
     let mut child = Command::new("unshare")
         .args(["--mount", "--propagation", "private", BIN, "--root"])
         .arg(&node.root)

@@ -2,13 +2,15 @@
 //! (descriptors, environment), what it may not do (create files), that it dies with its
 //! parent, and its session: one worker per run whatever the number of jobs, one pinned TLS
 //! connection for the requests of a run, a worker that dies replaced a bounded number of
-//! times.
+//! times. The tests that run a whole `boot` or `register` (they persist files through bind
+//! mounts) are the privileged tier, `cargo test --features privileged`.
 
 use std::fs;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+#[cfg(feature = "privileged")]
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use ovirt_node_reg::http::Endpoint;
@@ -18,7 +20,9 @@ use ovirt_node_reg::worker::{self, GetVersion, Net, Sandbox, Session, TryCreate,
 use qemu_tests::{EventKind, Handle, SimConfig, Simulator};
 
 mod common;
-use common::{Node, BIN};
+#[cfg(feature = "privileged")]
+use common::Node;
+use common::BIN;
 
 fn session() -> Session {
     Session::with_binary(Path::new(BIN), false)
@@ -94,6 +98,7 @@ fn the_worker_cannot_create_remove_or_change_files() {
     assert_eq!(mode, 0o666);
 }
 
+#[cfg(feature = "privileged")]
 #[test]
 fn the_worker_dies_with_its_parent() {
     let sim = Simulator::start(SimConfig::default()).expect("simulator starts");
@@ -109,8 +114,8 @@ fn the_worker_dies_with_its_parent() {
         ),
     );
     // `unshare` execs the binary: the child's pid is the parent of the worker.
-    let mut parent = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", BIN, "--root"])
+    let mut parent = common::command()
+        .arg("--root")
         .arg(&node.root)
         .arg("boot")
         .stdin(Stdio::null())
@@ -211,6 +216,7 @@ fn a_worker_that_keeps_dying_is_not_started_again_and_again() {
     assert!(e.contains("not starting it again"), "{e}");
 }
 
+#[cfg(feature = "privileged")]
 /// A stock engine (v1): `boot` ends after `register` and `get-version`.
 fn v1_engine(close_each: bool) -> Handle {
     let cfg = SimConfig {
@@ -221,9 +227,11 @@ fn v1_engine(close_each: bool) -> Handle {
     Simulator::start(cfg).expect("simulator starts")
 }
 
+#[cfg(feature = "privileged")]
 const SETTINGS: &str = "ovirt.reg.store=/config hostname=node1.example.com \
                         ovirt.reg.retry_base=1 ovirt.reg.retry_cap=2 ovirt.reg.timeout=30";
 
+#[cfg(feature = "privileged")]
 /// `register --engine` on a fresh node, with `--debug` (the worker's start is logged).
 fn register_run(sim: &Handle) -> (std::process::Output, String) {
     let node = Node::new();
@@ -233,6 +241,7 @@ fn register_run(sim: &Handle) -> (std::process::Output, String) {
     node.run(&["--debug", "register", "--engine", &engine])
 }
 
+#[cfg(feature = "privileged")]
 /// Workers started by a run: each logs its sandbox once, when it starts.
 fn workers_started(stderr: &str) -> usize {
     stderr
@@ -241,6 +250,7 @@ fn workers_started(stderr: &str) -> usize {
         .count()
 }
 
+#[cfg(feature = "privileged")]
 /// The engine commands the simulator saw, with the number of the connection each came on.
 fn requests_by_connection(sim: &Handle) -> Vec<(String, u64)> {
     sim.requests()
@@ -252,6 +262,7 @@ fn requests_by_connection(sim: &Handle) -> Vec<(String, u64)> {
         .collect()
 }
 
+#[cfg(feature = "privileged")]
 #[test]
 fn a_register_run_uses_one_worker_and_one_pinned_connection() {
     let sim = v1_engine(false);
@@ -268,6 +279,7 @@ fn a_register_run_uses_one_worker_and_one_pinned_connection() {
     assert_eq!(sim.tls_connections(), 2);
 }
 
+#[cfg(feature = "privileged")]
 #[test]
 fn a_boot_run_starts_one_worker_for_all_its_jobs() {
     let sim = v1_engine(false);
@@ -294,6 +306,7 @@ fn a_boot_run_starts_one_worker_for_all_its_jobs() {
     assert!(sim.tls_connections() <= 2, "{seen:?}");
 }
 
+#[cfg(feature = "privileged")]
 #[test]
 fn an_engine_that_closes_after_each_answer_still_gets_a_registration() {
     let sim = v1_engine(true);
@@ -351,6 +364,7 @@ fn wait_for(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
     }
 }
 
+#[cfg(feature = "privileged")]
 /// The children of `pid`'s main thread that run as `worker`.
 fn workers_of(pid: u32) -> Vec<u32> {
     let children =

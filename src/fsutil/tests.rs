@@ -52,6 +52,20 @@ impl Fixture {
     }
 }
 
+/// The owner the tests give files: vdsm:kvm (36:107) in the privileged tier, where only root
+/// may give it; our own ids otherwise, so the same calls run for any user.
+fn owner() -> (u32, u32) {
+    if !cfg!(feature = "privileged") {
+        let (uid, gid) = (rustix::process::geteuid(), rustix::process::getegid());
+        return (uid.as_raw(), gid.as_raw());
+    }
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "giving files to vdsm:kvm needs root (the privileged tier, `cargo test --features privileged`)"
+    );
+    (36, 107)
+}
+
 fn mode(p: &Path) -> u32 {
     fs::symlink_metadata(p).unwrap().mode() & 0o7777
 }
@@ -65,13 +79,14 @@ fn writes_with_exact_mode_and_owner_and_replaces() {
     let f = fixture();
     let p = Path::new("/a/b/secret");
     f.fs.write_atomic(p, b"one", 0o600).unwrap();
-    f.fs.write_owned(p, b"two", 0o4750, (36, 107)).unwrap();
+    let (uid, gid) = owner();
+    f.fs.write_owned(p, b"two", 0o4750, (uid, gid)).unwrap();
     let host = f.host("a/b/secret");
     assert_eq!(fs::read(&host).unwrap(), b"two");
     let m = fs::metadata(&host).unwrap();
     assert_eq!(
         (m.mode() & 0o7777, m.uid(), m.gid()),
-        (0o4750, 36, 107),
+        (0o4750, uid, gid),
         "set-id bit kept after chown"
     );
     assert_eq!(mode(&f.host("a")), 0o755, "missing parents made 0755");
@@ -144,8 +159,9 @@ fn a_symlink_as_the_last_name_is_refused_unless_replacing_it() {
     assert!(err(f.fs.read(link, 100)).contains("refusing to follow it"));
     assert!(err(f.fs.list(Path::new("/etc/dirlink"))).contains("is a symbolic link"));
     // chown changes the link itself, as lchown does.
-    f.fs.set_owner(link, 36, 36).unwrap();
-    assert_eq!(fs::symlink_metadata(f.host("etc/link")).unwrap().uid(), 36);
+    let (uid, gid) = owner();
+    f.fs.set_owner(link, uid, gid).unwrap();
+    assert_eq!(fs::symlink_metadata(f.host("etc/link")).unwrap().uid(), uid);
     assert!(f
         .fs
         .metadata(link)

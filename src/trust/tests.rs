@@ -218,14 +218,20 @@ fn fetch_error_class_and_message() {
 }
 
 /// Set in the child that runs a mount test inside its own mount namespace.
+#[cfg(feature = "privileged")]
 const IN_NS: &str = "OVIRT_NODE_REG_TRUST_TEST_IN_NS";
 
 /// Persisting bind-mounts, so the test re-executes itself in a private mount namespace
-/// (`unshare`, as root) and nothing leaks into the machine.
+/// (`unshare`, as root) and nothing leaks into the machine: the privileged tier.
+#[cfg(feature = "privileged")]
 fn in_mount_ns(name: &str, body: impl FnOnce()) {
     if std::env::var_os(IN_NS).is_some() {
         return body();
     }
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "{name} mounts: it needs root (the privileged tier, `cargo test --features privileged`)"
+    );
     let out = std::process::Command::new("unshare")
         .args(["--mount", "--propagation", "private"])
         .arg(std::env::current_exe().unwrap())
@@ -249,11 +255,13 @@ fn store_fixture() -> (tempfile::TempDir, Store) {
     (tmp, store)
 }
 
+#[cfg(feature = "privileged")]
 fn mode(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
 }
 
+#[cfg(feature = "privileged")]
 #[test]
 fn install_ssh_key_keeps_other_keys_and_persists() {
     in_mount_ns(
@@ -282,6 +290,7 @@ fn install_ssh_key_keeps_other_keys_and_persists() {
     );
 }
 
+#[cfg(feature = "privileged")]
 #[test]
 fn install_ssh_key_creates_the_directory() {
     in_mount_ns(

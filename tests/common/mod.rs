@@ -1,6 +1,8 @@
 //! The test node shared by the integration tests: a temporary root tree, and the real binary
 //! run on it as a "boot" in a private mount namespace (the store bind-mounts persisted files;
 //! a fresh namespace also plays the part of a reboot: the next run starts with no mounts).
+//! Only root can make one: run by another user (the default test tier, README "Testing") the
+//! binary runs directly, and only commands that mount nothing belong in that tier.
 #![allow(dead_code)] // each test file uses its own part
 
 use std::fs;
@@ -66,18 +68,16 @@ impl Node {
         fault: Option<&str>,
         env: &[(&str, &std::path::Path)],
     ) -> (Output, String) {
-        let mut cmd = Command::new("unshare");
+        let mut cmd = command();
         cmd.envs(env.iter().copied());
-        cmd.args(["--mount", "--propagation", "private", BIN, "--root"])
-            .arg(&self.root)
-            .args(args);
+        cmd.arg("--root").arg(&self.root).args(args);
         match fault {
             Some(f) => cmd.env("OVIRT_NODE_REG_FAULT", f),
             None => cmd.env_remove("OVIRT_NODE_REG_FAULT"),
         };
-        let out = cmd
-            .output()
-            .expect("unshare runs (apt-get install util-linux)");
+        let out = cmd.output().unwrap_or_else(|e| {
+            panic!("running {cmd:?}: {e} (unshare: apt-get install util-linux)")
+        });
         let err = String::from_utf8_lossy(&out.stderr).into_owned();
         (out, err)
     }
@@ -129,4 +129,30 @@ pub fn setup_node(shadow: &str) -> Node {
     );
     node.write("/etc/shadow", shadow);
     node
+}
+
+/// The binary, in a fresh private mount namespace when we are root (so nothing it mounts
+/// leaks into the machine); as another user, directly: it can mount nothing then. The
+/// privileged tier insists on root.
+pub fn command() -> Command {
+    if cfg!(feature = "privileged") {
+        require_root();
+    }
+    if !rustix::process::geteuid().is_root() {
+        return Command::new(BIN);
+    }
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", BIN]);
+    cmd
+}
+
+/// Fail (never skip) a privileged test run by another user, saying how to run it.
+pub fn require_root() {
+    assert!(
+        rustix::process::geteuid().is_root(),
+        "this test needs root (private mount and network namespaces, loop devices, the \
+         worker's drop to nobody): run the privileged tier as root, `cargo test --features \
+         privileged` (build-support/test-all.sh runs every tier); a plain `cargo test` runs \
+         the tests any user can"
+    );
 }
