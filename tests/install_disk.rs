@@ -2,7 +2,7 @@
 //! ISOs (xorriso), read back by the tools that own the formats: sfdisk for the GPT, mtools and
 //! grub-editenv for the ESP and GRUB's environment block, debugfs for the config store
 //! (docs/install-upgrade.md). `install` writes a disk image file as any user; `upgrade` needs
-//! the kernel's partitions of an installed disk, so it runs on a loop device (root).
+//! block devices for the partitions of an installed disk, so it runs on loop devices (root).
 
 use std::fs;
 use std::os::unix::fs::FileExt;
@@ -245,39 +245,51 @@ fn install_refuses_a_disk_that_is_not_blank_and_names_it() {
 mod privileged {
     use super::*;
 
-    /// A loop device with partitions; detached when dropped.
-    struct Loop(String);
+    /// Loop devices over the partitions of a disk image; detached when dropped.
+    struct Loops(Vec<String>);
 
-    impl Drop for Loop {
+    impl Drop for Loops {
         fn drop(&mut self) {
-            let _ = Command::new("losetup").args(["-d", &self.0]).status();
+            for dev in &self.0 {
+                let _ = Command::new("losetup").args(["-d", dev]).status();
+            }
         }
     }
 
-    /// A root tree whose sysfs and /dev show only the partitions of `dev` (the machine's
-    /// other disks stay out of the test).
-    fn root_seeing(root: &Path, dev: &str) {
-        let name = dev.trim_start_matches("/dev/");
-        let sys_block = root.join("sys/class/block");
-        fs::create_dir_all(&sys_block).unwrap();
-        fs::create_dir_all(root.join("dev")).unwrap();
-        for n in 1..=5 {
-            let part = format!("{name}p{n}");
-            let uevent = format!("/sys/class/block/{part}/uevent");
-            let mut found = false;
-            for _ in 0..50 {
-                found = Path::new(&uevent).exists() && Path::new(&format!("/dev/{part}")).exists();
-                if found {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            assert!(found, "{part}: the kernel shows no such partition");
-            fs::create_dir_all(sys_block.join(&part)).unwrap();
-            fs::copy(&uevent, sys_block.join(&part).join("uevent")).unwrap();
-            std::os::unix::fs::symlink(format!("/dev/{part}"), root.join("dev").join(&part))
-                .unwrap();
+    /// The partitions of `disk` as the kernel would show them to a root tree: a loop device
+    /// over each one (the kernel of a test machine may not scan a loop device's partitions),
+    /// and in `root`'s sysfs its `uevent` with the GPT name, `PARTNAME=` (the machine's own
+    /// disks stay out of the test).
+    fn attach(root: &Path, disk: &Path, parts: &[(String, u64, u64)]) -> Loops {
+        let mut loops = Loops(Vec::new());
+        for (name, start, sectors) in parts {
+            let out = tool(
+                "losetup",
+                "mount",
+                &[
+                    "--find",
+                    "--show",
+                    "--offset",
+                    &(start * 512).to_string(),
+                    "--sizelimit",
+                    &(sectors * 512).to_string(),
+                    p(disk),
+                ],
+            );
+            let dev = text(&out.stdout).trim().to_string();
+            loops.0.push(dev.clone());
+            let dev_name = dev.trim_start_matches("/dev/");
+            let sys = root.join("sys/class/block").join(dev_name);
+            fs::create_dir_all(&sys).unwrap();
+            fs::write(
+                sys.join("uevent"),
+                format!("DEVTYPE=partition\nDEVNAME={dev_name}\nPARTNAME={name}\n"),
+            )
+            .unwrap();
+            fs::create_dir_all(root.join("dev")).unwrap();
+            std::os::unix::fs::symlink(&dev, root.join("dev").join(dev_name)).unwrap();
         }
+        loops
     }
 
     fn sha256(path: &Path) -> String {
@@ -300,9 +312,7 @@ mod privileged {
         let iso = node_iso(t.path(), "1.0-test");
         let new = node_iso(t.path(), "2.0-test");
         let (disk, parts) = install(t.path(), &root, &iso);
-        let out = tool("losetup", "mount", &["--find", "--show", "-P", p(&disk)]);
-        let dev = Loop(text(&out.stdout).trim().to_string());
-        root_seeing(&root, &dev.0);
+        let loops = attach(&root, &disk, &parts);
         let cmdline = t.path().join("cmdline");
         fs::write(&cmdline, format!("{CMDLINE} ovirt.slot=A")).unwrap();
 
@@ -328,7 +338,15 @@ mod privileged {
             &["upgrade", "--image", p(&new), "--sha256", &sha256(&new)],
         );
         assert!(out.status.success(), "{}", text(&out.stderr));
-        drop(dev);
+        // `status` shows both slots: A runs and is the default, B waits for its trial boot.
+        let out = node(&root, &cmdline, &["status"]);
+        let shown = text(&out.stdout);
+        assert!(
+            shown.contains("slot A: 1.0-test (running, default)\nslot B: 2.0-test (trial pending)"),
+            "{shown}{}",
+            text(&out.stderr)
+        );
+        drop(loops);
         let env = grubenv_of(t.path(), &disk, (parts[1].1, parts[1].2));
         for want in [
             "slot_default=A\n",
