@@ -243,9 +243,19 @@ impl Vm {
         if let Some(base) = &self.rtc_base {
             cmd.arg("-rtc").arg(format!("base={base}"));
         }
-        for disk in self.disk.iter().chain(&self.root_disk) {
-            cmd.arg("-drive")
-                .arg(format!("file={},if=virtio,format=raw", disk.display()));
+        let disk_boot = direct.is_none() && self.image == Image::Iso && self.iso.is_none();
+        for (i, disk) in self.disk.iter().chain(&self.root_disk).enumerate() {
+            if disk_boot && i == 0 {
+                // The installed disk boots, never an extra disk: an upgrade's image is a
+                // hybrid ISO that the firmware would boot as readily.
+                cmd.arg("-drive")
+                    .arg(format!("file={},if=none,id=d0,format=raw", disk.display()))
+                    .arg("-device")
+                    .arg("virtio-blk-pci,drive=d0,bootindex=0");
+            } else {
+                cmd.arg("-drive")
+                    .arg(format!("file={},if=virtio,format=raw", disk.display()));
+            }
         }
         for (i, (file, serial)) in self.drives.iter().enumerate() {
             cmd.arg("-drive")
