@@ -426,3 +426,35 @@ pub fn dns(data: &[u8]) {
     original.sort_by_key(key);
     assert_eq!(ordered, original, "ordering lost or made up records");
 }
+
+/// GRUB's environment block (the ESP's `grub/grubenv`, which GRUB writes too): a block that
+/// parses renders to 1024 bytes that parse to the same variables; the search for it on the
+/// partition never panics.
+pub fn grubenv(data: &[u8]) {
+    use crate::slots::grubenv::{find, Env, SIZE};
+    let _ = find(data);
+    let mut block = data.to_vec();
+    block.resize(SIZE, b'#');
+    let Ok(env) = Env::parse(&block[..SIZE]) else {
+        return;
+    };
+    let out = env.render().expect("what was read fits again");
+    assert_eq!(out.len(), SIZE);
+    assert_eq!(Env::parse(&out).expect("renders parse"), env);
+}
+
+/// The primary volume descriptor of a node image (an ISO file or a medium given to `install`
+/// or `upgrade`): a size within bounds and a version that is safe to write into grubenv.
+pub fn iso_pvd(data: &[u8]) {
+    let Ok(image) = crate::slots::iso::parse_pvd(data) else {
+        return;
+    };
+    assert!(image.bytes > crate::slots::iso::PVD_OFFSET && image.bytes <= 16 << 30);
+    assert!(image
+        .version
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._+~-".contains(&b)));
+    let mut env = crate::slots::grubenv::Env::default();
+    env.set("version_A", &image.version)
+        .expect("a version is a valid value");
+}

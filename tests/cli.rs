@@ -56,6 +56,8 @@ fn help_for_every_subcommand() {
         &["unpersist"],
         &["restore"],
         &["status"],
+        &["install"],
+        &["upgrade"],
         &["version"],
     ] {
         let out = Command::new(BIN).args(sub).arg("--help").output().unwrap();
@@ -593,4 +595,40 @@ fn closed_stdout_ends_quietly() {
     let out = Command::new("bash").args(["-c", &cmd]).output().unwrap();
     assert_eq!(text(&out.stdout), "rc=0\n", "{}", text(&out.stderr));
     assert_eq!(text(&out.stderr), "");
+}
+
+/// `install` and `upgrade` refuse what they cannot use with one line naming it, exit 1.
+#[test]
+fn install_and_upgrade_name_what_is_missing() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().to_str().unwrap();
+    let cmdline = t.path().join("cmdline");
+    std::fs::write(&cmdline, "ovirt.slot=A\n").unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["--root", root, "--cmdline", cmdline.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["install", "--disk", "/nonexistent-disk"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr)
+            .contains("/usr/lib/ovirt-node-reg/boot/esp.img: the boot loader file is missing"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["upgrade", "--image", "/x.iso"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("not installed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["status"]);
+    assert!(
+        !text(&out.stdout).contains("slot A"),
+        "no slots on a machine without them"
+    );
 }

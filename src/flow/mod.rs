@@ -190,6 +190,11 @@ pub fn start(root: &Root, cmdline: &Path, debug: bool, run: Run) -> Status {
         Run::Boot(stage) => boot(root, &loaded, &store, debug, stage),
         Run::Reenroll => reenroll(root, &loaded, &store, debug),
     };
+    if run == Run::Boot(Stage::System) && st.step == "done" && st.result == Outcome::Ok {
+        // An installed node: `done` confirms a trial boot slot (src/slots).
+        let text = std::fs::read_to_string(cmdline).unwrap_or_default();
+        crate::slots::after_done(root, &text);
+    }
     if run == Run::Boot(Stage::Initramfs) {
         if let Err(e) = store.release() {
             warn!("releasing the config store for the real root: {e:#}");
