@@ -156,77 +156,89 @@ for f in "${FEATURES[@]}"; do
     out "host with $f: $s bytes ($(delta "$s" "$base"))"
 done
 
-# --- 2. register --engine against a v1 engine, and curl ---------------------------------------
-start_sim "$WORK/v1" --v1-only
-ours=() ours_rss=() curl_ms=() curl_rss=()
-URLS=() conns_ours='' conns_curl='' nreq=0 requests=''
-for i in $(seq 0 "$QUICK"); do
-    root=$WORK/reg-$i
-    new_root "$root" ""
-    mark=$(events_now v1)
-    measure "${NS[@]}" "$BIN" --root "$root" register --engine "127.0.0.1:$PORT" ||
-        fail_run "register --engine failed"
-    grep -q '^ovirt-node-reg: ok, step registered' "$WORK/err" || fail_run "register did not end ok"
-    sent=$(requests_since v1 "$mark")
-    if [ "$i" -eq 0 ]; then
-        # The warm-up run says which requests `register` sends: curl sends the same.
-        while read -r method url _; do
-            [ "$method" = GET ] || { echo "bench: register sent $method $url; the curl side knows GET only" >&2; exit 1; }
-            URLS+=(-o /dev/null "$ENGINE$url")
-            nreq=$((nreq + 1))
-        done <<<"$sent"
-        conns_ours=$(awk '{print $3}' <<<"$sent" | sort -u | wc -l)
-        requests=$(awk '{print $2}' <<<"$sent" | sed -E 's/.*command=([a-z-]+).*/\1/' | paste -sd' ')
-        continue
-    fi
-    ours+=("$WALL_MS") ours_rss+=("$RSS_KB")
-    measure "${NS[@]}" curl -sS --cacert "$CA" -w '%{http_code} %{num_connects}\n' "${URLS[@]}" ||
-        fail_run "curl failed"
-    [ "$(grep -c '^200 ' "$WORK/out")" -eq "$nreq" ] || fail_run "curl: not every answer was 200: $(cat "$WORK/out")"
-    conns_curl=$(awk '{n += $2} END {print n}' "$WORK/out")
-    curl_ms+=("$WALL_MS") curl_rss+=("$RSS_KB")
-done
-stop_sim
-ours_m=$(m "${ours[@]}") curl_m=$(m "${curl_ms[@]}")
-out ""
-out "## register --engine, engine-sim --v1-only on loopback, median of $QUICK runs (a fresh root each; both sides under unshare --mount and GNU time)"
-out "ovirt-node-reg (static): $ours_m ms, peak RSS $(m "${ours_rss[@]}") kB (the largest of the parent and its workers), $nreq requests ($requests) over $conns_ours connections"
-out "curl, the same requests in one invocation: $curl_m ms, peak RSS $(m "${curl_rss[@]}") kB, $conns_curl connections"
-out "ratio ovirt-node-reg / curl: $(awk -v a="$ours_m" -v b="$curl_m" 'BEGIN {printf "%.2f", a / b}')"
-out "  runs (ms): ovirt-node-reg ${ours[*]}; curl ${curl_ms[*]}"
+# Sections 2 and 3 run twice: with the node roots on a tmpfs, as on a node (its live root is
+# in memory, only the store is on a disk), and on the disk, where every file the run persists is
+# fsync'd (the store's durability: about 60 fsyncs in a register run).
+# quick_numbers WHERE DIR: sections 2 and 3 with the node roots in DIR.
+quick_numbers() {
+    local WHERE=$1 NODES=$2
+    # --- 2. register --engine against a v1 engine, and curl ---------------------------------------
+    start_sim "$WORK/v1" --v1-only
+    ours=() ours_rss=() curl_ms=() curl_rss=()
+    URLS=() conns_ours='' conns_curl='' nreq=0 requests=''
+    for i in $(seq 0 "$QUICK"); do
+        root=$NODES/reg-$i
+        new_root "$root" ""
+        mark=$(events_now v1)
+        measure "${NS[@]}" "$BIN" --root "$root" register --engine "127.0.0.1:$PORT" ||
+            fail_run "register --engine failed"
+        grep -q '^ovirt-node-reg: ok, step registered' "$WORK/err" || fail_run "register did not end ok"
+        sent=$(requests_since v1 "$mark")
+        if [ "$i" -eq 0 ]; then
+            # The warm-up run says which requests `register` sends: curl sends the same.
+            while read -r method url _; do
+                [ "$method" = GET ] || { echo "bench: register sent $method $url; the curl side knows GET only" >&2; exit 1; }
+                URLS+=(-o /dev/null "$ENGINE$url")
+                nreq=$((nreq + 1))
+            done <<<"$sent"
+            conns_ours=$(awk '{print $3}' <<<"$sent" | sort -u | wc -l)
+            requests=$(awk '{print $2}' <<<"$sent" | sed -E 's/.*command=([a-z-]+).*/\1/' | paste -sd' ')
+            continue
+        fi
+        ours+=("$WALL_MS") ours_rss+=("$RSS_KB")
+        measure "${NS[@]}" curl -sS --cacert "$CA" -w '%{http_code} %{num_connects}\n' "${URLS[@]}" ||
+            fail_run "curl failed"
+        [ "$(grep -c '^200 ' "$WORK/out")" -eq "$nreq" ] || fail_run "curl: not every answer was 200: $(cat "$WORK/out")"
+        conns_curl=$(awk '{n += $2} END {print n}' "$WORK/out")
+        curl_ms+=("$WALL_MS") curl_rss+=("$RSS_KB")
+    done
+    stop_sim
+    ours_m=$(m "${ours[@]}") curl_m=$(m "${curl_ms[@]}")
+    out ""
+    out "## register --engine, engine-sim --v1-only on loopback, node roots $WHERE, median of $QUICK runs (a fresh root each; both sides under unshare --mount and GNU time)"
+    out "ovirt-node-reg (static): $ours_m ms, peak RSS $(m "${ours_rss[@]}") kB (the largest of the parent and its workers), $nreq requests ($requests) over $conns_ours connections"
+    out "curl, the same requests in one invocation: $curl_m ms, peak RSS $(m "${curl_rss[@]}") kB, $conns_curl connections"
+    out "ratio ovirt-node-reg / curl: $(awk -v a="$ours_m" -v b="$curl_m" 'BEGIN {printf "%.2f", a / b}')"
+    out "  runs (ms): ovirt-node-reg ${ours[*]}; curl ${curl_ms[*]}"
 
-# --- 3. first boot under --root with a token, to done ----------------------------------------
-start_sim "$WORK/v2" --retry-after 1
-TOKEN_FILE=/etc/ovirt-node-reg/token
-boot_root() {
-    local root=$1 token
-    token=$(new_token)
-    [ -n "$token" ] || { echo "bench: the simulator made no token" >&2; exit 1; }
-    new_root "$root" "ovirt.reg.token_file=$TOKEN_FILE ovirt.reg.retry_base=1 ovirt.reg.retry_cap=2"
-    mkdir -p "$root${TOKEN_FILE%/*}"
-    (umask 077 && printf '%s\n' "$token" >"$root$TOKEN_FILE")
+    # --- 3. first boot under --root with a token, to done ----------------------------------------
+    start_sim "$WORK/v2" --retry-after 1
+    TOKEN_FILE=/etc/ovirt-node-reg/token
+    boot_root() {
+        local root=$1 token
+        token=$(new_token)
+        [ -n "$token" ] || { echo "bench: the simulator made no token" >&2; exit 1; }
+        new_root "$root" "ovirt.reg.token_file=$TOKEN_FILE ovirt.reg.retry_base=1 ovirt.reg.retry_cap=2"
+        mkdir -p "$root${TOKEN_FILE%/*}"
+        (umask 077 && printf '%s\n' "$token" >"$root$TOKEN_FILE")
+    }
+    boots=() boots_rss=()
+    for i in $(seq "$QUICK"); do
+        boot_root "$NODES/boot-$i"
+        measure "${NS[@]}" "$BIN" --root "$NODES/boot-$i" boot || fail_run "boot failed"
+        grep -q '^ovirt-node-reg: ok, step done' "$WORK/err" || fail_run "boot did not end done"
+        boots+=("$WALL_MS") boots_rss+=("$RSS_KB")
+    done
+    workers="? (strace missing: apt-get install strace)"
+    if command -v strace >/dev/null; then
+        # One more boot, traced (not timed): every exec of the binary as `worker`.
+        boot_root "$NODES/boot-traced"
+        strace -f -qq -e trace=execve -e signal=none -o "$WORK/strace.txt" \
+            "${NS[@]}" "$BIN" --root "$NODES/boot-traced" boot 2>"$WORK/err" ||
+            fail_run "the traced boot failed"
+        workers=$(grep -v resumed "$WORK/strace.txt" | grep -cE 'execve\([^,]*, \[[^]]*"worker"') || true
+    fi
+    stop_sim
+    out ""
+    out "## first boot under --root with an enrolment token, to done (engine-sim, v2, approved by the token), node roots $WHERE, median of $QUICK runs"
+    out "wall $(m "${boots[@]}") ms, peak RSS $(m "${boots_rss[@]}") kB, worker processes started: $workers"
+    out "  runs (ms): ${boots[*]}"
 }
-boots=() boots_rss=()
-for i in $(seq "$QUICK"); do
-    boot_root "$WORK/boot-$i"
-    measure "${NS[@]}" "$BIN" --root "$WORK/boot-$i" boot || fail_run "boot failed"
-    grep -q '^ovirt-node-reg: ok, step done' "$WORK/err" || fail_run "boot did not end done"
-    boots+=("$WALL_MS") boots_rss+=("$RSS_KB")
-done
-workers="? (strace missing: apt-get install strace)"
-if command -v strace >/dev/null; then
-    # One more boot, traced (not timed): every exec of the binary as `worker`.
-    boot_root "$WORK/boot-traced"
-    strace -f -qq -e trace=execve -e signal=none -o "$WORK/strace.txt" \
-        "${NS[@]}" "$BIN" --root "$WORK/boot-traced" boot 2>"$WORK/err" ||
-        fail_run "the traced boot failed"
-    workers=$(grep -v resumed "$WORK/strace.txt" | grep -cE 'execve\([^,]*, \[[^]]*"worker"') || true
-fi
-stop_sim
-out ""
-out "## first boot under --root with an enrolment token, to done (engine-sim, v2, approved by the token), median of $QUICK runs"
-out "wall $(m "${boots[@]}") ms, peak RSS $(m "${boots_rss[@]}") kB, worker processes started: $workers"
-out "  runs (ms): ${boots[*]}"
+SHM=$(mktemp -d /dev/shm/ovirt-node-reg-bench.XXXXXX)
+trap 'rm -rf "$SHM"; stop_work' EXIT
+quick_numbers "on a tmpfs (as on a node)" "$SHM"
+rm -rf "$SHM"
+quick_numbers "on the disk (every persisted file fsync'd)" "$WORK"
 
 # --- 4. the default test tier ----------------------------------------------------------------
 if [ "$CARGO_TEST" = 1 ]; then

@@ -8,8 +8,8 @@
 # Replay one reproducer: fuzz.sh --replay TARGET FILE.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ALL=(cmdline dhcp sntp http_date retry_after pem der ssh_key v2_answer netlink
-    default_ovirt vdsm_reg_conf files_list login_files worker_frames state_json)
+ALL=(cmdline dhcp dns sntp http_date retry_after pem der ssh_key v2_answer netlink
+    default_ovirt vdsm_reg_conf files_list login_files worker_frames state_json grubenv iso_pvd)
 # A fixed seed makes the run repeatable: CI explores the same inputs a developer already ran
 # for longer (FUZZ_SEED=random explores new ground; do that before committing parser changes).
 SEED=${FUZZ_SEED:-20261125}

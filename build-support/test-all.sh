@@ -38,7 +38,7 @@ stage "static musl build (min-z)"
 build-support/build-static.sh
 stage "static binary gate"
 build-support/check-static.sh
-stage "fuzz: 16 parsers, 10 s each"
+stage "fuzz: 19 parsers, 10 s each"
 build-support/fuzz.sh 10
 
 printf '\n=== [%s] ALL GREEN in %ss\n' "$(date -u +%H:%M:%S)" "$((SECONDS - START))"

@@ -7,6 +7,7 @@
 #
 #   image/mkiso.sh BIN OUT.iso [--append "ARGS"] [--token-file FILE] [--timeout DS]
 #                  [--initrd FILE] [--rootfs FILE] [--kernel FILE] [--label LABEL] [--no-uefi]
+#                  [--version V]
 #
 #   --append "ARGS"    registration settings for the boot menu's entry (management_server=,
 #                      ovirt.reg.ca_pin=, ip=, …); an operator can also edit them at the
@@ -20,6 +21,9 @@
 #   --rootfs FILE      reuse a root squashfs (default: image/mkroot-live.sh)
 #   --kernel FILE      default /boot/vmlinuz-K of the newest kernel with /lib/modules/K
 #   --label LABEL      ISO volume label (default OVIRT-NODE)
+#   --version V        the node version, written as the application id `ovirt-node V` (what
+#                      `ovirt-node-reg install|upgrade|status` show for a boot slot); default
+#                      the binary's own version
 #   --no-uefi          BIOS only (otherwise GRUB from grub-efi-amd64-bin boots it on UEFI with
 #                      boot/grub/grub.cfg, the same entry as isolinux/isolinux.cfg)
 #
@@ -40,7 +44,7 @@ usage() {
 BIN=$1
 OUT=$2
 shift 2
-APPEND='' TOKEN='' TIMEOUT=50 INITRD='' ROOTFS='' KERNEL='' LABEL=OVIRT-NODE UEFI=1
+APPEND='' TOKEN='' TIMEOUT=50 INITRD='' ROOTFS='' KERNEL='' LABEL=OVIRT-NODE UEFI=1 VERSION=''
 while [[ $# -gt 0 ]]; do
     case $1 in
         --append) APPEND=${2?--append needs a value}; shift 2 ;;
@@ -50,6 +54,7 @@ while [[ $# -gt 0 ]]; do
         --rootfs) ROOTFS=${2:?--rootfs needs a file}; shift 2 ;;
         --kernel) KERNEL=${2:?--kernel needs a file}; shift 2 ;;
         --label) LABEL=${2:?--label needs a value}; shift 2 ;;
+        --version) VERSION=${2:?--version needs a value}; shift 2 ;;
         --no-uefi) UEFI=0; shift ;;
         *) usage ;;
     esac
@@ -64,6 +69,10 @@ top=$(cd "$here/.." && pwd)
 [[ -z $INITRD || -f $INITRD ]] || die "--initrd $INITRD: no such file"
 [[ -z $ROOTFS || -f $ROOTFS ]] || die "--rootfs $ROOTFS: no such file"
 case $APPEND in *$'\n'*) die "--append: one line" ;; esac
+if [[ -z $VERSION ]]; then
+    VERSION=$("$BIN" version 2> /dev/null | awk '{ print $2 }') || true
+fi
+[[ $VERSION =~ ^[A-Za-z0-9._+~-]{1,64}$ ]] || die "--version '$VERSION': letters, digits and ._+~- only"
 ISOLINUX=/usr/lib/ISOLINUX/isolinux.bin
 HYBRID_MBR=/usr/lib/ISOLINUX/isohdpfx.bin
 LDLINUX=/usr/lib/syslinux/modules/bios/ldlinux.c32
@@ -190,7 +199,7 @@ fi
 
 find "$iso" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 date=$(date -u -d "@$SOURCE_DATE_EPOCH" +%Y%m%d%H%M%S00)
-xorriso -as mkisofs -quiet -o "$tmp/out.iso" -V "$LABEL" -r -J -joliet-long \
+xorriso -as mkisofs -quiet -o "$tmp/out.iso" -V "$LABEL" -A "ovirt-node $VERSION" -r -J -joliet-long \
     --modification-date="$date" \
     -isohybrid-mbr "$HYBRID_MBR" \
     -c isolinux/boot.cat -b isolinux/isolinux.bin \

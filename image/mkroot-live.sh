@@ -108,6 +108,11 @@ VDSM
     chmod 0755 "$1/usr/libexec/vdsmd-standin"
 }
 
+# install_boot_files DIR: GRUB's files for `ovirt-node-reg install` (image/mkboot.sh)
+install_boot_files() {
+    bash "$here/mkboot.sh" "$1/usr/lib/ovirt-node-reg/boot" > /dev/null
+}
+
 if [[ $ROOT == systemd ]]; then
     command -v mmdebstrap > /dev/null || die "mmdebstrap not found: apt-get install mmdebstrap"
     [[ $(id -u) -eq 0 ]] || die "--root systemd: mmdebstrap needs root here"
@@ -123,7 +128,7 @@ if [[ $ROOT == systemd ]]; then
     done
     [[ ${mirrors[0]:-} == *" bookworm main" ]] ||
         die "--root systemd: no http(s) 'bookworm main' source in the apt sources; add one"
-    mmdebstrap --quiet --variant=minbase --include=systemd-sysv,udev,openssl,iproute2,kmod \
+    mmdebstrap --quiet --variant=minbase --include=systemd-sysv,udev,openssl,iproute2,kmod,e2fsprogs \
         --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
         --dpkgopt='path-exclude=/usr/share/locale/*' bookworm "$r" "${mirrors[@]}" \
         > "$tmp/mmdebstrap.log" 2>&1 || {
@@ -131,6 +136,7 @@ if [[ $ROOT == systemd ]]; then
         die "mmdebstrap failed"
     }
     install -m 0755 "$BIN" "$r/usr/sbin/ovirt-node-reg"
+    install_boot_files "$r"
     stand_in_vdsm "$r"
     u=$r/usr/lib/systemd/system
     install -m 0644 "$top/dracut/ovirt-node-reg.service" "$here/live/vdsmd.service" \
@@ -157,6 +163,17 @@ for a in $("$BUSYBOX" --list); do
     [[ -e $r/bin/$a ]] || ln -s busybox "$r/bin/$a"
 done
 install -m 0755 "$BIN" "$r/usr/sbin/ovirt-node-reg"
+
+# `ovirt-node-reg install`: the boot loader's files and mkfs.ext4 (e2fsprogs) with its libraries
+install_boot_files "$r"
+MKE2FS=$(command -v mke2fs) || die "mke2fs not found: apt-get install e2fsprogs"
+install -D -m 0755 "$MKE2FS" "$r/sbin/mke2fs"
+ln -s mke2fs "$r/sbin/mkfs.ext4"
+[[ -f /etc/mke2fs.conf ]] && install -m 0644 /etc/mke2fs.conf "$r/etc/mke2fs.conf"
+ldd "$MKE2FS" | awk '/=> \// { print $3 }' | while read -r lib; do
+    [[ -f $lib ]] || die "mke2fs needs $lib, which is missing"
+    install -D -m 0755 "$(realpath "$lib")" "$r$lib"
+done
 
 # openssl and what it links, at the same paths (dracut's inst_binary does the same with ldd)
 install -D -m 0755 "$OPENSSL" "$r/usr/bin/openssl"
@@ -206,6 +223,35 @@ echo "QH-EXIT rc=$rc uptime=$(up)"
 echo "QH-STATUS-BEGIN"
 /usr/sbin/ovirt-node-reg status --json
 echo "QH-STATUS-END"
+# test only (qemu-tests/tests/install.rs): qh.install=SERIAL installs this live system to the
+# virtio disk with that serial; a virtio disk with the serial qh-command holds one line
+# `upgrade ARGS…`, run with `--image` the disk with the serial qh-image (the scenario stands in
+# for the engine's command, docs/protocol-v2.md)
+by_serial() {
+    for s in /sys/block/vd*; do
+        [ "$(cat "$s/serial" 2> /dev/null)" = "$1" ] && echo "/dev/${s##*/}"
+    done
+}
+target=$(karg qh.install)
+if [ -n "$target" ]; then
+    size=$(karg qh.slot_size)
+    /usr/sbin/ovirt-node-reg install --disk "$(by_serial "$target")" --slot-size "${size:-1024}"
+    echo "QH-INSTALL rc=$?"
+fi
+command=$(by_serial qh-command)
+if [ -n "$command" ]; then
+    cmd=$(head -c 512 "$command" | tr -d '\000' | head -n 1)
+    case $cmd in
+        "upgrade "*)
+            # shellcheck disable=SC2086
+            /usr/sbin/ovirt-node-reg $cmd --image "$(by_serial qh-image)"
+            echo "QH-UPGRADE rc=$?"
+            ;;
+    esac
+fi
+echo "QH-SLOTS-BEGIN"
+/usr/sbin/ovirt-node-reg status | grep '^slot '
+echo "QH-SLOTS-END"
 poweroff_at_end=0
 case " $cmdline " in *" ovirt.reg.poweroff "*) poweroff_at_end=1 ;; esac
 # vdsmd.service: Requires= ovirt-node-reg.service, so only after it succeeded

@@ -102,7 +102,12 @@ pub struct NetworkConfig {
 /// Registration settings (`ovirt.reg.*` and the legacy engine arguments).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RegConfig {
+    /// `None`: the engine is found by DNS SRV (src/net/dns.rs).
     pub engine: Option<EngineAddr>,
+    /// `management_server=auto` was given (shown and written back as such).
+    pub engine_auto: bool,
+    /// `ovirt.reg.domain=`: where DNS SRV discovery looks for the engine.
+    pub domain: Option<Hostname>,
     pub management_port: Option<u16>,
     pub ca_sha1: Option<Sha1Fingerprint>,
     pub ca_pins: Vec<Sha256Pin>,
@@ -140,6 +145,8 @@ impl Default for Config {
         Config {
             reg: RegConfig {
                 engine: None,
+                engine_auto: false,
+                domain: None,
                 management_port: None,
                 ca_sha1: None,
                 ca_pins: Vec::new(),
@@ -191,6 +198,11 @@ impl Config {
         c.reg.ticket = None;
         c.reg.admin_password = None;
         c
+    }
+
+    /// No engine address: `management_server=auto` or none given; found by DNS SRV.
+    pub fn discovers_engine(&self) -> bool {
+        self.reg.engine.is_none()
     }
 
     /// The engine port: the one in `management_server`, else `management_port`, else 443.
@@ -313,11 +325,23 @@ fn show_list<T: fmt::Display>(items: &[T], sep: &str) -> Vec<String> {
 
 /// Every setting the binary understands (docs/ovirt-protocol.md §1, docs/design.md §6).
 pub static SETTINGS: &[Setting] = &[
-    opt!(
-        "management_server",
-        ["managment_server", "ovirt_managment_server"],
-        reg.engine
-    ),
+    Setting {
+        name: "management_server",
+        aliases: &["managment_server", "ovirt_managment_server"],
+        flag: false,
+        reset: None,
+        secret: false,
+        token: None,
+        apply: |c, v| {
+            (c.reg.engine, c.reg.engine_auto) = parse_engine(v)?;
+            Ok(())
+        },
+        show: |c| match (&c.reg.engine, c.reg.engine_auto) {
+            (Some(e), _) => vec![e.to_string()],
+            (None, true) => vec![ENGINE_AUTO.to_string()],
+            (None, false) => vec![],
+        },
+    },
     custom!(
         "management_port",
         |c, v| {
@@ -402,6 +426,7 @@ pub static SETTINGS: &[Setting] = &[
         show: |c| c.reg.ca_pins.iter().map(|p| p.to_string()).collect(),
     },
     flag!("ovirt.reg.insecure_tofu", reg.insecure_tofu),
+    opt!("ovirt.reg.domain", [], reg.domain),
     flag!(
         "ovirt.reg.insecure_token_on_cmdline",
         reg.insecure_token_on_cmdline
@@ -456,6 +481,19 @@ pub fn lookup(name: &str) -> Option<&'static Setting> {
     SETTINGS
         .iter()
         .find(|s| s.name == name || s.aliases.contains(&name))
+}
+
+/// `management_server=auto`: find the engine by DNS SRV.
+pub const ENGINE_AUTO: &str = "auto";
+
+/// `management_server=HOST[:PORT]`, or `auto` (no address: discovery).
+fn parse_engine(v: &str) -> Result<(Option<EngineAddr>, bool), Expected> {
+    if v.eq_ignore_ascii_case(ENGINE_AUTO) {
+        return Ok((None, true));
+    }
+    v.parse().map(|e| (Some(e), false)).map_err(|_| {
+        "HOST[:PORT], e.g. engine.example.com:443 or [fd00::1]:8443, or auto (DNS SRV)"
+    })
 }
 
 /// `ntp=a,b` or `ntp=off` (alone: a server cannot be called "off", not even "off.").
@@ -629,14 +667,20 @@ impl Loaded {
         }
         // A value given but refused is reported as such, not again as missing.
         let refused = |name: &str| self.errors.iter().any(|e| e.name == name);
-        if reg.engine.is_none() && !refused("management_server") {
+        // Without management_server the engine is found by DNS SRV, which needs a real pin:
+        // insecure_tofu does not extend to an engine DNS named.
+        let discovers = reg.engine.is_none() && !refused("management_server");
+        let pin_refused = refused("ovirt.reg.ca_pin") || refused("management_server_fingerprint");
+        let pinned = !reg.ca_pins.is_empty() || reg.ca_sha1.is_some();
+        if discovers && !pinned && !pin_refused {
             out.push(
-                "management_server: missing: expected HOST[:PORT], e.g. engine.example.com:443"
+                "ovirt.reg.ca_pin: missing: expected sha256:<64 hex digits> (SHA-256 of the engine CA \
+                 certificate in DER) or management_server_fingerprint=: without management_server= \
+                 the engine is found by DNS SRV, which needs a pin (ovirt.reg.insecure_tofu is not \
+                 enough), or give management_server=HOST[:PORT]"
                     .to_string(),
             );
-        }
-        let pin_refused = refused("ovirt.reg.ca_pin") || refused("management_server_fingerprint");
-        if reg.ca_pins.is_empty() && reg.ca_sha1.is_none() && !reg.insecure_tofu && !pin_refused {
+        } else if !discovers && !pinned && !reg.insecure_tofu && !pin_refused {
             out.push(
                 "ovirt.reg.ca_pin: missing: expected sha256:<64 hex digits> (SHA-256 of the engine CA \
                  certificate in DER), or management_server_fingerprint=, or ovirt.reg.insecure_tofu"

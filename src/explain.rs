@@ -59,6 +59,7 @@ pub fn about(name: &str) -> &'static str {
         "network_layout" => "management network layout",
         "ovirt.reg.ca_pin" => "SHA-256 pins of the engine CA",
         "ovirt.reg.insecure_tofu" => "trust the first engine CA seen",
+        "ovirt.reg.domain" => "where DNS SRV looks for the engine",
         "ovirt.reg.insecure_token_on_cmdline" => "accept a token on the kernel command line",
         "ovirt.reg.token_file" => "file holding the enrolment token",
         "ovirt.reg.token" => "enrolment token",
@@ -121,6 +122,7 @@ fn registration(name: &str, c: &Config) -> Option<Meaning> {
             None => unset("sshd keeps its own default"),
         }),
         "ovirt.reg.ca_pin" => Some(pins(c)),
+        "ovirt.reg.domain" => Some(discovery_domain(c)),
         "ovirt.reg.insecure_tofu" => Some(flag(
             c.reg.insecure_tofu,
             "INSECURE: without a pin the first CA seen is trusted and pinned in the store",
@@ -315,9 +317,34 @@ fn host_kind(h: &Host) -> &'static str {
     }
 }
 
+/// `ovirt.reg.domain=`: used only when the engine is found by DNS SRV.
+fn discovery_domain(c: &Config) -> Meaning {
+    let used = if c.reg.engine.is_some() {
+        "not used: management_server names the engine"
+    } else {
+        "the engine is looked up there"
+    };
+    match &c.reg.domain {
+        Some(d) => meaning(
+            json!({ "domain": d.to_string(), "used": c.reg.engine.is_none() }),
+            format!("DNS SRV _ovirt-engine._tcp.{d} and _ovirt._tcp.{d}: {used}"),
+        ),
+        None => unset(
+            "DNS SRV discovery uses the DHCP lease's domain (resolv.conf's search), else the \
+             host name's domain",
+        ),
+    }
+}
+
 fn engine(c: &Config) -> Meaning {
     let Some(e) = &c.reg.engine else {
-        return unset("nothing to register with (the run fails at step configured)");
+        let text = "the engine is found by DNS SRV (_ovirt-engine._tcp, then _ovirt._tcp, \
+                    under ovirt.reg.domain): the targets in priority and weight order, the \
+                    first whose CA matches a pin";
+        return match c.reg.engine_auto {
+            true => meaning(json!({ "discover": "dns-srv" }), text),
+            false => unset(text),
+        };
     };
     let port = c.engine_port();
     let url = format!(

@@ -9,7 +9,7 @@ use std::net::Ipv4Addr;
 
 use crate::clock::{self, Decision, Limits, Time};
 use crate::config::{Loaded, Setting, Source, SETTINGS};
-use crate::net::{dhcp, netlink};
+use crate::net::{dhcp, dns, netlink, srv};
 use crate::{engine, flow, http, legacy, login, pki, store, trust};
 
 /// Kernel command lines (PXE menus, boot loaders): the settings that parsed print back
@@ -392,4 +392,69 @@ pub fn state_json(data: &[u8]) {
     let back: flow::State = serde_json::from_str(&json).expect("and reads back");
     assert_eq!(back, state);
     assert!(state.completed.iter().all(|s| !s.name().is_empty()));
+}
+
+/// A DNS server's answer to our SRV query (engine discovery). The id is taken from the
+/// input so the fuzzer gets past the id check. What is accepted has at most 64 records,
+/// targets of printable ASCII without spaces, and orders (RFC 2782) into a permutation of
+/// itself whatever the draws.
+pub fn dns(data: &[u8]) {
+    const NAME: &str = "_ovirt-engine._tcp.example.test";
+    let id = u16::from_be_bytes([
+        data.first().copied().unwrap_or(0),
+        data.get(1).copied().unwrap_or(0),
+    ]);
+    let Ok(dns::Answer::Records(records)) = dns::parse_answer(data, id, NAME) else {
+        return;
+    };
+    assert!(records.len() <= 64, "{} records", records.len());
+    for r in &records {
+        assert!(
+            !r.target.is_empty() && r.target.bytes().all(|b| b.is_ascii_graphic()),
+            "{r:?}"
+        );
+    }
+    let mut salt = data.len() as u32;
+    let mut draw = |n: u32| {
+        salt = salt.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        salt % n.saturating_add(1)
+    };
+    let mut ordered = srv::order(&records, &mut draw);
+    let mut original = records.clone();
+    let key = |r: &srv::Srv| (r.priority, r.weight, r.port, r.target.clone());
+    ordered.sort_by_key(key);
+    original.sort_by_key(key);
+    assert_eq!(ordered, original, "ordering lost or made up records");
+}
+
+/// GRUB's environment block (the ESP's `grub/grubenv`, which GRUB writes too): a block that
+/// parses renders to 1024 bytes that parse to the same variables; the search for it on the
+/// partition never panics.
+pub fn grubenv(data: &[u8]) {
+    use crate::slots::grubenv::{find, Env, SIZE};
+    let _ = find(data);
+    let mut block = data.to_vec();
+    block.resize(SIZE, b'#');
+    let Ok(env) = Env::parse(&block[..SIZE]) else {
+        return;
+    };
+    let out = env.render().expect("what was read fits again");
+    assert_eq!(out.len(), SIZE);
+    assert_eq!(Env::parse(&out).expect("renders parse"), env);
+}
+
+/// The primary volume descriptor of a node image (an ISO file or a medium given to `install`
+/// or `upgrade`): a size within bounds and a version that is safe to write into grubenv.
+pub fn iso_pvd(data: &[u8]) {
+    let Ok(image) = crate::slots::iso::parse_pvd(data) else {
+        return;
+    };
+    assert!(image.bytes > crate::slots::iso::PVD_OFFSET && image.bytes <= 16 << 30);
+    assert!(image
+        .version
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._+~-".contains(&b)));
+    let mut env = crate::slots::grubenv::Env::default();
+    env.set("version_A", &image.version)
+        .expect("a version is a valid value");
 }

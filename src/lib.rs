@@ -35,6 +35,7 @@ pub mod retry;
 pub mod sandbox;
 pub mod secret;
 pub mod setup;
+pub mod slots;
 pub mod sources;
 pub mod status;
 pub mod store;

@@ -10,7 +10,7 @@ use ovirt_node_reg::paths::{self, Root};
 use ovirt_node_reg::secret::Secret;
 use ovirt_node_reg::status::{self, Outcome, Status};
 use ovirt_node_reg::store::Persisted;
-use ovirt_node_reg::{console, escape, explain, flow, logging, sources};
+use ovirt_node_reg::{console, escape, explain, flow, logging, slots, sources};
 
 #[derive(FromArgs)]
 /// Register this oVirt Node with the oVirt Engine early in boot.
@@ -47,6 +47,8 @@ enum Command {
     Bootstrap(BootstrapCmd),
     Worker(WorkerCmd),
     Init(InitCmd),
+    Install(InstallCmd),
+    Upgrade(UpgradeCmd),
 }
 
 #[derive(FromArgs)]
@@ -233,6 +235,38 @@ struct WorkerCmd {}
 struct InitCmd {}
 
 #[derive(FromArgs)]
+#[argh(subcommand, name = "install")]
+/// install this node to a local disk: GPT, the image in boot slot A, GRUB for BIOS and UEFI
+/// with this boot's registration arguments, and a copy of the config store
+struct InstallCmd {
+    /// the whole disk to install to (e.g. /dev/vda)
+    #[argh(option)]
+    disk: PathBuf,
+    /// the node ISO (default: the medium this live system booted from)
+    #[argh(option)]
+    image: Option<PathBuf>,
+    /// size of each of the two boot slots in MiB (default 1024)
+    #[argh(option, default = "1024")]
+    slot_size: u64,
+    /// overwrite a disk that is not blank
+    #[argh(switch)]
+    force: bool,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "upgrade")]
+/// write a node ISO into the boot slot not running and boot it once on trial; it becomes
+/// the default when that boot reaches done, else the running slot boots again
+struct UpgradeCmd {
+    /// the node ISO (a file or a device)
+    #[argh(option)]
+    image: PathBuf,
+    /// the image's SHA-256 (hex), as the engine gives it; checked before the slot is marked
+    #[argh(option)]
+    sha256: Option<String>,
+}
+
+#[derive(FromArgs)]
 #[argh(subcommand, name = "version")]
 /// print the version
 struct VersionCmd {}
@@ -274,7 +308,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Config(ConfigCmd {
             command: ConfigSub::Check(c),
         }) => config_check(c),
-        Command::Status(c) => show_status(&root, c.json),
+        Command::Status(c) => show_status(&root, &cmdline, c.json),
         Command::Boot(c) => Ok(boot(&root, &cmdline, cli.debug, flow::Run::Boot(c.stage))),
         Command::Reenroll(_) => Ok(boot(&root, &cmdline, cli.debug, flow::Run::Reenroll)),
         Command::Register(c) => Ok(finish(&flow::start_register(
@@ -293,6 +327,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
         Command::Persist(c) => store_paths(&root, &cmdline, &c.paths, true),
         Command::Unpersist(c) => store_paths(&root, &cmdline, &c.paths, false),
         Command::Restore(_) => restore(&root, &cmdline),
+        Command::Install(c) => install(&root, &cmdline, c),
+        Command::Upgrade(c) => upgrade(&root, &cmdline, c),
     }
 }
 
@@ -413,18 +449,35 @@ fn read_capped(file: &Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
-fn show_status(root: &Root, json: bool) -> Result<ExitCode> {
+fn show_status(root: &Root, cmdline: &Path, json: bool) -> Result<ExitCode> {
+    let slots = slots::status(root, &read_cmdline(cmdline)).unwrap_or_else(|e| {
+        console::err_line(&format!(
+            "ovirt-node-reg: boot slots: {}",
+            escape::controls(&format!("{e:#}"))
+        ));
+        None
+    });
     let Some(st) = status::read(root)? else {
         console::line(&format!(
             "no status: ovirt-node-reg has not run since boot ({} is missing)",
             paths::STATUS_FILE
         ))?;
+        if let Some(s) = &slots {
+            console::line(s.to_text().trim_end())?;
+        }
         return Ok(ExitCode::from(3));
     };
     if json {
-        console::line(&serde_json::to_string_pretty(&st)?)?;
+        let mut value = serde_json::to_value(&st)?;
+        if let (Some(s), Some(map)) = (&slots, value.as_object_mut()) {
+            map.insert("slots".into(), serde_json::to_value(s)?);
+        }
+        console::line(&serde_json::to_string_pretty(&value)?)?;
     } else {
         console::line(&st.to_text())?;
+        if let Some(s) = &slots {
+            console::line(s.to_text().trim_end())?;
+        }
     }
     Ok(if st.result == Outcome::Failed {
         ExitCode::FAILURE
@@ -482,5 +535,44 @@ fn restore(root: &Root, cmdline: &Path) -> Result<ExitCode> {
     for p in store.restore()? {
         console::line(&format!("restored {}", p.display()))?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The kernel command line (empty when it cannot be read: no slot, no arguments).
+fn read_cmdline(cmdline: &Path) -> String {
+    std::fs::read_to_string(cmdline).unwrap_or_default()
+}
+
+fn install(root: &Root, cmdline: &Path, c: &InstallCmd) -> Result<ExitCode> {
+    // The store is copied when there is one; a live system without one installs an empty store.
+    let store_dir = match flow::open_store(root, &load(root, cmdline)?) {
+        Ok(store) => Some(store.dir().to_path_buf()),
+        Err(e) => {
+            console::err_line(&format!(
+                "ovirt-node-reg: install: no config store to copy ({}); the disk's store starts empty",
+                escape::controls(&format!("{e:#}"))
+            ));
+            None
+        }
+    };
+    let options = slots::InstallOptions {
+        disk: c.disk.clone(),
+        image: c.image.clone(),
+        slot_mib: c.slot_size,
+        force: c.force,
+        store_dir,
+        cmdline: read_cmdline(cmdline),
+    };
+    console::line(&slots::install(root, &options)?)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn upgrade(root: &Root, cmdline: &Path, c: &UpgradeCmd) -> Result<ExitCode> {
+    let options = slots::UpgradeOptions {
+        image: c.image.clone(),
+        sha256: c.sha256.clone(),
+        cmdline: read_cmdline(cmdline),
+    };
+    console::line(&slots::upgrade(root, &options)?)?;
     Ok(ExitCode::SUCCESS)
 }

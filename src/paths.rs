@@ -15,6 +15,12 @@ pub const VDSM_ID: &str = "/etc/vdsm/vdsm.id";
 pub const DMI_PRODUCT_UUID: &str = "/sys/class/dmi/id/product_uuid";
 pub const SYS_CLASS_NET: &str = "/sys/class/net";
 pub const SYS_CLASS_BLOCK: &str = "/sys/class/block";
+/// Block devices by `major:minor` (their sector size, partitions).
+pub const SYS_DEV_BLOCK: &str = "/sys/dev/block";
+/// The device a live system booted from (dracut's dmsquash-live makes the link).
+pub const LIVE_DEV: &str = "/run/initramfs/livedev";
+/// The boot loader's files for `install` (image/mkboot.sh): esp.img, core.img, boot.img.
+pub const BOOT_FILES_DIR: &str = "/usr/lib/ovirt-node-reg/boot";
 pub const ETC_HOSTNAME: &str = "/etc/hostname";
 pub const KERNEL_HOSTNAME: &str = "/proc/sys/kernel/hostname";
 pub const MOUNTINFO: &str = "/proc/self/mountinfo";

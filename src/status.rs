@@ -14,6 +14,9 @@ use crate::escape;
 use crate::fsutil::read_optional;
 use crate::paths::{Root, STATUS_FILE};
 
+/// How an engine found by DNS SRV names its origin: `DNS SRV _ovirt-engine._tcp.DOMAIN`.
+pub const DISCOVERED: &str = "DNS SRV ";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Outcome {
@@ -50,6 +53,9 @@ pub struct Status {
     /// `HOST:PORT` of the engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub engine: Option<String>,
+    /// Where the engine came from: `management_server= (SOURCE)` or `DNS SRV NAME`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_source: Option<String>,
     /// `sha256:…` of the trusted engine CA.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_fingerprint: Option<String>,
@@ -73,6 +79,7 @@ impl Status {
             started_at: now.clone(),
             updated_at: now,
             engine: None,
+            engine_source: None,
             ca_fingerprint: None,
             csr_fingerprint: None,
             cert_not_after: None,
@@ -95,9 +102,21 @@ impl Status {
             .as_deref()
             .map(|r| format!(": {}", escape::controls(r)))
             .unwrap_or_default();
+        // A discovered engine is named with where it came from: nobody typed it.
+        let found = match (&self.engine, &self.engine_source) {
+            (Some(e), Some(src)) if src.starts_with(DISCOVERED) => {
+                escape::controls(&format!(" (engine {e} from {src})")).into_owned()
+            }
+            _ => String::new(),
+        };
         match self.result {
-            Outcome::Failed => format!("ovirt-node-reg: FAILED at step {}{reason}", self.step),
-            r => format!("ovirt-node-reg: {r}, step {}{reason}", self.step),
+            Outcome::Failed => {
+                format!(
+                    "ovirt-node-reg: FAILED at step {}{reason}{found}",
+                    self.step
+                )
+            }
+            r => format!("ovirt-node-reg: {r}, step {}{reason}{found}", self.step),
         }
     }
 
@@ -115,6 +134,7 @@ impl Status {
         );
         let extra = [
             ("engine:   ", &self.engine),
+            ("from:     ", &self.engine_source),
             ("engine CA:", &self.ca_fingerprint),
             ("keys:     ", &self.csr_fingerprint),
             ("cert end: ", &self.cert_not_after),

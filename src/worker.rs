@@ -180,6 +180,27 @@ pub struct PollCerts {
     pub unique_id: String,
 }
 
+/// Ask DNS for SRV records (engine discovery, docs/ovirt-protocol.md §7): `names` in
+/// order, the first with records answers. The reply's names and targets are checked again by
+/// the parent (flow/discover.rs) before anything is tried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LookupSrv {
+    pub names: Vec<String>,
+    pub servers: Vec<std::net::SocketAddr>,
+    /// Ask over TCP alone (resolv.conf's `options use-vc`).
+    pub tcp_only: bool,
+    /// What is left of the run's deadline for the whole lookup.
+    #[serde(with = "wire::millis")]
+    pub deadline: Duration,
+}
+
+/// The name that had SRV records and its records (`records` empty: none of the names had).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SrvFound {
+    pub name: String,
+    pub records: Vec<crate::net::srv::Srv>,
+}
+
 /// Report the worker's own credentials and sandbox (for tests and `--debug`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Whoami {}
@@ -321,6 +342,16 @@ fn enrollment<J: wire::Job>(reply: Reply) -> Result<Enrollment> {
     match reply {
         Reply::Enrollment { answer } => Ok(answer),
         other => Err(unexpected::<J>(&other)),
+    }
+}
+
+impl Call for LookupSrv {
+    type Reply = SrvFound;
+    fn reply(reply: Reply) -> Result<SrvFound> {
+        match reply {
+            Reply::Srv(found) => Ok(found),
+            other => Err(unexpected::<Self>(&other)),
+        }
     }
 }
 

@@ -56,6 +56,8 @@ fn help_for_every_subcommand() {
         &["unpersist"],
         &["restore"],
         &["status"],
+        &["install"],
+        &["upgrade"],
         &["version"],
     ] {
         let out = Command::new(BIN).args(sub).arg("--help").output().unwrap();
@@ -518,11 +520,27 @@ fn config_check_validates_a_command_line() {
     let (rc, _, err) = check(&["--cmdline-file", "-"], "ip=dhcp ovirt.reg.ca_pin=x\n");
     assert_eq!(rc, 2);
     assert!(
-        err.contains("management_server: missing: expected HOST[:PORT]")
-            && err.contains("ovirt.reg.ca_pin=x: expected sha256:<64 hex digits>")
+        err.contains("ovirt.reg.ca_pin=x: expected sha256:<64 hex digits>")
             && !err.contains("ovirt.reg.ca_pin: missing"),
         "{err}"
     );
+    // No management_server: the engine is found by DNS SRV, which needs a pin (a
+    // trust-on-first-use flag is not enough); with one the line is valid.
+    let (rc, _, err) = check(
+        &["--cmdline-file", "-"],
+        "ip=dhcp ovirt.reg.insecure_tofu\n",
+    );
+    assert_eq!(rc, 2, "{err}");
+    assert!(
+        err.contains("ovirt.reg.ca_pin: missing") && err.contains("found by DNS SRV"),
+        "{err}"
+    );
+    let pin = format!("sha256:{}", "ab".repeat(32));
+    let (rc, _, err) = check(
+        &["--cmdline-file", "-"],
+        &format!("management_server=auto ovirt.reg.domain=example.test ovirt.reg.ca_pin={pin}\n"),
+    );
+    assert_eq!(rc, 0, "{err}");
     let (rc, _, _) = check(&["--cmdline-file", "-"], "ovirt_vdsm_disable\n");
     assert_eq!(rc, 0, "nothing is needed when registration is disabled");
     let (rc, _, err) = check(&[], "");
@@ -577,4 +595,40 @@ fn closed_stdout_ends_quietly() {
     let out = Command::new("bash").args(["-c", &cmd]).output().unwrap();
     assert_eq!(text(&out.stdout), "rc=0\n", "{}", text(&out.stderr));
     assert_eq!(text(&out.stderr), "");
+}
+
+/// `install` and `upgrade` refuse what they cannot use with one line naming it, exit 1.
+#[test]
+fn install_and_upgrade_name_what_is_missing() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().to_str().unwrap();
+    let cmdline = t.path().join("cmdline");
+    std::fs::write(&cmdline, "ovirt.slot=A\n").unwrap();
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["--root", root, "--cmdline", cmdline.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["install", "--disk", "/nonexistent-disk"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr)
+            .contains("/usr/lib/ovirt-node-reg/boot/esp.img: the boot loader file is missing"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["upgrade", "--image", "/x.iso"]);
+    assert_eq!(code(&out), 1);
+    assert!(
+        text(&out.stderr).contains("not installed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["status"]);
+    assert!(
+        !text(&out.stdout).contains("slot A"),
+        "no slots on a machine without them"
+    );
 }

@@ -57,6 +57,12 @@ pub fn handle(shared: &Shared, req: &Request) -> Response {
         ("POST", ["hosts", id, "approve"]) => set_status(shared, id, HostStatus::Approved),
         ("POST", ["hosts", id, "reject"]) => reject(shared, id, req),
         ("POST", ["hosts", id, "check-vdsm"]) => check_vdsm_endpoint(shared, id, req),
+        ("POST", ["hosts", id, "upgrade"]) => offer_upgrade(shared, id, req),
+        ("GET", ["hosts", id, "upgrade"]) => match shared.upgrades.get(id) {
+            Some(o) => Response::json(200, &o),
+            None => Response::error(404, &format!("no upgrade offered to {id}")),
+        },
+        ("GET", ["hosts", id, "upgrade", "image"]) => upgrade_image(shared, id),
         ("GET", ["enrollments"]) => Response::json(200, &shared.enrollments.list()),
         ("GET", ["enrollments", id]) => match shared.enrollments.get(id) {
             Some(e) => Response::json(200, &e),
@@ -76,6 +82,33 @@ pub fn handle(shared: &Shared, req: &Request) -> Response {
         ("POST", ["faults"]) => add_faults(shared, req),
         ("DELETE", ["faults"]) | ("POST", ["faults", "clear"]) => clear_faults(shared),
         _ => Response::error(404, "no such admin endpoint"),
+    }
+}
+
+/// `{"image": "/path/node.iso"}`: offer that image to host `id`.
+fn offer_upgrade(shared: &Shared, id: &str, req: &Request) -> Response {
+    #[derive(Deserialize, Default)]
+    struct Body {
+        image: String,
+    }
+    let body: Body = match json_body(req) {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    match shared.upgrades.offer(id, std::path::Path::new(&body.image)) {
+        Ok(o) => Response::json(200, &o),
+        Err(e) => Response::error(400, &format!("{e:#}")),
+    }
+}
+
+/// The offered image's bytes.
+fn upgrade_image(shared: &Shared, id: &str) -> Response {
+    let Some(offer) = shared.upgrades.get(id) else {
+        return Response::error(404, &format!("no upgrade offered to {id}"));
+    };
+    match std::fs::read(&offer.image) {
+        Ok(data) => Response::new(200, "application/octet-stream", data),
+        Err(e) => Response::error(500, &format!("{}: {e}", offer.image.display())),
     }
 }
 
@@ -194,7 +227,7 @@ struct AddHostBody {
 }
 
 /// What "add host" gives the engine's SSH session: the command it runs on the host and the
-/// token it writes to the command's stdin (docs/protocol-v2.md §9).
+/// token it writes to the command's stdin (docs/protocol-v2.md §10).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AddedHost {
     pub address: String,

@@ -31,6 +31,7 @@ pub mod servlet_v2;
 pub mod signing;
 pub mod tls;
 pub mod tokens;
+pub mod upgrades;
 pub mod vdsm_check;
 
 use std::net::SocketAddr;
@@ -196,6 +197,15 @@ impl Handle {
     /// against `connect` when given (a stand-in vdsm on an ephemeral port).
     pub fn check_vdsm(&self, unique_id: &str, connect: Option<SocketAddr>) -> Result<(), String> {
         admin::check_vdsm(&self.shared, unique_id, connect)
+    }
+
+    /// Offer the node ISO `image` to host `unique_id` (`POST /admin/hosts/<id>/upgrade`).
+    pub fn offer_upgrade(
+        &self,
+        unique_id: &str,
+        image: &std::path::Path,
+    ) -> anyhow::Result<upgrades::Offer> {
+        self.shared.upgrades.offer(unique_id, image)
     }
 
     /// Engine requests per second (0: none) and the `Retry-After` of the 503s over it

@@ -109,6 +109,8 @@ impl Scenario {
             boot_nic: 0,
             rtc_base: None,
             vm_timeout: None,
+            dns_port: None,
+            extras: Vec::new(),
         }
     }
 
@@ -221,6 +223,8 @@ pub struct Machine<'s> {
     boot_nic: usize,
     rtc_base: Option<String>,
     vm_timeout: Option<Duration>,
+    dns_port: Option<u16>,
+    extras: Vec<(String, Vec<u8>, u32)>,
 }
 
 impl std::fmt::Debug for Scenario {
@@ -364,6 +368,19 @@ impl<'s> Machine<'s> {
         self
     }
 
+    /// A DNS server on host loopback `port`, which the guest reaches at `10.0.2.100:53` over
+    /// TCP only (engine discovery by DNS SRV).
+    pub fn dns(mut self, port: u16) -> Self {
+        self.dns_port = Some(port);
+        self
+    }
+
+    /// A file added to the PID-1 initramfs (e.g. `/etc/hosts`).
+    pub fn file(mut self, dst: &str, data: &[u8], mode: u32) -> Self {
+        self.extras.push((dst.into(), data.to_vec(), mode));
+        self
+    }
+
     /// `management_server` at the guestfwd address and the CA pin.
     fn engine_args(&self) -> String {
         let sim = &self.scenario.sim;
@@ -450,6 +467,15 @@ impl<'s> Machine<'s> {
             .map(|mac| Nic { mac: mac.clone() })
             .collect();
         vm.rtc_base = self.rtc_base.clone();
+        vm.dns_port = self.dns_port;
+        for (dst, data, mode) in &self.extras {
+            anyhow::ensure!(
+                matches!(self.kind, Kind::Pid1),
+                "{}: files are added to the PID-1 image only",
+                self.name
+            );
+            vm.extra(dst, data, *mode);
+        }
         if let Some(t) = self.vm_timeout {
             vm.timeout = t;
         }

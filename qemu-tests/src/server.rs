@@ -53,6 +53,8 @@ pub struct Shared {
     pub events: EventLog,
     pub enrollments: Enrollments,
     pub tokens: Tokens,
+    /// Node upgrades offered to hosts.
+    pub upgrades: crate::upgrades::Upgrades,
     pub settings: Mutex<Settings>,
     /// The rate limit and the per-second measurement of engine requests.
     pub limiter: RateLimiter,
@@ -137,6 +139,7 @@ pub fn start(config: SimConfig) -> Result<(Arc<Shared>, Vec<JoinHandle<()>>)> {
         faults,
         events: EventLog::new(config.event_log.as_deref())?,
         enrollments: Enrollments::default(),
+        upgrades: Default::default(),
         tokens: Tokens::default(),
         settings: Mutex::new(Settings {
             cert_lifetime_secs: config.cert_lifetime.as_secs(),

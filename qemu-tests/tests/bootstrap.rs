@@ -38,9 +38,17 @@ fn bootstrap_check_report_in_a_guest() {
     assert_eq!(status("engine"), "OK", "{}", boot.tail());
     assert_eq!(status("platform"), "OK");
     assert_eq!(status("kernel"), "OK");
-    assert_eq!(status("packages"), "FAIL", "no rpm or dpkg-query in the initramfs");
+    assert_eq!(
+        status("packages"),
+        "FAIL",
+        "no rpm or dpkg-query in the initramfs"
+    );
     assert_eq!(status("cpu_virtualization"), "FAIL", "TCG has no VT");
     let rc = boot.line("QH-EXIT rc=").unwrap_or_default();
-    assert!(rc.starts_with("2 "), "exit 2, checks failed: {rc}\n{}", boot.tail());
+    assert!(
+        rc.starts_with("2 "),
+        "exit 2, checks failed: {rc}\n{}",
+        boot.tail()
+    );
     assert_eq!(s.count("register"), 0, "nothing was registered");
 }

@@ -435,7 +435,7 @@ fn engine_reaches_the_enrolled_host_over_mtls() {
     assert!(log.iter().any(|d| d == &format!("check-vdsm {ID} ok")));
 }
 
-/// The engine's "add host" (docs/protocol-v2.md §9): the command line to run on the host and
+/// The engine's "add host" (docs/protocol-v2.md §10): the command line to run on the host and
 /// a token bound to its address, for the command's stdin; a host registered from another
 /// address cannot use it.
 #[test]

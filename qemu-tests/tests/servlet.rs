@@ -589,3 +589,50 @@ fn engine_ssh_key_is_rsa_like_a_stock_engine_or_ecdsa_when_asked() {
     let line = v1(&c2, "command=get-ssh-trust").text();
     assert!(line.starts_with("ecdsa-sha2-nistp256 "), "{line}");
 }
+
+/// The admin side of a node upgrade (docs/protocol-v2.md §9): an offer names the image, the
+/// simulator answers its size, SHA-256 and the command the node runs, and serves the bytes.
+#[test]
+fn an_upgrade_offer_serves_the_image_and_the_command() {
+    let (_sim, client) = start();
+    let dir = tempfile::tempdir().unwrap();
+    let image = dir.path().join("node-2.iso");
+    let data: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&image, &data).unwrap();
+    let id = "4c4c4544-0042-3510-8052-b4c04f4e5501";
+    let none = client
+        .get(&format!("/admin/hosts/{id}/upgrade/image"))
+        .unwrap();
+    assert_eq!(none.status, 404);
+
+    let body = serde_json::json!({ "image": image }).to_string();
+    let reply = client
+        .post(&format!("/admin/hosts/{id}/upgrade"), &body)
+        .unwrap();
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let offer: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    let digest = ring::digest::digest(&ring::digest::SHA256, &data);
+    let sha: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(offer["sha256"], sha.as_str());
+    assert_eq!(offer["size"], data.len());
+    assert_eq!(offer["command"], format!("upgrade --sha256 {sha}").as_str());
+    let shown = client.get(&format!("/admin/hosts/{id}/upgrade")).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&shown.body).unwrap(),
+        offer
+    );
+
+    let bytes = client.get(offer["url"].as_str().unwrap()).unwrap();
+    assert_eq!(bytes.status, 200);
+    assert!(bytes.body == data, "the served image differs");
+    let missing = serde_json::json!({ "image": dir.path().join("nope.iso") }).to_string();
+    let reply = client
+        .post(&format!("/admin/hosts/{id}/upgrade"), &missing)
+        .unwrap();
+    assert_eq!(reply.status, 400);
+}

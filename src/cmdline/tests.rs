@@ -518,3 +518,16 @@ fn fuzz_finds_survive() {
         crate::fuzzing::cmdline(input);
     }
 }
+
+#[test]
+fn management_server_auto_and_the_discovery_domain() {
+    let c = ok("management_server=auto ovirt.reg.domain=example.test");
+    assert!(c.discovers_engine() && c.reg.engine_auto);
+    assert_eq!(c.reg.domain.unwrap().to_string(), "example.test");
+    let c = ok("management_server=auto management_server=e.example.com");
+    assert!(
+        !c.discovers_engine() && !c.reg.engine_auto,
+        "the last one wins"
+    );
+    assert!(ok("").discovers_engine(), "none given: DNS SRV");
+}

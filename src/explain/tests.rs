@@ -204,3 +204,29 @@ fn every_setting_is_explained() {
         SETTINGS.len() + effective(&l).len()
     );
 }
+
+#[test]
+fn discovery_by_dns_srv_is_explained() {
+    let l = load("management_server=auto ovirt.reg.domain=example.test");
+    let m = setting("management_server", &l);
+    assert_eq!(m.interpreted, json!({ "discover": "dns-srv" }));
+    assert!(m.text.contains("found by DNS SRV"), "{}", m.text);
+    let d = setting("ovirt.reg.domain", &l);
+    assert!(
+        d.text.contains("_ovirt-engine._tcp.example.test") && d.text.ends_with("looked up there"),
+        "{}",
+        d.text
+    );
+    let l = load("management_server=e.example.com ovirt.reg.domain=example.test");
+    let d = setting("ovirt.reg.domain", &l);
+    assert!(
+        d.text
+            .ends_with("not used: management_server names the engine"),
+        "{}",
+        d.text
+    );
+    assert_eq!(
+        setting("management_server", &load("")).interpreted,
+        Value::Null
+    );
+}

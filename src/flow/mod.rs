@@ -1,14 +1,15 @@
 //! The state machine (the "unified model"): resumable, idempotent steps, each checkpointed
 //! in the store after it succeeds (`/config/ovirt-node-reg/state.json`).
 //!
-//! `configured → network_up → clock_ok → engine_trusted → registered → csr_submitted →
+//! `configured → network_up → engine_found → clock_ok → engine_trusted → registered → csr_submitted →
 //! approved → certs_installed → vdsm_configured → done`. A reboot or a crash resumes at the
 //! first step not checkpointed. After `registered` the node enrols with protocol v2
 //! (docs/protocol-v2.md) when the engine speaks it; a stock engine deploys the host itself.
 //!
 //! This file holds the loop, the steps' table and the entry points; the checkpoint is in
 //! `state`, and each step in a file of its own, in the order they run: `configure`
-//! (`configured`), `network` (`network_up`), `clock` (`clock_ok`), `trust`
+//! (`configured`), `network` (`network_up`), `discover` (`engine_found`: DNS SRV when no
+//! engine is configured), `clock` (`clock_ok`), `trust`
 //! (`engine_trusted`), `register` (`registered`), `enroll` (`csr_submitted`, `approved`),
 //! `install` (`certs_installed`, `vdsm_configured`, renewal).
 
@@ -18,6 +19,8 @@ mod state;
 mod configure; // configured
 
 mod network; // network_up
+
+mod discover; // engine_found
 
 mod clock; // clock_ok
 
@@ -59,6 +62,7 @@ use crate::worker::{self, Net};
 pub enum Step {
     Configured,
     NetworkUp,
+    EngineFound,
     ClockOk,
     EngineTrusted,
     Registered,
@@ -69,9 +73,10 @@ pub enum Step {
     Done,
 }
 
-pub const STEPS: [Step; 10] = [
+pub const STEPS: [Step; 11] = [
     Step::Configured,
     Step::NetworkUp,
+    Step::EngineFound,
     Step::ClockOk,
     Step::EngineTrusted,
     Step::Registered,
@@ -185,6 +190,11 @@ pub fn start(root: &Root, cmdline: &Path, debug: bool, run: Run) -> Status {
         Run::Boot(stage) => boot(root, &loaded, &store, debug, stage),
         Run::Reenroll => reenroll(root, &loaded, &store, debug),
     };
+    if run == Run::Boot(Stage::System) && st.step == "done" && st.result == Outcome::Ok {
+        // An installed node: `done` confirms a trial boot slot (src/slots).
+        let text = std::fs::read_to_string(cmdline).unwrap_or_default();
+        crate::slots::after_done(root, &text);
+    }
     if run == Run::Boot(Stage::Initramfs) {
         if let Err(e) = store.release() {
             warn!("releasing the config store for the real root: {e:#}");
@@ -217,6 +227,7 @@ pub fn load_with(root: &Root, cmdline: &Path, over: Overrides) -> Result<Loaded>
             .parse()
             .map_err(|x| anyhow::anyhow!("--engine {e}: expected {x}"))?;
         loaded.config.reg.engine = Some(addr);
+        loaded.config.reg.engine_auto = false;
     }
     if let Some(s) = over.store {
         let raw = crate::config::RawSetting::new("ovirt.reg.store", Some(s));
@@ -321,17 +332,22 @@ pub fn register(root: &Root, loaded: &Loaded, store: &Store, debug: bool) -> Sta
 
 fn prepare_register(ctx: &StepContext, state: &mut State) -> Result<()> {
     let cfg = &ctx.loaded.config;
-    let engine = cfg
-        .reg
-        .engine
-        .as_ref()
-        .context("no engine: give --engine HOST[:PORT]")?;
     let (id, _) = identity::ensure(ctx.root)?;
     ctx.store
         .persist(Path::new(paths::VDSM_ID))
         .context("persisting the host id")?;
     state.unique_id = Some(id.unique_id);
-    state.reset_for_engine(&format!("{}:{}", engine.host, cfg.engine_port()));
+    // Without --engine or management_server: the engine found by DNS SRV on an earlier boot.
+    match &cfg.reg.engine {
+        Some(engine) => {
+            state.reset_for_engine(&format!("{}:{}", engine.host, cfg.engine_port()));
+            state.engine_source = Some("--engine / management_server=".into());
+        }
+        None => anyhow::ensure!(
+            state.engine.is_some(),
+            "no engine: give --engine HOST[:PORT]"
+        ),
+    }
     state.completed.retain(|s| *s != Step::Registered);
     // Registering again after a rejection is how an operator asks for another chance; an
     // enrolled host keeps its keys and certificates (never re-key otherwise).
@@ -364,6 +380,7 @@ fn run_steps(ctx: &StepContext, state: &mut State, steps: &[Step]) -> Status {
 /// What an operator compares with the engine: engine, CA and enrolment fingerprints, expiry.
 fn details(st: &mut Status, state: &State) {
     st.engine = state.engine.clone();
+    st.engine_source = state.engine_source.clone();
     st.ca_fingerprint = state
         .ca_pem
         .as_deref()
@@ -451,6 +468,7 @@ fn run_step(ctx: &StepContext, state: &mut State, step: Step) -> Result<StepResu
     match step {
         Step::Configured => configure::configured(ctx, state),
         Step::NetworkUp => network::network_up(ctx),
+        Step::EngineFound => discover::engine_found(ctx, state),
         Step::ClockOk => clock::clock_ok(ctx, state),
         Step::EngineTrusted => trust::engine_trusted(ctx, state),
         Step::Registered => register::registered(ctx, state),
@@ -504,13 +522,18 @@ fn net_settings(ctx: &StepContext, state: &State) -> Result<Net> {
     let addr: EngineAddr = engine
         .parse()
         .map_err(|e| anyhow::anyhow!("the engine {engine} in the checkpoint: expected {e}"))?;
-    Ok(Net {
-        endpoint: Endpoint::new(&addr, DEFAULT_ENGINE_PORT),
+    Ok(net_settings_for(ctx, &addr))
+}
+
+/// [`net_settings`] for an engine not (yet) in the checkpoint.
+fn net_settings_for(ctx: &StepContext, addr: &EngineAddr) -> Net {
+    Net {
+        endpoint: Endpoint::new(addr, DEFAULT_ENGINE_PORT),
         policy: Policy {
             deadline: remaining(ctx),
             ..Policy::from_config(&ctx.loaded.config.reg)
         },
-    })
+    }
 }
 
 fn ca_cert(pem: &str, what: &str) -> Result<CaCert> {

@@ -18,6 +18,9 @@ pub struct State {
     pub unique_id: Option<String>,
     /// `HOST:PORT` of the engine the later steps were done with.
     pub engine: Option<String>,
+    /// Where the engine came from: `management_server= (SOURCE)` or `DNS SRV NAME`.
+    #[serde(default)]
+    pub engine_source: Option<String>,
     /// The engine CA (PEM) verified in `engine_trusted`.
     #[serde(default)]
     pub ca_pem: Option<String>,

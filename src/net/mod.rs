@@ -8,8 +8,10 @@
 
 pub mod config_files;
 pub mod dhcp;
+pub mod dns;
 pub mod netlink;
 pub mod nic;
+pub mod srv;
 
 use anyhow::{bail, Context, Result};
 use log::{info, warn};

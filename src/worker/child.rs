@@ -6,8 +6,8 @@ use std::net::{ToSocketAddrs, UdpSocket};
 
 use super::wire::{self, Reply, Wire};
 use super::{
-    DownloadCa, FetchCa, MeasureClock, Measured, Net, Register, Registered, Resolve, Resolved,
-    Sandbox, SubmitCsr, MAX_FRAME,
+    DownloadCa, FetchCa, LookupSrv, MeasureClock, Measured, Net, Register, Registered, Resolve,
+    Resolved, Sandbox, SrvFound, SubmitCsr, MAX_FRAME,
 };
 use crate::clock::{self, Limits, SntpOptions, SystemClock};
 use crate::engine::{self, Registration};
@@ -134,6 +134,7 @@ fn perform(job: Wire, clients: &mut Clients) -> Result<Reply> {
             let answer = engine::poll_certificates(client, &j.unique_id, &mut retrier(&j.net))?;
             Reply::Enrollment { answer }
         }
+        Wire::LookupSrv(j) => Reply::Srv(lookup_srv(&j)?),
         Wire::Whoami(_) => Reply::Whoami(whoami()),
         #[cfg(feature = "test-hooks")]
         Wire::TryCreate(j) => Reply::Created {
@@ -219,6 +220,30 @@ fn measure_clock(engine: &Client, job: &MeasureClock) -> Measured {
             error: Some(e),
         },
     }
+}
+
+/// Each name in turn, until one has SRV records; a name that does not exist or has none
+/// passes to the next. A server failure ends the lookup with its reason.
+fn lookup_srv(job: &LookupSrv) -> Result<SrvFound> {
+    use crate::net::dns::{self, Answer};
+    let until = std::time::Instant::now() + job.deadline;
+    for name in &job.names {
+        let answer = dns::lookup(&job.servers, name, until, job.tcp_only)
+            .map_err(|e| anyhow::anyhow!("asking DNS for {name}: {e}"))?;
+        match answer {
+            Answer::Records(records) if !records.is_empty() => {
+                return Ok(SrvFound {
+                    name: name.clone(),
+                    records,
+                })
+            }
+            other => log::debug!("DNS SRV {name}: {other:?}"),
+        }
+    }
+    Ok(SrvFound {
+        name: String::new(),
+        records: Vec::new(),
+    })
 }
 
 /// The local address the kernel would use to reach the engine (what vdsm-reg computed

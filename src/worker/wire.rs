@@ -8,8 +8,8 @@ use std::io::{self, Read, Write};
 use std::time::Duration;
 
 use super::{
-    DownloadCa, FetchCa, FetchSshKey, GetVersion, MeasureClock, Measured, PollCerts, Register,
-    Registered, Resolve, Resolved, Sandbox, SubmitCsr, Whoami,
+    DownloadCa, FetchCa, FetchSshKey, GetVersion, LookupSrv, MeasureClock, Measured, PollCerts,
+    Register, Registered, Resolve, Resolved, Sandbox, SrvFound, SubmitCsr, Whoami,
 };
 use crate::engine::Enrollment;
 
@@ -27,6 +27,7 @@ pub enum Wire {
     SubmitCsr(SubmitCsr),
     PollCerts(PollCerts),
     Resolve(Resolve),
+    LookupSrv(LookupSrv),
     Whoami(Whoami),
     #[cfg(feature = "test-hooks")]
     TryCreate(super::TryCreate),
@@ -56,6 +57,7 @@ pub enum Reply {
         answer: Enrollment,
     },
     Resolved(Resolved),
+    Srv(SrvFound),
     Whoami(Sandbox),
     /// Tests: what each creation attempt of `TryCreate` got, `None` for success.
     #[cfg(feature = "test-hooks")]
@@ -79,6 +81,7 @@ impl Reply {
             Reply::Version { .. } => "version",
             Reply::Enrollment { .. } => "enrollment",
             Reply::Resolved(_) => "resolved",
+            Reply::Srv(_) => "srv",
             Reply::Whoami(_) => "whoami",
             #[cfg(feature = "test-hooks")]
             Reply::Created { .. } => "created",
@@ -119,6 +122,16 @@ net_job!(GetVersion, Version, "version");
 net_job!(SubmitCsr, SubmitCsr, "submit_csr");
 net_job!(PollCerts, PollCerts, "poll_certs");
 net_job!(Resolve, Resolve, "resolve");
+
+impl Job for LookupSrv {
+    const NAME: &'static str = "lookup_srv";
+    fn deadline(&self) -> Duration {
+        self.deadline
+    }
+    fn wire(&self) -> Wire {
+        Wire::LookupSrv(self.clone())
+    }
+}
 
 impl Job for Whoami {
     const NAME: &'static str = "whoami";
@@ -237,6 +250,21 @@ pub mod policy {
             deadline: Duration::from_millis(f.deadline_ms),
             max_attempts: f.max_attempts,
         })
+    }
+}
+
+/// A duration as whole milliseconds.
+pub mod millis {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        u64::try_from(d.as_millis())
+            .unwrap_or(u64::MAX)
+            .serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
     }
 }
 
@@ -440,6 +468,16 @@ mod tests {
                 }
                 .wire(),
                 PollCerts::NAME,
+            ),
+            (
+                LookupSrv {
+                    names: vec!["_ovirt-engine._tcp.example.test".into()],
+                    servers: vec!["10.0.2.100:53".parse().unwrap()],
+                    tcp_only: true,
+                    deadline: Duration::from_millis(1500),
+                }
+                .wire(),
+                LookupSrv::NAME,
             ),
             (Whoami {}.wire(), Whoami::NAME),
         ];

@@ -35,7 +35,9 @@ impl LiveRoot {
 /// The ISO's two big parts, built once and cached by the hash of their inputs: the dracut
 /// initramfs with dmsquash-live (`image/mkinitrd-dracut.sh --live`, 30-60 s) and the live
 /// root (`image/mkroot-live.sh`).
-fn iso_parts(host: &Host, root: LiveRoot) -> Result<(PathBuf, PathBuf)> {
+/// The ISO's two big parts (see above), with `root_bin` as the live root's `/usr/sbin/ovirt-node-reg` (the
+/// initramfs always has the real binary).
+fn iso_parts_with(host: &Host, root: LiveRoot, root_bin: &Path) -> Result<(PathBuf, PathBuf)> {
     static LOCK: Mutex<()> = Mutex::new(());
     let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     need("dracut", "dracut")?;
@@ -68,9 +70,10 @@ fn iso_parts(host: &Host, root: LiveRoot) -> Result<(PathBuf, PathBuf)> {
     let openssl = which("openssl").context("openssl")?;
     let mut files = vec![
         script.clone(),
-        bin.clone(),
+        root_bin.to_path_buf(),
         openssl,
         ws.join("dracut/ovirt-node-reg.service"),
+        ws.join("image/mkboot.sh"),
     ];
     files.extend(files_under(&ws.join("image/live"))?);
     if root == LiveRoot::Systemd {
@@ -81,7 +84,7 @@ fn iso_parts(host: &Host, root: LiveRoot) -> Result<(PathBuf, PathBuf)> {
     let mut cmd = Command::new("bash");
     cmd.arg(&script)
         .arg(&rootfs)
-        .arg(&bin)
+        .arg(root_bin)
         .args(["--root", root.name()]);
     build_cached(&rootfs, &mut cmd, "image/mkroot-live.sh")?;
     Ok((initrd, rootfs))
@@ -93,6 +96,19 @@ fn iso_parts(host: &Host, root: LiveRoot) -> Result<(PathBuf, PathBuf)> {
 /// (`ovirt.reg.token_file=/etc/ovirt-node-reg/token`), the root `root`. About 2 s once the
 /// parts exist.
 pub fn iso_image(name: &str, root: LiveRoot, append: &str, token: Option<&str>) -> Result<PathBuf> {
+    iso_image_with(name, root, append, token, None, None)
+}
+
+/// [`iso_image`] of node version `version` (mkiso.sh `--version`; default the binary's),
+/// whose live root runs `root_bin` instead of the real binary (a broken image).
+pub fn iso_image_with(
+    name: &str,
+    root: LiveRoot,
+    append: &str,
+    token: Option<&str>,
+    version: Option<&str>,
+    root_bin: Option<&Path>,
+) -> Result<PathBuf> {
     let host = host()?;
     need("xorriso", "xorriso")?;
     need("grub-mkimage", "grub-common")?;
@@ -110,8 +126,8 @@ pub fn iso_image(name: &str, root: LiveRoot, append: &str, token: Option<&str>) 
         Path::new("/usr/lib/syslinux/modules/bios/ldlinux.c32").is_file(),
         "ldlinux.c32 missing: the ISO tests need the Debian package syslinux-common"
     );
-    let (initrd, rootfs) = iso_parts(&host, root)?;
     let bin = static_binary()?;
+    let (initrd, rootfs) = iso_parts_with(&host, root, root_bin.unwrap_or(&bin))?;
     let disks = target_dir().join("qemu-disks");
     fs::create_dir_all(&disks)?;
     let out = disks.join(format!("{name}.iso"));
@@ -132,6 +148,9 @@ pub fn iso_image(name: &str, root: LiveRoot, append: &str, token: Option<&str>) 
             .arg(&rootfs);
         if let Some(token) = token {
             cmd.arg("--token-file").arg(token_file(&work, token)?);
+        }
+        if let Some(v) = version {
+            cmd.args(["--version", v]);
         }
         run_script(&mut cmd, "image/mkiso.sh")?;
         fs::set_permissions(&out, fs::Permissions::from_mode(0o600))?;

@@ -57,6 +57,6 @@ pub use images::{
     initramfs_file, pxe_tree, root_disk, vmlinux, Extra, Flavour, Image, CONSOLE_SCRIPT, INIT,
     MODULES,
 };
-pub use iso::{iso_image, LiveRoot};
+pub use iso::{iso_image, iso_image_with, LiveRoot};
 pub use run::{boot, boot_with, total_qemu_time, BOOT_TIMES, MAX_VMS};
 pub use vm::{free_port, Nic, Pxe, Vm, CPU, OVMF_CODE, OVMF_VARS, VDSM_PORT};

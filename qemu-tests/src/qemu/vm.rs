@@ -66,6 +66,12 @@ pub struct Vm {
     pub vdsm_port: Option<u16>,
     /// UEFI firmware (Debian's OVMF, q35) instead of SeaBIOS: the ISO boots through GRUB.
     pub uefi: bool,
+    /// A DNS server on host loopback at this port, reached by the guest at
+    /// `10.0.2.100:53` over TCP only (`guestfwd` forwards nothing else): engine discovery.
+    pub dns_port: Option<u16>,
+    /// More virtio disks after [`Vm::disk`] and [`Vm::root_disk`]: a file and the disk's
+    /// serial (`/sys/block/vdX/serial` in the guest).
+    pub drives: Vec<(PathBuf, Option<String>)>,
 }
 
 impl Vm {
@@ -89,6 +95,8 @@ impl Vm {
             iso: None,
             vdsm_port: None,
             uefi: false,
+            dns_port: None,
+            drives: Vec::new(),
         }
     }
 
@@ -223,10 +231,15 @@ impl Vm {
                     .arg("-append")
                     .arg(&append);
             }
-            None if self.image == Image::Iso => {
-                let iso = self.iso.as_ref().context("an ISO boot without Vm::iso")?;
-                cmd.arg("-cdrom").arg(iso).args(["-boot", "d"]);
-            }
+            // An installed node (`ovirt-node-reg install`) boots from its disk, Vm::disk.
+            None if self.image == Image::Iso => match &self.iso {
+                Some(iso) => {
+                    cmd.arg("-cdrom").arg(iso).args(["-boot", "d"]);
+                }
+                None => {
+                    cmd.args(["-boot", "c"]);
+                }
+            },
             None => {
                 cmd.args(["-boot", "n"]);
             }
@@ -234,9 +247,31 @@ impl Vm {
         if let Some(base) = &self.rtc_base {
             cmd.arg("-rtc").arg(format!("base={base}"));
         }
-        for disk in self.disk.iter().chain(&self.root_disk) {
+        let disk_boot = direct.is_none() && self.image == Image::Iso && self.iso.is_none();
+        for (i, disk) in self.disk.iter().chain(&self.root_disk).enumerate() {
+            if disk_boot && i == 0 {
+                // The installed disk boots, never an extra disk: an upgrade's image is a
+                // hybrid ISO that the firmware would boot as readily.
+                cmd.arg("-drive")
+                    .arg(format!("file={},if=none,id=d0,format=raw", disk.display()))
+                    .arg("-device")
+                    .arg("virtio-blk-pci,drive=d0,bootindex=0");
+            } else {
+                cmd.arg("-drive")
+                    .arg(format!("file={},if=virtio,format=raw", disk.display()));
+            }
+        }
+        for (i, (file, serial)) in self.drives.iter().enumerate() {
             cmd.arg("-drive")
-                .arg(format!("file={},if=virtio,format=raw", disk.display()));
+                .arg(format!(
+                    "file={},if=none,id=x{i},format=raw",
+                    file.display()
+                ))
+                .arg("-device")
+                .arg(match serial {
+                    Some(s) => format!("virtio-blk-pci,drive=x{i},serial={s}"),
+                    None => format!("virtio-blk-pci,drive=x{i}"),
+                });
         }
         self.nic_args(&mut cmd, host)?;
         Ok(cmd)
@@ -345,8 +380,15 @@ impl Vm {
                 Some(p) if i == 0 => format!(",hostfwd=tcp:127.0.0.1:{p}-:{VDSM_PORT}"),
                 _ => String::new(),
             };
+            let dns = match self.dns_port {
+                Some(d) => format!(
+                    ",guestfwd=tcp:{GUEST_ENGINE_ADDR}:53-cmd:{socat} -lf /dev/null - TCP:127.0.0.1:{d}",
+                    socat = host.socat.display()
+                ),
+                None => String::new(),
+            };
             cmd.arg("-netdev").arg(format!(
-                "user,id=n{i},restrict=on{tftp},guestfwd=tcp:{GUEST_ENGINE_ADDR}:{p}-cmd:{socat} -lf /dev/null - TCP:127.0.0.1:{p}{fwd}",
+                "user,id=n{i},restrict=on{tftp},guestfwd=tcp:{GUEST_ENGINE_ADDR}:{p}-cmd:{socat} -lf /dev/null - TCP:127.0.0.1:{p}{dns}{fwd}",
                 p = self.engine_port,
                 socat = host.socat.display()
             ));

@@ -1,0 +1,6 @@
+//! Fuzz target `dns`: the input and what is checked are in `ovirt_node_reg::fuzzing::dns`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| ovirt_node_reg::fuzzing::dns(data));

@@ -1,0 +1,6 @@
+//! Fuzz target `grubenv`: the input and what is checked are in `ovirt_node_reg::fuzzing::grubenv`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| ovirt_node_reg::fuzzing::grubenv(data));
