@@ -97,7 +97,6 @@ impl Scenario {
             name: name.into(),
             uuid: vm.uuid,
             kind: Kind::Pid1,
-            console: None,
             token: false,
             pin: None,
             timeout: 60,
@@ -210,8 +209,6 @@ pub struct Machine<'s> {
     name: String,
     uuid: String,
     kind: Kind,
-    /// The busybox `/init` runs this instead of `boot` ([`Machine::console`]).
-    console: Option<String>,
     token: bool,
     pin: Option<String>,
     timeout: u32,
@@ -244,8 +241,7 @@ impl<'s> Machine<'s> {
     /// what an operator, or the engine over SSH, types on the console.
     pub fn console(mut self, script: &str) -> Self {
         self.kind = Kind::Script;
-        self.console = Some(script.to_string());
-        self
+        self.file(qemu::CONSOLE_SCRIPT, script.as_bytes(), 0o755)
     }
 
     /// The dracut initramfs of `flavour` and the test root ([`Kind::Dracut`]).
@@ -375,7 +371,7 @@ impl<'s> Machine<'s> {
         self
     }
 
-    /// A file added to the PID-1 initramfs (e.g. `/etc/hosts`).
+    /// A file added to the PID-1 or busybox `/init` initramfs (e.g. `/etc/hosts`).
     pub fn file(mut self, dst: &str, data: &[u8], mode: u32) -> Self {
         self.extras.push((dst.into(), data.to_vec(), mode));
         self
@@ -470,8 +466,8 @@ impl<'s> Machine<'s> {
         vm.dns_port = self.dns_port;
         for (dst, data, mode) in &self.extras {
             anyhow::ensure!(
-                matches!(self.kind, Kind::Pid1),
-                "{}: files are added to the PID-1 image only",
+                matches!(self.kind, Kind::Pid1 | Kind::Script),
+                "{}: files are added to the PID-1 and busybox /init images only",
                 self.name
             );
             vm.extra(dst, data, *mode);
@@ -500,9 +496,6 @@ impl<'s> Machine<'s> {
             Kind::Script => {
                 no_token("the busybox /init")?;
                 let mut vm = Vm::new(name, port);
-                if let Some(script) = &self.console {
-                    vm.extra(qemu::CONSOLE_SCRIPT, script.as_bytes(), 0o755);
-                }
                 vm.append = self.kernel_args();
                 vm
             }

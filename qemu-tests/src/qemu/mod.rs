@@ -16,8 +16,9 @@
 //!   `ovirt.reg.poweroff` so it powers off when done; the store is the config disk.
 //! * [`Image::ScriptInit`]: busybox sh is `/init` ([`INIT`]): it mounts proc/sys/dev/run, a tmpfs
 //!   on `/config` (the store), runs the image's pre-init (the modules), runs
-//!   `ovirt-node-reg --kmsg boot` (or the machine's [`CONSOLE_SCRIPT`]), prints `QH-EXIT rc=N`, `ovirt-node-reg status --json`, the
-//!   links it sees and the clock, then powers off. The VLAN and bond tests read those links.
+//!   `ovirt-node-reg --kmsg boot` (or the machine's [`CONSOLE_SCRIPT`]), prints `QH-EXIT rc=N`,
+//!   `ovirt-node-reg status --json`, the links it sees and the clock, then powers off. The VLAN
+//!   and bond tests read those links.
 //!
 //! Two more boot paths: [`Image::Dracut`] (the dracut initramfs and a tiny ext4 root) and
 //! [`Image::Iso`] (the node ISO from `image/mkiso.sh` on the CD-ROM, `-cdrom ISO -boot d`, no
