@@ -250,130 +250,41 @@ fn unexpected<J: wire::Job>(reply: &Reply) -> anyhow::Error {
     )
 }
 
-impl Call for FetchCa {
-    type Reply = CaCert;
-    fn reply(reply: Reply) -> Result<CaCert> {
-        match reply {
-            Reply::Trusted { ca_pem } => CaCert::from_pem(ca_pem.as_bytes())
-                .map_err(|e| anyhow!("the engine CA the network worker fetched: {e}")),
-            other => Err(unexpected::<Self>(&other)),
-        }
-    }
-}
-
-impl Call for DownloadCa {
-    type Reply = CaCert;
-    fn reply(reply: Reply) -> Result<CaCert> {
-        match reply {
-            Reply::Ca { ca_pem } => CaCert::from_pem(ca_pem.as_bytes())
-                .map_err(|e| anyhow!("the engine CA the network worker downloaded: {e}")),
-            other => Err(unexpected::<Self>(&other)),
-        }
-    }
-}
-
-impl Call for FetchSshKey {
-    type Reply = SshKey;
-    fn reply(reply: Reply) -> Result<SshKey> {
-        match reply {
-            Reply::SshKey { line } => {
-                SshKey::parse(&line).map_err(|e| anyhow!("the engine SSH key: {e}"))
+/// `impl Call` for each job: its reply type, the one reply variant it accepts and what the
+/// parent makes of it (parsed again where the reply has content); any other variant is an
+/// error naming the job. One line per job keeps the table readable as the jobs grow.
+macro_rules! calls {
+    ($($(#[$attr:meta])* $job:ty => $out:ty: $pat:pat => $val:expr;)*) => {$(
+        $(#[$attr])*
+        impl Call for $job {
+            type Reply = $out;
+            fn reply(reply: Reply) -> Result<$out> {
+                match reply {
+                    $pat => $val,
+                    other => Err(unexpected::<Self>(&other)),
+                }
             }
-            other => Err(unexpected::<Self>(&other)),
         }
-    }
+    )*};
 }
 
-impl Call for Register {
-    type Reply = Registered;
-    fn reply(reply: Reply) -> Result<Registered> {
-        match reply {
-            Reply::Registered(r) => Ok(r),
-            other => Err(unexpected::<Self>(&other)),
-        }
-    }
-}
-
-impl Call for MeasureClock {
-    type Reply = Measured;
-    fn reply(reply: Reply) -> Result<Measured> {
-        match reply {
-            Reply::Clock(m) => Ok(m),
-            other => Err(unexpected::<Self>(&other)),
-        }
-    }
-}
-
-impl Call for Resolve {
-    type Reply = Resolved;
-    fn reply(reply: Reply) -> Result<Resolved> {
-        match reply {
-            Reply::Resolved(r) => Ok(r),
-            other => Err(unexpected::<Self>(&other)),
-        }
-    }
-}
-
-impl Call for GetVersion {
-    type Reply = u32;
-    fn reply(reply: Reply) -> Result<u32> {
-        match reply {
-            Reply::Version { version } => Ok(version),
-            other => Err(unexpected::<Self>(&other)),
-        }
-    }
-}
-
-impl Call for SubmitCsr {
-    type Reply = Enrollment;
-    fn reply(reply: Reply) -> Result<Enrollment> {
-        enrollment::<Self>(reply)
-    }
-}
-
-impl Call for PollCerts {
-    type Reply = Enrollment;
-    fn reply(reply: Reply) -> Result<Enrollment> {
-        enrollment::<Self>(reply)
-    }
-}
-
-fn enrollment<J: wire::Job>(reply: Reply) -> Result<Enrollment> {
-    match reply {
-        Reply::Enrollment { answer } => Ok(answer),
-        other => Err(unexpected::<J>(&other)),
-    }
-}
-
-impl Call for LookupSrv {
-    type Reply = SrvFound;
-    fn reply(reply: Reply) -> Result<SrvFound> {
-        match reply {
-            Reply::Srv(found) => Ok(found),
-            other => Err(unexpected::<Self>(&other)),
-        }
-    }
-}
-
-impl Call for Whoami {
-    type Reply = Sandbox;
-    fn reply(reply: Reply) -> Result<Sandbox> {
-        match reply {
-            Reply::Whoami(s) => Ok(s),
-            other => Err(unexpected::<Self>(&other)),
-        }
-    }
-}
-
-#[cfg(feature = "test-hooks")]
-impl Call for TryCreate {
-    type Reply = Vec<(String, Option<i32>)>;
-    fn reply(reply: Reply) -> Result<Self::Reply> {
-        match reply {
-            Reply::Created { results } => Ok(results),
-            other => Err(unexpected::<Self>(&other)),
-        }
-    }
+calls! {
+    FetchCa => CaCert: Reply::Trusted { ca_pem } => CaCert::from_pem(ca_pem.as_bytes())
+        .map_err(|e| anyhow!("the engine CA the network worker fetched: {e}"));
+    DownloadCa => CaCert: Reply::Ca { ca_pem } => CaCert::from_pem(ca_pem.as_bytes())
+        .map_err(|e| anyhow!("the engine CA the network worker downloaded: {e}"));
+    FetchSshKey => SshKey: Reply::SshKey { line } =>
+        SshKey::parse(&line).map_err(|e| anyhow!("the engine SSH key: {e}"));
+    Register => Registered: Reply::Registered(r) => Ok(r);
+    MeasureClock => Measured: Reply::Clock(m) => Ok(m);
+    Resolve => Resolved: Reply::Resolved(r) => Ok(r);
+    GetVersion => u32: Reply::Version { version } => Ok(version);
+    SubmitCsr => Enrollment: Reply::Enrollment { answer } => Ok(answer);
+    PollCerts => Enrollment: Reply::Enrollment { answer } => Ok(answer);
+    LookupSrv => SrvFound: Reply::Srv(found) => Ok(found);
+    Whoami => Sandbox: Reply::Whoami(s) => Ok(s);
+    #[cfg(feature = "test-hooks")]
+    TryCreate => Vec<(String, Option<i32>)>: Reply::Created { results } => Ok(results);
 }
 
 /// Kill the child if it is still running after `after`; dropping the guard disarms it.
