@@ -57,13 +57,15 @@ fn boot_disk(
 }
 
 /// The live ISO enrols the node and installs it to a blank disk; the disk boots to `done`
-/// with no second registration, slot A running.
+/// with no second registration, slot A running. `extra` are the disks that first disk boot
+/// also gets (an upgrade's image and command: one boot less per scenario under TCG).
 fn install_and_boot<'s>(
     s: &'s Scenario,
     name: &str,
     uuid: &str,
     uefi: bool,
-) -> (Node<'s>, PathBuf) {
+    extra: Vec<(PathBuf, Option<String>)>,
+) -> (Node<'s>, PathBuf, Boot) {
     let machine = s
         .machine(name)
         .uuid(uuid)
@@ -84,7 +86,7 @@ fn install_and_boot<'s>(
     live.pass();
 
     let mark = s.mark();
-    let first = boot_disk(&mut node, &installed, &format!("{name}-disk"), Vec::new());
+    let first = boot_disk(&mut node, &installed, &format!("{name}-disk"), extra);
     first.assert_system_stage_done("slot A");
     assert!(
         first.containing("ovirt.slot=A").next().is_some(),
@@ -97,32 +99,33 @@ fn install_and_boot<'s>(
         first.tail()
     );
     s.assert_no_enrolment_since(mark, &first);
-    first.pass();
-    (node, installed)
+    (node, installed, first)
 }
 
-/// `upgrade` of the running node to `iso`: writes the other slot, marks one trial.
-fn upgrade(node: &mut Node, installed: &Path, name: &str, iso: &Path, slot: &str) {
+/// The disks that make a boot run `upgrade` to `iso` after `done` (the engine's command,
+/// docs/protocol-v2.md §9): the image and the one-line command.
+fn upgrade_drives(name: &str, iso: &Path) -> Vec<(PathBuf, Option<String>)> {
     let sha = sha256_hex(iso);
     let command = disk_file(&format!("{name}.command.img"), 512);
     std::fs::write(&command, format!("upgrade --sha256 {sha}\n")).unwrap();
-    let extra = vec![
+    vec![
         (iso.to_path_buf(), Some("qh-image".to_string())),
         (command, Some("qh-command".to_string())),
-    ];
-    let boot = boot_disk(node, installed, name, extra);
-    boot.assert_system_stage_done("the running slot");
+    ]
+}
+
+/// The boot ran the upgrade: the other slot, `slot`, is written and marked for one trial.
+fn assert_upgraded(boot: &Boot, slot: &str) {
     assert!(
         boot.line("QH-UPGRADE rc=0").is_some(),
         "upgrade\n{}",
         boot.tail()
     );
     assert!(
-        slot_line(&boot, slot).contains("trial pending"),
+        slot_line(boot, slot).contains("trial pending"),
         "{}",
         boot.tail()
     );
-    boot.pass();
 }
 
 fn sha256_hex(path: &Path) -> String {
@@ -144,11 +147,10 @@ fn install_bios_then_upgrade_keeps_new_slot_and_broken_image_falls_back() {
         2,
     );
     let name = "inst-bios";
-    let (mut node, installed) =
-        install_and_boot(&s, name, "4c4c4544-0042-3510-8052-b4c04f4e5501", false);
     let append = "console=ttyS0";
 
-    // A newer image: slot B, tried once, then kept.
+    // A newer image, upgraded to by the first boot of the installed disk: slot B, tried
+    // once, then kept.
     let new = qemu::iso_image_with(
         &format!("{name}-v2"),
         LiveRoot::Busybox,
@@ -158,9 +160,39 @@ fn install_bios_then_upgrade_keeps_new_slot_and_broken_image_falls_back() {
         None,
     )
     .unwrap_or_else(|e| panic!("{e:#}"));
-    upgrade(&mut node, &installed, &format!("{name}-upgrade"), &new, "B");
+    let (mut node, installed, first) = install_and_boot(
+        &s,
+        name,
+        "4c4c4544-0042-3510-8052-b4c04f4e5501",
+        false,
+        upgrade_drives(&format!("{name}-upgrade"), &new),
+    );
+    assert_upgraded(&first, "B");
+    first.pass();
+
+    // A broken image (its binary exits 1), upgraded to by the trial boot once it kept B:
+    // slot A, tried once, then B again, which says so.
+    let script = target_dir()
+        .join("qemu-disks")
+        .join("broken-ovirt-node-reg");
+    std::fs::write(&script, "#!/bin/sh\necho broken image >&2\nexit 1\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let broken = qemu::iso_image_with(
+        &format!("{name}-broken"),
+        LiveRoot::Busybox,
+        append,
+        None,
+        Some("3.0-broken"),
+        Some(&script),
+    )
+    .unwrap_or_else(|e| panic!("{e:#}"));
     let mark = s.mark();
-    let trial = boot_disk(&mut node, &installed, &format!("{name}-trial"), Vec::new());
+    let trial = boot_disk(
+        &mut node,
+        &installed,
+        &format!("{name}-trial"),
+        upgrade_drives(&format!("{name}-upgrade-broken"), &broken),
+    );
     trial.assert_system_stage_done("slot B");
     assert!(
         trial.containing("ovirt.slot=B").next().is_some(),
@@ -181,30 +213,9 @@ fn install_bios_then_upgrade_keeps_new_slot_and_broken_image_falls_back() {
         trial.tail()
     );
     s.assert_no_enrolment_since(mark, &trial);
+    assert_upgraded(&trial, "A");
     trial.pass();
 
-    // A broken image (its binary exits 1): slot A, tried once, then B again, which says so.
-    let script = target_dir()
-        .join("qemu-disks")
-        .join("broken-ovirt-node-reg");
-    std::fs::write(&script, "#!/bin/sh\necho broken image >&2\nexit 1\n").unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let broken = qemu::iso_image_with(
-        &format!("{name}-broken"),
-        LiveRoot::Busybox,
-        append,
-        None,
-        Some("3.0-broken"),
-        Some(&script),
-    )
-    .unwrap_or_else(|e| panic!("{e:#}"));
-    upgrade(
-        &mut node,
-        &installed,
-        &format!("{name}-upgrade-broken"),
-        &broken,
-        "A",
-    );
     let failed = boot_disk(
         &mut node,
         &installed,
@@ -260,10 +271,12 @@ fn install_bios_then_upgrade_keeps_new_slot_and_broken_image_falls_back() {
 #[test]
 fn install_uefi_boots_from_disk() {
     let s = Scenario::start("install_uefi_boots_from_disk", 2);
-    let _ = install_and_boot(
+    let (_, _, first) = install_and_boot(
         &s,
         "inst-uefi",
         "4c4c4544-0042-3510-8052-b4c04f4e5502",
         true,
+        Vec::new(),
     );
+    first.pass();
 }
