@@ -121,8 +121,8 @@ impl Lab {
     /// (`--srv-host=…`, `--host-record=…`) only: no upstream, no /etc/hosts.
     fn dns(&mut self, records: &[String]) {
         let pid = self.dir.path().join("dnsmasq.pid");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns.0, DNSMASQ])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.ns.0, DNSMASQ])
             .args([
                 "--keep-in-foreground",
                 "--conf-file=/dev/null",
@@ -139,17 +139,8 @@ impl Lab {
                 "--log-facility={}",
                 self.dir.path().join("dnsmasq.log").display()
             ))
-            .args(records)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting dnsmasq");
-        self.dnsmasq = Some(child);
-        let until = Instant::now() + Duration::from_secs(10);
-        while !pid.exists() {
-            assert!(Instant::now() < until, "dnsmasq did not start within 10 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            .args(records);
+        self.dnsmasq = Some(common::start_dnsmasq(&mut cmd, &pid));
     }
 
     fn dns_log(&self) -> String {

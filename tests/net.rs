@@ -11,6 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use ovirt_node_reg::config::{Config, NetworkConfig};
 use ovirt_node_reg::net::{bring_up, NetReport};
 use ovirt_node_reg::paths::Root;
@@ -156,8 +158,8 @@ impl Lab {
             .ip(&["addr", "add", "10.77.0.1/24", "dev", peer]);
         let dir = self.root.path().join("dnsmasq");
         fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.server.0, DNSMASQ])
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.server.0, DNSMASQ])
             .args([
                 "--keep-in-foreground",
                 "--conf-file=/dev/null",
@@ -176,18 +178,9 @@ impl Lab {
             .arg(format!("--dhcp-leasefile={}", dir.join("leases").display()))
             .arg(format!("--pid-file={}", dir.join("pid").display()))
             .arg(format!("--log-facility={}", dir.join("log").display()))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting dnsmasq");
-        self.dnsmasq = Some(child);
-        // Bounded wait until it listens (it writes its pid file once it is set up).
-        let until = Instant::now() + Duration::from_secs(10);
-        while !dir.join("pid").exists() {
-            assert!(Instant::now() < until, "dnsmasq did not start within 10 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            .args(extra);
+        // Once it listens (it writes its pid file then), within 10 s.
+        self.dnsmasq = Some(common::start_dnsmasq(&mut cmd, &dir.join("pid")));
     }
 
     /// `bring_up` on a thread inside the node namespace.

@@ -7,8 +7,10 @@
 
 use std::fs;
 use std::io::Write;
+use std::path::Path;
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_ovirt-node-reg");
 /// The node's DMI UUID, as vdsm reports it (lower case).
@@ -155,4 +157,25 @@ pub fn require_root() {
          privileged` (build-support/test-all.sh runs every tier); a plain `cargo test` runs \
          the tests any user can"
     );
+}
+
+/// Start dnsmasq from `cmd` (which passes `--pid-file=pid_file`) and wait, at most 10 s, until
+/// it has written that pid file: it does so once it listens. A dnsmasq that never gets there
+/// is killed before the test fails.
+pub fn start_dnsmasq(cmd: &mut Command, pid_file: &Path) -> Child {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting dnsmasq");
+    let until = Instant::now() + Duration::from_secs(10);
+    while !pid_file.exists() {
+        if Instant::now() >= until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("dnsmasq did not start within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child
 }
