@@ -12,7 +12,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Output};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -28,20 +28,12 @@ const ENGINE: &str = "engine.example.test";
 
 fn require_tools() {
     common::require_root();
-    let present = |tool: &str| {
-        Command::new(tool)
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok()
-    };
     assert!(
-        present("ip"),
+        common::tool_present("ip"),
         "`ip` (iproute2) is missing: run build-support/setup.sh"
     );
     assert!(
-        present(DNSMASQ),
+        common::tool_present(DNSMASQ),
         "dnsmasq is missing: install Debian's dnsmasq-base (build-support/setup.sh)"
     );
 }

@@ -7,7 +7,7 @@
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -21,15 +21,6 @@ use ovirt_node_reg::values::{NetConf, Seconds};
 
 const DNSMASQ: &str = "dnsmasq";
 
-fn tool_present(tool: &str) -> bool {
-    Command::new(tool)
-        .arg("--version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-}
-
 fn require_tools() {
     assert!(
         rustix::process::geteuid().is_root(),
@@ -37,11 +28,11 @@ fn require_tools() {
          `cargo test --features privileged`"
     );
     assert!(
-        tool_present("ip"),
+        common::tool_present("ip"),
         "`ip` (iproute2) is missing: these tests need it to build namespaces; run build-support/setup.sh"
     );
     assert!(
-        tool_present(DNSMASQ),
+        common::tool_present(DNSMASQ),
         "dnsmasq is missing: install Debian's dnsmasq-base (build-support/setup.sh)"
     );
 }

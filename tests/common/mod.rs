@@ -179,3 +179,13 @@ pub fn start_dnsmasq(cmd: &mut Command, pid_file: &Path) -> Child {
     }
     child
 }
+
+/// `tool --version` runs: the tool is installed (tests name the package when it is not).
+pub fn tool_present(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+}
