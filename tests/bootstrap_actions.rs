@@ -11,14 +11,21 @@ use common::UUID;
 mod bootstrap_common;
 use bootstrap_common::{engine, status_of, stderr, Host};
 
-#[test]
-fn full_bootstrap_of_a_storeless_host() {
-    let sim = engine();
+/// A host with every package, whose retries are short enough for a test (1 s, at most 2 s,
+/// 60 s in all).
+fn quick_host() -> Host {
     let host = Host::new(&[]);
     host.node.write(
         "/proc/cmdline",
         "ro ovirt.reg.retry_base=1 ovirt.reg.retry_cap=2 ovirt.reg.timeout=60\n",
     );
+    host
+}
+
+#[test]
+fn full_bootstrap_of_a_storeless_host() {
+    let sim = engine();
+    let host = quick_host();
     let token = sim
         .create_token(Duration::from_secs(600), Some(UUID))
         .unwrap();
@@ -145,11 +152,7 @@ fn add_node_as_host() {
 #[test]
 fn the_engine_adds_a_host_with_the_command_it_gives() {
     let sim = engine();
-    let host = Host::new(&[]);
-    host.node.write(
-        "/proc/cmdline",
-        "ro ovirt.reg.retry_base=1 ovirt.reg.retry_cap=2 ovirt.reg.timeout=60\n",
-    );
+    let host = quick_host();
     // The host registers with the address it reaches the engine from: loopback here.
     let added = sim.add_host("127.0.0.1", None).unwrap();
     let (out, lines) = host.run_engine_command(&added.command, &added.stdin);
