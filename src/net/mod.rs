@@ -167,6 +167,7 @@ fn wait_ipv6(
         return Ok(Vec::new());
     }
     let stop = (Instant::now() + IPV6_WAIT).min(until);
+    let mut poll = nic::Poll::default();
     loop {
         let global: Vec<String> = nl
             .addrs6(bridge.index)?
@@ -183,7 +184,7 @@ fn wait_ipv6(
             }
             return Ok(global);
         }
-        std::thread::sleep(nic::POLL);
+        poll.sleep(stop);
     }
 }
 

@@ -15,8 +15,30 @@ use crate::config::NetworkConfig;
 use crate::paths::{Root, SYS_CLASS_NET};
 use crate::values::{BootIf, Mac};
 
-/// How often link state is polled while waiting.
-pub const POLL: Duration = Duration::from_millis(100);
+/// Link state polling while waiting: the first look comes soon (a virtio or bridge link
+/// has carrier a few milliseconds after it is set up), then the gaps double up to the last
+/// one, so a slow switch port costs at most one netlink dump per 100 ms.
+pub struct Poll {
+    gap: Duration,
+}
+
+impl Default for Poll {
+    fn default() -> Poll {
+        Poll { gap: Poll::FIRST }
+    }
+}
+
+impl Poll {
+    const FIRST: Duration = Duration::from_millis(5);
+    const LAST: Duration = Duration::from_millis(100);
+
+    /// Sleep before the next look, never past `until`.
+    pub fn sleep(&mut self, until: Instant) {
+        let left = until.saturating_duration_since(Instant::now());
+        std::thread::sleep(self.gap.min(left));
+        self.gap = (self.gap * 2).min(Self::LAST);
+    }
+}
 
 /// Link kinds that are never the boot NIC: software devices stacked on top of one (a
 /// bridge or VLAN we created carries the NIC's MAC too).
@@ -81,6 +103,7 @@ pub fn choose(
 
 /// A NIC named (or MAC-addressed) by the operator; it may appear late (driver loading).
 fn wait_named(nl: &mut Netlink, want: &Wanted, bridge: &str, until: Instant) -> Result<Link> {
+    let mut poll = Poll::default();
     loop {
         let found = nl.links()?.into_iter().find(|l| {
             candidate(l, bridge)
@@ -97,7 +120,7 @@ fn wait_named(nl: &mut Netlink, want: &Wanted, bridge: &str, until: Instant) -> 
         if Instant::now() >= until {
             bail!("no network interface matches {}", describe(want));
         }
-        std::thread::sleep(POLL);
+        poll.sleep(until);
     }
 }
 
@@ -140,6 +163,7 @@ fn poll_for_link(
     until: Instant,
     raised: &mut Vec<u32>,
 ) -> Result<Link> {
+    let mut poll = Poll::default();
     loop {
         let links = nl.links()?;
         let ours = links.iter().find(|l| l.name == bridge).map(|l| l.index);
@@ -173,12 +197,13 @@ fn poll_for_link(
                 if names.is_empty() { "none found".to_string() } else { names.join(", ") }
             );
         }
-        std::thread::sleep(POLL);
+        poll.sleep(until);
     }
 }
 
 /// Wait until `name` reports carrier, up to `until`.
 pub fn wait_carrier(nl: &mut Netlink, name: &str, until: Instant) -> Result<()> {
+    let mut poll = Poll::default();
     loop {
         if nl.link(name)?.is_some_and(|l| l.has_carrier()) {
             return Ok(());
@@ -186,7 +211,7 @@ pub fn wait_carrier(nl: &mut Netlink, name: &str, until: Instant) -> Result<()> 
         if Instant::now() >= until {
             bail!("{name} has no link (no carrier); check the cable or the switch port");
         }
-        std::thread::sleep(POLL);
+        poll.sleep(until);
     }
 }
 
