@@ -36,22 +36,33 @@ const REQUEST: u8 = 3;
 const ACK: u8 = 5;
 const NAK: u8 = 6;
 
-// Options.
+// Option codes (RFC 2132). Framing:
 const OPT_PAD: u8 = 0;
+const OPT_END: u8 = 255;
+// The exchange itself:
+const OPT_REQUESTED_IP: u8 = 50;
+const OPT_OVERLOAD: u8 = 52;
+const OPT_MSG_TYPE: u8 = 53;
+const OPT_PARAMS: u8 = 55;
+const OPT_MAX_SIZE: u8 = 57;
+const OPT_CLIENT_ID: u8 = 61;
+/// What a lease carries: asked for (option 55) in every DISCOVER and REQUEST.
+const LEASE_OPTIONS: [u8; 7] = [
+    OPT_SUBNET_MASK,
+    OPT_ROUTER,
+    OPT_DNS,
+    OPT_HOSTNAME,
+    OPT_DOMAIN,
+    OPT_LEASE_TIME,
+    OPT_SERVER_ID,
+];
 const OPT_SUBNET_MASK: u8 = 1;
 const OPT_ROUTER: u8 = 3;
 const OPT_DNS: u8 = 6;
 const OPT_HOSTNAME: u8 = 12;
 const OPT_DOMAIN: u8 = 15;
-const OPT_REQUESTED_IP: u8 = 50;
 const OPT_LEASE_TIME: u8 = 51;
-const OPT_OVERLOAD: u8 = 52;
-const OPT_MSG_TYPE: u8 = 53;
 const OPT_SERVER_ID: u8 = 54;
-const OPT_PARAMS: u8 = 55;
-const OPT_MAX_SIZE: u8 = 57;
-const OPT_CLIENT_ID: u8 = 61;
-const OPT_END: u8 = 255;
 
 const FIRST_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_TIMEOUT: Duration = Duration::from_secs(16);
@@ -211,18 +222,7 @@ impl Message<'_> {
         if let Some(h) = self.hostname {
             opt(OPT_HOSTNAME, h.as_bytes());
         }
-        opt(
-            OPT_PARAMS,
-            &[
-                OPT_SUBNET_MASK,
-                OPT_ROUTER,
-                OPT_DNS,
-                OPT_HOSTNAME,
-                OPT_DOMAIN,
-                OPT_LEASE_TIME,
-                OPT_SERVER_ID,
-            ],
-        );
+        opt(OPT_PARAMS, &LEASE_OPTIONS);
     }
 }
 

@@ -27,15 +27,28 @@ const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_REPLACE: u16 = 0x100;
 const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
-const RTM_NEWLINK: u16 = 16;
-const RTM_GETLINK: u16 = 18;
-const RTM_SETLINK: u16 = 19;
-const RTM_NEWADDR: u16 = 20;
-const RTM_DELADDR: u16 = 21;
-const RTM_GETADDR: u16 = 22;
-const RTM_NEWROUTE: u16 = 24;
-const RTM_GETROUTE: u16 = 26;
+/// The kinds of request sent here, each named once: a dump; a change the kernel
+/// acknowledges; a new object that must not exist yet; one that replaces what is there.
+const DUMP: u16 = NLM_F_REQUEST | NLM_F_DUMP;
+const CHANGE: u16 = NLM_F_REQUEST | NLM_F_ACK;
+const CREATE: u16 = CHANGE | NLM_F_CREATE | NLM_F_EXCL;
+const REPLACE: u16 = CHANGE | NLM_F_CREATE | NLM_F_REPLACE;
 
+/// The rtnetlink message types used here (linux/rtnetlink.h).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u16)]
+enum Rtm {
+    NewLink = 16,
+    GetLink = 18,
+    SetLink = 19,
+    NewAddr = 20,
+    DelAddr = 21,
+    GetAddr = 22,
+    NewRoute = 24,
+    GetRoute = 26,
+}
+
+// Address families (linux/socket.h) and interface flags (linux/if.h).
 const AF_UNSPEC: u8 = 0;
 const AF_INET: u8 = 2;
 const AF_INET6: u8 = 10;
@@ -141,9 +154,9 @@ pub struct Request {
 }
 
 impl Request {
-    fn new(ty: u16, flags: u16) -> Request {
+    fn new(ty: Rtm, flags: u16) -> Request {
         let mut buf = vec![0u8; 16];
-        buf[4..6].copy_from_slice(&ty.to_ne_bytes());
+        buf[4..6].copy_from_slice(&(ty as u16).to_ne_bytes());
         buf[6..8].copy_from_slice(&flags.to_ne_bytes());
         Request { buf }
     }
@@ -232,16 +245,13 @@ fn rtmsg(protocol: u8) -> [u8; 12] {
 }
 
 pub fn get_links_request() -> Request {
-    let mut r = Request::new(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP);
+    let mut r = Request::new(Rtm::GetLink, DUMP);
     r.bytes(&ifinfomsg(0, 0, 0));
     r
 }
 
 pub fn new_link_request(link: &NewLink) -> Request {
-    let mut r = Request::new(
-        RTM_NEWLINK,
-        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL,
-    );
+    let mut r = Request::new(Rtm::NewLink, CREATE);
     r.bytes(&ifinfomsg(0, 0, 0));
     match link {
         NewLink::Bridge { name, mac } => {
@@ -302,7 +312,7 @@ fn bond_data(r: &mut Request, o: &BondOptions) {
 
 /// Set the forward delay of an existing bridge to 0.
 pub fn bridge_fix_request(index: u32) -> Request {
-    let mut r = Request::new(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK);
+    let mut r = Request::new(Rtm::NewLink, CHANGE);
     r.bytes(&ifinfomsg(index, 0, 0));
     r.nest(IFLA_LINKINFO, |r| {
         r.attr_str(IFLA_INFO_KIND, "bridge");
@@ -326,7 +336,7 @@ pub fn set_link_request(index: u32, c: &LinkChange) -> Request {
         Some(false) => (0, IFF_UP),
         None => (0, 0),
     };
-    let mut r = Request::new(RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK);
+    let mut r = Request::new(Rtm::SetLink, CHANGE);
     r.bytes(&ifinfomsg(index, flags, change));
     if let Some(m) = c.master {
         r.attr_u32(IFLA_MASTER, m);
@@ -338,7 +348,7 @@ pub fn set_link_request(index: u32, c: &LinkChange) -> Request {
 }
 
 pub fn get_addrs_request() -> Request {
-    let mut r = Request::new(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP);
+    let mut r = Request::new(Rtm::GetAddr, DUMP);
     r.bytes(&ifaddrmsg(0, 0));
     r
 }
@@ -346,16 +356,13 @@ pub fn get_addrs_request() -> Request {
 pub fn get_addrs6_request() -> Request {
     let mut m = ifaddrmsg(0, 0);
     m[0] = AF_INET6;
-    let mut r = Request::new(RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP);
+    let mut r = Request::new(Rtm::GetAddr, DUMP);
     r.bytes(&m);
     r
 }
 
 pub fn new_addr_request(index: u32, addr: Ipv4Addr, prefix: u8) -> Request {
-    let mut r = Request::new(
-        RTM_NEWADDR,
-        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-    );
+    let mut r = Request::new(Rtm::NewAddr, REPLACE);
     r.bytes(&ifaddrmsg(prefix, index));
     r.attr(IFA_LOCAL, &addr.octets())
         .attr(IFA_ADDRESS, &addr.octets());
@@ -366,7 +373,7 @@ pub fn new_addr_request(index: u32, addr: Ipv4Addr, prefix: u8) -> Request {
 }
 
 pub fn del_addr_request(index: u32, addr: Ipv4Addr, prefix: u8) -> Request {
-    let mut r = Request::new(RTM_DELADDR, NLM_F_REQUEST | NLM_F_ACK);
+    let mut r = Request::new(Rtm::DelAddr, CHANGE);
     r.bytes(&ifaddrmsg(prefix, index));
     r.attr(IFA_LOCAL, &addr.octets());
     r
@@ -379,16 +386,13 @@ pub fn broadcast(addr: Ipv4Addr, prefix: u8) -> Ipv4Addr {
 }
 
 pub fn get_routes_request() -> Request {
-    let mut r = Request::new(RTM_GETROUTE, NLM_F_REQUEST | NLM_F_DUMP);
+    let mut r = Request::new(Rtm::GetRoute, DUMP);
     r.bytes(&rtmsg(0));
     r
 }
 
 pub fn default_route_request(gateway: Ipv4Addr, oif: u32, protocol: u8) -> Request {
-    let mut r = Request::new(
-        RTM_NEWROUTE,
-        NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE,
-    );
+    let mut r = Request::new(Rtm::NewRoute, REPLACE);
     r.bytes(&rtmsg(protocol));
     r.attr(RTA_GATEWAY, &gateway.octets())
         .attr_u32(RTA_OIF, oif);
@@ -601,7 +605,7 @@ impl Netlink {
         let answer = self.exchange(&mut get_links_request(), "link dump")?;
         Ok(answer
             .iter()
-            .filter(|(ty, _)| *ty == RTM_NEWLINK)
+            .filter(|(ty, _)| *ty == Rtm::NewLink as u16)
             .filter_map(|(_, p)| parse_link(p))
             .collect())
     }

@@ -45,7 +45,7 @@ fn bridge_creation_message() {
     let (len, ty, flags, seq) = header(&m);
     assert_eq!(len as usize, m.len());
     assert_eq!(m.len() % 4, 0);
-    assert_eq!((ty, seq), (RTM_NEWLINK, 7));
+    assert_eq!((ty, seq), (Rtm::NewLink as u16, 7));
     assert_eq!(flags, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL);
     let a = top_attrs(&m, 16);
     assert_eq!(find(&a, IFLA_IFNAME), b"ovirtmgmt\0");
@@ -110,7 +110,10 @@ fn set_link_message() {
     };
     let m = set_link_request(4, &c).finish(2);
     let (_, ty, flags, _) = header(&m);
-    assert_eq!((ty, flags), (RTM_SETLINK, NLM_F_REQUEST | NLM_F_ACK));
+    assert_eq!(
+        (ty, flags),
+        (Rtm::SetLink as u16, NLM_F_REQUEST | NLM_F_ACK)
+    );
     assert_eq!(u32_at(&m, 16 + 4), Some(4), "ifindex");
     assert_eq!(u32_at(&m, 16 + 8), Some(IFF_UP), "flags");
     assert_eq!(u32_at(&m, 16 + 12), Some(IFF_UP), "change mask");
@@ -147,7 +150,7 @@ fn address_and_route_messages() {
 
     let r = default_route_request(Ipv4Addr::new(10, 0, 0, 1), 5, RTPROT_DHCP).finish(1);
     let (_, ty, flags, _) = header(&r);
-    assert_eq!(ty, RTM_NEWROUTE);
+    assert_eq!(ty, Rtm::NewRoute as u16);
     assert!(
         flags & NLM_F_REPLACE != 0,
         "replaces a default route elsewhere"
@@ -185,7 +188,7 @@ fn broadcast_addresses() {
 /// A kernel-style RTM_NEWLINK answer for a bridge, parsed back.
 #[test]
 fn parses_a_link_message() {
-    let mut r = Request::new(RTM_NEWLINK, 0);
+    let mut r = Request::new(Rtm::NewLink, 0);
     r.bytes(&ifinfomsg(7, IFF_UP | IFF_LOWER_UP, 0));
     r.attr_str(IFLA_IFNAME, "ovirtmgmt")
         .attr(IFLA_ADDRESS, &[0x52, 0x54, 0, 1, 2, 3])
@@ -281,7 +284,7 @@ fn mutated_messages_never_panic() {
 
 #[test]
 fn parses_an_ipv6_address_message() {
-    let mut r = Request::new(RTM_NEWADDR, 0);
+    let mut r = Request::new(Rtm::NewAddr, 0);
     r.bytes(&[AF_INET6, 64, 0, 0, 9, 0, 0, 0]);
     let a: Ipv6Addr = "fd77::5054:ff:fe77:1".parse().unwrap();
     r.attr(IFA_ADDRESS, &a.octets());
