@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Fuzz the parsers of untrusted input, each for a bounded time:
 #   fuzz.sh [SECONDS_PER_TARGET] [TARGET...]     (default: 10 s for every target)
-# Builds every target once, then runs each in turn; fails (non-zero) if libFuzzer finds a
+#   fuzz.sh --build-only                         (build every target, fuzz nothing)
+# Builds every target once, then runs them, FUZZ_JOBS at once (default: one per core: each
+# libFuzzer process is single-threaded); fails (non-zero) if libFuzzer finds a
 # crash, panic, timeout or OOM in any, naming the target and its reproducer(s) in
 # fuzz/artifacts/TARGET/. Each target starts from its checked-in seeds (fuzz/seeds/TARGET/);
 # the corpus it grows (fuzz/corpus/TARGET/, not in git) is kept across runs.
@@ -36,6 +38,11 @@ if [ "${1:-}" = --replay ]; then
     exit
 fi
 
+if [ "${1:-}" = --build-only ]; then
+    "${TC[@]}" fuzz build --fuzz-dir fuzz
+    exit
+fi
+
 SECS=${1:-10}
 shift || true
 TARGETS=("$@")
@@ -54,23 +61,49 @@ fi
 # The binaries cargo fuzz built (release, debug assertions, ASan), run directly: no cargo
 # between targets, so nothing is rebuilt halfway and the budget is all fuzzing.
 BIN=fuzz/target/$(rustc -vV | sed -n 's/^host: //p')/release
-failed=()
-start=$SECONDS
-for t in "${TARGETS[@]}"; do
+JOBS=${FUZZ_JOBS:-$(nproc)}
+LOGS=fuzz/logs
+rm -rf "$LOGS"
+mkdir -p "$LOGS"
+
+# One target: its log in fuzz/logs/TARGET.log, its exit status in TARGET.rc.
+fuzz_one() {
+    local t=$1 rc=0
     mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
-    echo "[fuzz] $t: ${SECS}s, seed $SEED"
     # -timeout: one input taking > 10 s is a hang; -rss_limit_mb: the parsers must stay small.
     # New inputs go to the first directory (the corpus); the seeds are only read. Progress
     # lines and the dictionary are left out of the log; the final stats are kept.
-    if ! "$BIN/$t" -artifact_prefix="fuzz/artifacts/$t/" -seed="$SEED" -max_total_time="$SECS" \
-        -timeout=10 -rss_limit_mb=1024 -print_final_stats=1 "fuzz/corpus/$t" "fuzz/seeds/$t" 2>&1 |
-        grep -vE '^(#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)|"|###### )'; then
+    "$BIN/$t" -artifact_prefix="fuzz/artifacts/$t/" -seed="$SEED" -max_total_time="$SECS" \
+        -timeout=10 -rss_limit_mb=1024 -print_final_stats=1 "fuzz/corpus/$t" "fuzz/seeds/$t" \
+        >"$LOGS/$t.raw" 2>&1 || rc=$?
+    grep -vE '^(#[0-9]+[[:space:]]+(NEW|REDUCE|pulse)|"|###### )' "$LOGS/$t.raw" >"$LOGS/$t.log" || true
+    rm -f "$LOGS/$t.raw"
+    echo "$rc" >"$LOGS/$t.rc"
+}
+
+failed=()
+start=$SECONDS
+running=0
+for t in "${TARGETS[@]}"; do
+    if [ "$running" -ge "$JOBS" ]; then
+        wait -n || true
+        running=$((running - 1))
+    fi
+    echo "[fuzz] $t: ${SECS}s, seed $SEED"
+    fuzz_one "$t" &
+    running=$((running + 1))
+done
+wait
+for t in "${TARGETS[@]}"; do
+    echo "[fuzz] --- $t"
+    cat "$LOGS/$t.log"
+    if [ "$(cat "$LOGS/$t.rc")" != 0 ]; then
         failed+=("$t")
         echo "[fuzz] FAIL $t: reproducer(s), replay with: build-support/fuzz.sh --replay $t FILE" >&2
         ls -l "fuzz/artifacts/$t/" >&2 || true
     fi
 done
-echo "[fuzz] ${#TARGETS[@]} targets, $((SECONDS - start))s of fuzzing"
+echo "[fuzz] ${#TARGETS[@]} targets, $JOBS at once, $((SECONDS - start))s of fuzzing"
 if [ ${#failed[@]} -gt 0 ]; then
     echo "[fuzz] FAIL: ${failed[*]}" >&2
     exit 1

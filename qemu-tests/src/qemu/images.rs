@@ -264,6 +264,10 @@ pub fn initramfs_file(host: &Host, image: Image, extras: &[Extra]) -> Result<Pat
     if out.is_file() {
         return Ok(out);
     }
+    let _lock = build_lock(&out)?;
+    if out.is_file() {
+        return Ok(out);
+    }
     let work = tempfile_dir(&dir, &key[..12])?;
     let result = (|| -> Result<()> {
         let mut cmd = Command::new("bash");
@@ -315,9 +319,30 @@ pub(super) fn build_cached(out: &Path, cmd: &mut Command, what: &str) -> Result<
     if out.is_file() {
         return Ok(());
     }
+    let _lock = build_lock(out)?;
+    if out.is_file() {
+        return Ok(());
+    }
     run_script(cmd, what)?;
     ensure!(out.is_file(), "{what} wrote no {}", out.display());
     Ok(())
+}
+
+/// An exclusive lock on `<out>.lock`, held while `out` is built: test binaries run at once
+/// (build-support/test-all.sh) and two of them needing the same image build it once. The kernel
+/// drops the lock when the file is closed, also when a test process dies.
+pub(super) fn build_lock(out: &Path) -> Result<fs::File> {
+    let mut name = out.as_os_str().to_owned();
+    name.push(".lock");
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&name)
+        .with_context(|| format!("opening {}", Path::new(&name).display()))?;
+    file.lock()
+        .with_context(|| format!("locking {}", Path::new(&name).display()))?;
+    Ok(file)
 }
 
 /// The enrolment token as the image scripts take it: a new 0600 file in `dir`.

@@ -5,41 +5,59 @@
 use std::fs;
 use std::io::Write;
 use std::process::Stdio;
-use std::sync::{Condvar, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context, Result};
 
 use super::boot::Boot;
-use super::host::{artifacts_dir, host};
+use super::host::{artifacts_dir, host, target_dir};
 use super::vm::Vm;
 
-/// QEMU boots at once, at most (the machine has 2 cores; docs/qemu-harness.md §4: one VM per core).
+/// QEMU boots at once, at most, across every test process sharing this target directory (the
+/// machine has 2 cores; docs/qemu-harness.md §4: one VM per core). build-support/test-all.sh
+/// runs several QEMU test binaries at once and this keeps them to one VM per core.
 pub const MAX_VMS: usize = 2;
 
-/// At most [`MAX_VMS`] QEMUs at once in this process.
-struct Slot;
+/// How long a boot may wait for a free slot before the test fails: longer than the slowest
+/// scenario (the BIOS install, five boots) holds one, so only a stuck run gets here.
+const SLOT_WAIT: Duration = Duration::from_secs(3600);
 
-static SLOTS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+/// One of the [`MAX_VMS`] slots: an exclusive lock on `qemu-slots/N.lock` in the target
+/// directory. The kernel drops the lock when the file is closed, also when a test process dies.
+struct Slot {
+    _lock: fs::File,
+}
+
 static TOTAL_MS: Mutex<u128> = Mutex::new(0);
 
 impl Slot {
-    fn take() -> Slot {
-        let (m, cv) = &SLOTS;
-        let mut n = m.lock().unwrap_or_else(|e| e.into_inner());
-        while *n >= MAX_VMS {
-            n = cv.wait(n).unwrap_or_else(|e| e.into_inner());
+    fn take() -> Result<Slot> {
+        let dir = target_dir().join("qemu-slots");
+        fs::create_dir_all(&dir)?;
+        let start = Instant::now();
+        loop {
+            for n in 0..MAX_VMS {
+                let path = dir.join(format!("{n}.lock"));
+                let file = fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&path)
+                    .with_context(|| format!("opening {}", path.display()))?;
+                if file.try_lock().is_ok() {
+                    return Ok(Slot { _lock: file });
+                }
+            }
+            if start.elapsed() >= SLOT_WAIT {
+                bail!(
+                    "no free QEMU slot in {} after {} s: another test process holds both",
+                    dir.display(),
+                    SLOT_WAIT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        *n += 1;
-        Slot
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let (m, cv) = &SLOTS;
-        *m.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
-        cv.notify_one();
     }
 }
 
@@ -72,7 +90,7 @@ pub fn boot_with(vm: &Vm, mut on_marker: Option<(&str, &mut dyn FnMut())>) -> Re
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);
-    let slot = Slot::take();
+    let slot = Slot::take()?;
     let start = Instant::now();
     let started = SystemTime::now();
     let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
