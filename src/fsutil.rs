@@ -155,7 +155,7 @@ impl Beneath {
     /// Atomically replace `path` with `data`, created with exactly `mode`. Missing parent
     /// directories are created (0755).
     pub fn write_atomic(&self, path: &Path, data: &[u8], mode: u32) -> Result<()> {
-        self.write(path, data, mode, None, false)
+        self.write(path, data, mode, How::default())
     }
 
     /// [`Beneath::write_atomic`], the file owned by `uid:gid` before it gets its name.
@@ -166,7 +166,29 @@ impl Beneath {
         mode: u32,
         owner: (u32, u32),
     ) -> Result<()> {
-        self.write(path, data, mode, Some(owner), false)
+        let how = How {
+            owner: Some(owner),
+            ..How::default()
+        };
+        self.write(path, data, mode, how)
+    }
+
+    /// [`Beneath::write_atomic`] (owned by `owner` when given) without its fsyncs: the
+    /// content is not durable yet. Only for a staged copy that a store transaction makes
+    /// durable, with all the others, by one [`Beneath::sync_fs`] before it gets its real name.
+    pub fn write_unsynced(
+        &self,
+        path: &Path,
+        data: &[u8],
+        mode: u32,
+        owner: Option<(u32, u32)>,
+    ) -> Result<()> {
+        let how = How {
+            owner,
+            unsynced: true,
+            ..How::default()
+        };
+        self.write(path, data, mode, how)
     }
 
     /// [`Beneath::write_atomic`] where a symlink at `path` is replaced by the file rather than
@@ -174,7 +196,11 @@ impl Beneath {
     /// link to a resolver's stub): the rename replaces the link itself and never opens, let
     /// alone writes, what it points to.
     pub fn write_replacing_link(&self, path: &Path, data: &[u8], mode: u32) -> Result<()> {
-        self.write(path, data, mode, None, true)
+        let how = How {
+            over_link: true,
+            ..How::default()
+        };
+        self.write(path, data, mode, how)
     }
 
     /// Create every missing directory of `path` with exactly `mode` (`mkdir -p`).
@@ -267,24 +293,26 @@ impl Beneath {
         rustix::fs::fsync(&dir).map_err(|e| io_error(e, "syncing directory", &host))
     }
 
-    fn write(
-        &self,
-        path: &Path,
-        data: &[u8],
-        mode: u32,
-        owner: Option<(u32, u32)>,
-        over_link: bool,
-    ) -> Result<()> {
+    /// Make everything written on the filesystem holding the root durable (`syncfs`): one
+    /// journal commit for many files, where an fsync each would cost one each.
+    pub fn sync_fs(&self) -> Result<()> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let dir = rustix::fs::openat(rustix::fs::CWD, &self.dir, flags, Mode::empty())
+            .map_err(|e| io_error(e, "opening", &self.dir))?;
+        rustix::fs::syncfs(&dir).map_err(|e| io_error(e, "syncing the filesystem of", &self.dir))
+    }
+
+    fn write(&self, path: &Path, data: &[u8], mode: u32, how: How) -> Result<()> {
         let (dirs, name) = split(path)?;
         let host = self.host(path);
         let dir = self
             .walk(&dirs, Some(0o755), Access::Write)?
             .context("creating the parent directories")?;
-        check_replaceable(&dir, name, &host, over_link)?;
+        check_replaceable(&dir, name, &host, how.over_link)?;
         let tmp = temp_name(name);
         let tmp_host = host.with_file_name(&tmp);
         let _ = rustix::fs::unlinkat(&dir, &tmp, AtFlags::empty());
-        let result = write_temp(&dir, &tmp, data, mode, owner)
+        let result = write_temp(&dir, &tmp, data, mode, how)
             .with_context(|| format!("writing {}", tmp_host.display()))
             .and_then(|()| {
                 fault::point("atomic.before_rename");
@@ -296,6 +324,9 @@ impl Beneath {
         }
         result?;
         fault::point("atomic.after_rename");
+        if how.unsynced {
+            return Ok(());
+        }
         rustix::fs::fsync(&dir).map_err(|e| io_error(e, "syncing the directory of", &host))
     }
 
@@ -434,25 +465,33 @@ fn check_replaceable(dir: &OwnedFd, name: &OsStr, host: &Path, over_link: bool) 
     }
 }
 
-fn write_temp(
-    dir: &OwnedFd,
-    tmp: &OsStr,
-    data: &[u8],
-    mode: u32,
+/// How [`Beneath::write`] writes a file.
+#[derive(Clone, Copy, Default)]
+struct How {
+    /// Given to this owner before the file gets its name.
     owner: Option<(u32, u32)>,
-) -> Result<()> {
+    /// A symlink at the path is replaced rather than refused.
+    over_link: bool,
+    /// No fsync of the file nor of its directory: the caller syncs.
+    unsynced: bool,
+}
+
+fn write_temp(dir: &OwnedFd, tmp: &OsStr, data: &[u8], mode: u32, how: How) -> Result<()> {
     let flags = OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW;
     let fd = rustix::fs::openat(dir, tmp, flags | OFlags::CLOEXEC, raw_mode(mode & 0o777))
         .context("creating")?;
     let mut f = File::from(fd);
     f.write_all(data).context("writing")?;
     fault::point("atomic.tmp_written");
-    if let Some((uid, gid)) = owner {
+    if let Some((uid, gid)) = how.owner {
         let (uid, gid) = ids(uid, gid)?;
         rustix::fs::fchown(&f, Some(uid), Some(gid)).context("setting the owner")?;
     }
     // The umask may have narrowed the mode given to open(), and chown clears set-id bits.
     rustix::fs::fchmod(&f, raw_mode(mode)).context("setting the mode")?;
+    if how.unsynced {
+        return Ok(());
+    }
     f.sync_all().context("syncing")
 }
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use crate::conffile::{IniFile, Style};
 use crate::paths::{self, Root};
 use crate::secret::Secret;
-use crate::store::Store;
+use crate::store::{Batch, Store};
 
 /// Fallback ids when `<root>/etc/passwd` or `group` do not name them: the fixed ids the
 /// vdsm and qemu packages allocate (vdsm uid 36, kvm gid 36, qemu gid 107).
@@ -233,11 +233,13 @@ impl Material<'_> {
 }
 
 /// Install every file of [`FILES`]; safe to repeat (unchanged files are not rewritten).
+/// They are persisted together, in one store transaction.
 pub fn install_certs(store: &Store, m: &Material, owners: &Owners) -> Result<()> {
     let root = store.root();
     for dir in VDSM_DIRS {
         make_dir(root, dir, Some((owners.vdsm, owners.kvm)))?;
     }
+    let mut batch = store.batch();
     for entry in FILES {
         let path = Path::new(entry.path);
         if let Some(parent) = path.parent().and_then(Path::to_str) {
@@ -245,12 +247,14 @@ pub fn install_certs(store: &Store, m: &Material, owners: &Owners) -> Result<()>
         }
         let (uid, gid) = (owners.uid(entry.user), owners.gid(entry.group));
         match entry.content {
-            Content::Link(target) => install_link(store, path, target, uid, gid)?,
-            c => write_owned(store, path, m.bytes(c), entry.mode, uid, gid)?,
+            Content::Link(target) => install_link(&mut batch, path, target, uid, gid)?,
+            c => write_owned(&mut batch, path, m.bytes(c), entry.mode, uid, gid)?,
         }
         crate::fault::point("install.file");
     }
-    Ok(())
+    batch
+        .commit()
+        .context("persisting the certificates and keys")
 }
 
 /// Create an in-root directory (0755) when missing; with `owner`, also make it theirs.
@@ -267,18 +271,18 @@ fn make_dir(root: &Root, dir: &str, owner: Option<(u32, u32)>) -> Result<()> {
     Ok(())
 }
 
-/// `write_persisted` keeps an existing file's owner and would create a new one as root, so
+/// [`Batch::write`] keeps an existing file's owner and would create a new one as root, so
 /// the owner is set first: a new file is written in place with its owner and then persisted;
 /// an existing one (or its bind-mounted stored copy) is chowned, then rewritten.
 pub fn write_owned(
-    store: &Store,
+    batch: &mut Batch,
     path: &Path,
     data: &[u8],
     mode: u32,
     uid: u32,
     gid: u32,
 ) -> Result<()> {
-    let fs = store.root().fs();
+    let fs = batch.root().fs();
     if fs.metadata(path)?.is_some_and(|m| m.is_file()) {
         fs.set_owner(path, uid, gid)?;
         // chown clears set-id bits only, but say exactly what we want.
@@ -287,15 +291,15 @@ pub fn write_owned(
         fs.write_owned(path, data, mode, (uid, gid))
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    store
-        .write_persisted(path, data, mode)
+    batch
+        .write(path, data, mode)
         .with_context(|| format!("installing {}", path.display()))?;
     Ok(())
 }
 
 /// A relative symlink beside its target, replaced when it points elsewhere, then stored.
-fn install_link(store: &Store, path: &Path, target: &str, uid: u32, gid: u32) -> Result<()> {
-    let fs = store.root().fs();
+fn install_link(batch: &mut Batch, path: &Path, target: &str, uid: u32, gid: u32) -> Result<()> {
+    let fs = batch.root().fs();
     let current = fs.read_link(path).ok();
     if current.as_deref() != Some(Path::new(target)) {
         let staged = staged_name(path);
@@ -306,7 +310,7 @@ fn install_link(store: &Store, path: &Path, target: &str, uid: u32, gid: u32) ->
             .with_context(|| format!("installing {}", path.display()))?;
     }
     fs.set_owner(path, uid, gid)?;
-    store
+    batch
         .persist(path)
         .with_context(|| format!("persisting {}", path.display()))?;
     Ok(())

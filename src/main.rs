@@ -9,7 +9,7 @@ use ovirt_node_reg::config::Loaded;
 use ovirt_node_reg::paths::{self, Root};
 use ovirt_node_reg::secret::Secret;
 use ovirt_node_reg::status::{self, Outcome, Status};
-use ovirt_node_reg::store::Persisted;
+use ovirt_node_reg::store::{Persisted, Store};
 use ovirt_node_reg::{console, escape, explain, flow, logging, slots, sources};
 
 #[derive(FromArgs)]
@@ -493,41 +493,62 @@ fn boot(root: &Root, cmdline: &Path, debug: bool, run: flow::Run) -> ExitCode {
 /// The console banner and the exit code of a flow run.
 fn finish(st: &Status) -> ExitCode {
     console::err_line(&st.banner());
-    if st.result == Outcome::Failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    exit_code(st.result == Outcome::Failed)
 }
 
 fn store_paths(root: &Root, cmdline: &Path, list: &[PathBuf], persist: bool) -> Result<ExitCode> {
     anyhow::ensure!(!list.is_empty(), "give at least one absolute path");
     let store = flow::open_store(root, &load(root, cmdline)?)?;
+    if persist {
+        return persist_paths(&store, list);
+    }
     let mut failed = false;
     for p in list {
-        let result = if persist {
-            store.persist(p).map(|r| match r {
-                Persisted::Added => "persisted",
-                Persisted::Updated => "updated",
-                Persisted::Unchanged => "already persisted, unchanged",
-            })
-        } else {
-            store.unpersist(p).map(|()| "unpersisted")
-        };
-        match result {
-            Ok(what) => console::line(&format!("{}: {what}", p.display()))?,
-            Err(e) => {
-                let line = format!("{}: {e:#}", p.display());
-                console::err_line(&format!("ovirt-node-reg: {}", escape::controls(&line)));
-                failed = true;
-            }
+        match store.unpersist(p) {
+            Ok(()) => console::line(&format!("{}: unpersisted", p.display()))?,
+            Err(e) => failed |= path_failed(p, &e),
         }
     }
-    Ok(if failed {
+    Ok(exit_code(failed))
+}
+
+/// `persist PATH…`: the paths persisted together, in one store transaction; a refused
+/// path is said and left out, the others still persisted.
+fn persist_paths(store: &Store, list: &[PathBuf]) -> Result<ExitCode> {
+    let mut batch = store.batch();
+    let mut done = Vec::new();
+    let mut failed = false;
+    for p in list {
+        match batch.persist(p) {
+            Ok(outcome) => done.push((p, outcome)),
+            Err(e) => failed |= path_failed(p, &e),
+        }
+    }
+    batch.commit()?;
+    for (p, outcome) in done {
+        let what = match outcome {
+            Persisted::Added => "persisted",
+            Persisted::Updated => "updated",
+            Persisted::Unchanged => "already persisted, unchanged",
+        };
+        console::line(&format!("{}: {what}", p.display()))?;
+    }
+    Ok(exit_code(failed))
+}
+
+/// Say why `path` failed, on stderr; true.
+fn path_failed(path: &Path, e: &anyhow::Error) -> bool {
+    let line = format!("{}: {e:#}", path.display());
+    console::err_line(&format!("ovirt-node-reg: {}", escape::controls(&line)));
+    true
+}
+
+fn exit_code(failed: bool) -> ExitCode {
+    if failed {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    })
+    }
 }
 
 fn restore(root: &Root, cmdline: &Path) -> Result<ExitCode> {

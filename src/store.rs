@@ -29,8 +29,10 @@
 //! persistent root that is not an oVirt Node) writes files in place, through the same
 //! atomic write, and mounts nothing; its state files live in `/var/lib/ovirt-node-reg`.
 
+mod batch;
 mod mode;
 
+pub use batch::Batch;
 pub use mode::{needs_store, root_fs_type, Mode, NO_STORE};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
@@ -234,75 +236,23 @@ impl Store {
     }
 
     /// Persist an absolute in-root path: copy it into the store, bind-mount the copy over it
-    /// (symlinks: stored only) and list it. Refusals change nothing.
+    /// (symlinks: stored only) and list it. Refusals change nothing. A batch of one: several
+    /// paths persisted together go through [`Store::batch`].
     pub fn persist(&self, path: &Path) -> Result<Persisted> {
-        if self.mode == Mode::InPlace {
-            return self.keep_in_place(path);
-        }
-        let t = self.target(path)?;
-        let (live, kept) = (self.live_of(&t), self.kept_of(&t));
-        let kind = live.kind()?.ok_or_else(|| {
-            anyhow!(
-                "cannot persist {}: no such file or directory",
-                t.path.display()
-            )
-        })?;
-        let listed = self.list()?;
-        if self.covered(&t, &listed)? {
-            return Ok(Persisted::Unchanged);
-        }
-        let changed = !same_tree(live, kept, 0)?;
-        if changed {
-            self.make_store_parents(&t)?;
-            copy_entry(live, kept)
-                .with_context(|| format!("copying {} into the store", t.path.display()))?;
-            fault::point("store.copied");
-        }
-        if kind != Kind::Symlink {
-            self.mount_stored(&t)?;
-        }
-        let added = !listed.contains(&t.path);
-        if added {
-            self.update_list(&t.path, true)?;
-            fault::point("store.listed");
-        }
-        let outcome = match (added, changed) {
-            (true, _) => Persisted::Added,
-            (false, true) => Persisted::Updated,
-            (false, false) => Persisted::Unchanged,
-        };
-        info!("persist {}: {outcome:?}", t.path.display());
+        let mut batch = self.batch();
+        let outcome = batch.persist(path)?;
+        batch.commit()?;
         Ok(outcome)
     }
 
     /// Write a file and persist it. Use this, not `write_atomic`, for a file that may be
     /// persisted already: nothing can be renamed over its bind mount. An existing file keeps
-    /// its owner; when content and mode are already right nothing is written.
+    /// its owner; when content and mode are already right nothing is written. A batch of one.
     pub fn write_persisted(&self, path: &Path, data: &[u8], mode: u32) -> Result<Persisted> {
-        if self.mode == Mode::InPlace {
-            return self.write_in_place(path, data, mode);
-        }
-        let t = self.target(path)?;
-        let live = self.live_of(&t);
-        let current = match live.meta()? {
-            Some(m) if !m.is_file() => bail!("{}: not a regular file", t.path.display()),
-            m => m,
-        };
-        let unchanged = current
-            .as_ref()
-            .is_some_and(|m| m.mode() & 0o7777 == mode & 0o7777)
-            && live
-                .fs
-                .read(live.rel, MAX_FILE)
-                .is_ok_and(|old| old.as_deref() == Some(data));
-        if !unchanged {
-            if self.unmount_ours(&t)? {
-                fault::point("store.unmounted");
-            }
-            let owner = current.as_ref().map(|m| (m.uid(), m.gid()));
-            stage_and_swap(live, |staged| put_file(staged, data, mode, owner))?;
-        }
-        self.persist(path)
+        let mut batch = self.batch();
+        let outcome = batch.write(path, data, mode)?;
+        batch.commit()?;
+        Ok(outcome)
     }
 
     /// Unpersist: take the bind mount off, copy the stored content back to the live path,
@@ -328,7 +278,7 @@ impl Store {
         );
         self.take_back(&t)?;
         if listed {
-            self.update_list(&t.path, false)?;
+            self.update_list(&[t.path.as_path()], false)?;
             fault::point("store.unlisted");
         }
         remove_any(self.kept_of(&t))?;
@@ -471,7 +421,9 @@ impl Store {
             m => m,
         };
         let Some(meta) = current else {
-            stage_and_swap(live, |staged| put_file(staged, data, mode, None))?;
+            stage_and_swap(live, |staged| {
+                put_file(staged, data, mode, None, Durable::Now)
+            })?;
             return Ok(Persisted::Added);
         };
         let same = meta.mode() & 0o7777 == mode & 0o7777
@@ -480,7 +432,9 @@ impl Store {
             return Ok(Persisted::Unchanged);
         }
         let owner = Some((meta.uid(), meta.gid()));
-        stage_and_swap(live, |staged| put_file(staged, data, mode, owner))?;
+        stage_and_swap(live, |staged| {
+            put_file(staged, data, mode, owner, Durable::Now)
+        })?;
         Ok(Persisted::Updated)
     }
 
@@ -602,6 +556,7 @@ impl Store {
 
     /// Create the store directories above a stored copy with the owner and mode of the live
     /// directories they mirror, so that a private live directory stays private in the store.
+    /// Not synced: the batch that stages the copy syncs them with it, before any rename.
     fn make_store_parents(&self, t: &Target) -> Result<()> {
         let mut rel = PathBuf::new();
         for part in t.rel.parent().into_iter().flat_map(Path::components) {
@@ -617,10 +572,6 @@ impl Store {
                 }
                 _ => self.kept.set_mode(&rel, 0o755)?,
             }
-            sync_parent(At {
-                fs: &self.kept,
-                rel: &rel,
-            })?;
         }
         Ok(())
     }
@@ -716,16 +667,21 @@ impl Store {
         }
     }
 
-    /// Rewrite the files list with `path` added or removed. Other lines, even ones we cannot
-    /// parse, are kept as they are: oVirt's own tools may have written them.
-    fn update_list(&self, path: &Path, add: bool) -> Result<()> {
+    /// Rewrite the files list with `paths` added or removed, in one atomic write. Other
+    /// lines, even ones we cannot parse, are kept as they are: oVirt's own tools may have
+    /// written them.
+    fn update_list(&self, paths: &[&Path], add: bool) -> Result<()> {
         let file = Path::new(STORE_FILES_LIST);
         let old = self.kept.read(file, MAX_STATE)?.unwrap_or_default();
         let mut lines: Vec<&[u8]> = list_lines(&old)
-            .filter(|l| parse_list_line(l).ok().as_deref() != Some(path))
+            .filter(|l| {
+                parse_list_line(l)
+                    .ok()
+                    .is_none_or(|p| !paths.contains(&p.as_path()))
+            })
             .collect();
         if add {
-            lines.push(path.as_os_str().as_bytes());
+            lines.extend(paths.iter().map(|p| p.as_os_str().as_bytes()));
         }
         lines.sort_unstable();
         lines.dedup();
@@ -1106,34 +1062,57 @@ fn make_parents(at: At) -> Result<()> {
     }
 }
 
+/// When a copy becomes durable: as each file is written, or by one sync of the whole store
+/// once a batch has staged all its copies ([`Batch::commit`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Durable {
+    Now,
+    Later,
+}
+
 /// Make `dst` a copy of `src` (file, symlink or directory tree, with owner and mode),
 /// replacing what was there in one atomic step.
 fn copy_entry(src: At, dst: At) -> Result<()> {
     let meta = src
         .meta()?
         .ok_or_else(|| anyhow!("{}: no such file or directory", src.host().display()))?;
-    stage_and_swap(dst, |staged| build(src, staged, &meta, 0))
+    stage_and_swap(dst, |staged| build(src, staged, &meta, 0, Durable::Now))
 }
 
-/// Build the new entry beside `dst` with `make`, complete with owner and mode, then swap it
-/// in with one rename: `dst` is never seen half-written, nor with the wrong owner.
+/// Build the new entry beside `dst` with `make` ([`Durable::Now`]), complete with owner and
+/// mode, then swap it in with one rename: `dst` is never seen half-written, nor with the
+/// wrong owner.
 fn stage_and_swap(dst: At, make: impl FnOnce(At) -> Result<()>) -> Result<()> {
+    let staged = stage(dst, make)?;
+    swap_in(
+        At {
+            fs: dst.fs,
+            rel: &staged,
+        },
+        dst,
+    )?;
+    sync_parent(dst)
+}
+
+/// Build the new entry for `dst` with `make` at the staging path beside it, and return that
+/// path. What an interrupted run left there goes first.
+fn stage(dst: At, make: impl FnOnce(At) -> Result<()>) -> Result<PathBuf> {
     let staged_rel = staging_path(dst.rel);
     let staged = At {
         fs: dst.fs,
         rel: &staged_rel,
     };
-    remove_any(staged)?; // left over by an interrupted run
+    remove_any(staged)?;
     if let Err(e) = make(staged) {
         let _ = remove_any(staged);
         return Err(e);
     }
     fault::point("store.staged");
-    swap_in(staged, dst)
+    Ok(staged_rel)
 }
 
 /// Create `dst`, which does not exist, as a copy of `src`.
-fn build(src: At, dst: At, meta: &fs::Metadata, depth: u32) -> Result<()> {
+fn build(src: At, dst: At, meta: &fs::Metadata, depth: u32, durable: Durable) -> Result<()> {
     ensure!(
         depth <= MAX_DEPTH,
         "{}: directory tree deeper than {MAX_DEPTH}",
@@ -1145,7 +1124,8 @@ fn build(src: At, dst: At, meta: &fs::Metadata, depth: u32) -> Result<()> {
                 .fs
                 .read(src.rel, MAX_FILE)?
                 .ok_or_else(|| anyhow!("{}: vanished while copied", src.host().display()))?;
-            put_file(dst, &data, meta.mode(), Some((meta.uid(), meta.gid())))
+            let owner = Some((meta.uid(), meta.gid()));
+            put_file(dst, &data, meta.mode(), owner, durable)
         }
         Some(Kind::Symlink) => {
             dst.fs.symlink(&src.fs.read_link(src.rel)?, dst.rel)?;
@@ -1171,11 +1151,15 @@ fn build(src: At, dst: At, meta: &fs::Metadata, depth: u32) -> Result<()> {
                     },
                     &m,
                     depth + 1,
+                    durable,
                 )?;
             }
             dst.fs.set_owner(dst.rel, meta.uid(), meta.gid())?;
             dst.fs.set_mode(dst.rel, meta.mode())?;
-            dst.fs.sync_dir(dst.rel)
+            match durable {
+                Durable::Now => dst.fs.sync_dir(dst.rel),
+                Durable::Later => Ok(()),
+            }
         }
         None => bail!(
             "{}: not a regular file, directory or symlink",
@@ -1184,17 +1168,25 @@ fn build(src: At, dst: At, meta: &fs::Metadata, depth: u32) -> Result<()> {
     }
 }
 
-/// Write a file durably with `mode` and `owner`, both set before it gets its name, so a
-/// secret is never readable by others nor shown with the wrong owner.
-fn put_file(dst: At, data: &[u8], mode: u32, owner: Option<(u32, u32)>) -> Result<()> {
-    match owner {
-        Some(owner) => dst.fs.write_owned(dst.rel, data, mode, owner),
-        None => dst.fs.write_atomic(dst.rel, data, mode),
+/// Write a file with `mode` and `owner`, both set before it gets its name, so a secret is
+/// never readable by others nor shown with the wrong owner.
+fn put_file(
+    dst: At,
+    data: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+    durable: Durable,
+) -> Result<()> {
+    match (durable, owner) {
+        (Durable::Later, owner) => dst.fs.write_unsynced(dst.rel, data, mode, owner),
+        (Durable::Now, Some(owner)) => dst.fs.write_owned(dst.rel, data, mode, owner),
+        (Durable::Now, None) => dst.fs.write_atomic(dst.rel, data, mode),
     }
 }
 
 /// Move the staged entry to `dst` atomically. rename(2) replaces a file or symlink, but not
 /// a directory: then exchange the two and delete the old one, now at the staged path.
+/// The caller syncs the rename.
 fn swap_in(staged: At, dst: At) -> Result<()> {
     let dst_kind = dst.kind()?;
     if dst_kind.is_some() && (dst_kind == Some(Kind::Dir) || staged.kind()? == Some(Kind::Dir)) {
@@ -1204,7 +1196,7 @@ fn swap_in(staged: At, dst: At) -> Result<()> {
     } else {
         dst.fs.rename(staged.rel, dst.rel)?;
     }
-    sync_parent(dst)
+    Ok(())
 }
 
 /// `.name.ovirt-node-reg.new` beside `path`.
@@ -1635,11 +1627,23 @@ mod tests {
         ] {
             assert!(parse_list_line(line).unwrap_err().contains(why), "{line:?}");
         }
-        f.store.update_list(Path::new("/etc/a"), false).unwrap();
-        f.store.update_list(Path::new("/etc/c"), true).unwrap();
+        f.store.update_list(&[Path::new("/etc/a")], false).unwrap();
+        f.store.update_list(&[Path::new("/etc/c")], true).unwrap();
         assert_eq!(
             fs::read(&list).unwrap(),
             b"/\n/etc/../shadow\n/etc/b\n/etc/c\nrelative/x\n\xff\x00bad\n".to_vec()
+        );
+        // Several at once, in one write: each once, in byte order.
+        let (d, e) = (Path::new("/etc/d"), Path::new("/etc/e"));
+        f.store
+            .update_list(&[e, d, Path::new("/etc/c")], true)
+            .unwrap();
+        f.store
+            .update_list(&[Path::new("/etc/b"), d], false)
+            .unwrap();
+        assert_eq!(
+            fs::read(&list).unwrap(),
+            b"/\n/etc/../shadow\n/etc/c\n/etc/e\nrelative/x\n\xff\x00bad\n".to_vec()
         );
     }
 
@@ -1670,7 +1674,7 @@ mod tests {
         // The real path persists; a listed path under the planted link is skipped at restore.
         f.store.persist(Path::new("/usr/etc/pki/x")).unwrap();
         f.store.persist(Path::new("/srv/good")).unwrap();
-        f.store.update_list(Path::new("/var/y"), true).unwrap();
+        f.store.update_list(&[Path::new("/var/y")], true).unwrap();
         assert_eq!(
             f.store.restore().unwrap(),
             vec![PathBuf::from("/srv/good"), PathBuf::from("/usr/etc/pki/x")]
@@ -1942,6 +1946,55 @@ mod tests {
             &f.live("/etc/vdsm/vdsm.conf"),
             &f.stored("/etc/vdsm/vdsm.conf")
         ));
+    });
+
+    mount_test!(a_batch_persists_together_or_not_at_all, {
+        let f = fixture();
+        let (a, c) = (Path::new("/etc/a.conf"), Path::new("/etc/b/c.conf"));
+        f.write("/etc/a.conf", "a", 0o644);
+        f.store.persist(a).unwrap();
+        f.write("/etc/b/c.conf", "c", 0o600);
+        {
+            let mut batch = f.store.batch();
+            assert_eq!(batch.write(a, b"A2", 0o644).unwrap(), Persisted::Updated);
+            assert_eq!(batch.persist(c).unwrap(), Persisted::Added);
+            for again in ["/etc/a.conf", "/etc/b"] {
+                let e = batch.persist(Path::new(again)).unwrap_err();
+                assert!(
+                    format!("{e:#}").contains("already in this store transaction"),
+                    "{e:#}"
+                );
+            }
+            // Dropped, not committed: the store keeps the old copy, stages nothing.
+        }
+        assert_eq!(f.files(), "/etc/a.conf\n");
+        assert_eq!(text(&f.stored("/etc/a.conf")), "a");
+        assert!(!f.stored("/etc/b/c.conf").exists());
+        assert!(!f.stored("/etc/.a.conf.ovirt-node-reg.new").exists());
+        assert!(!f.stored("/etc/b/.c.conf.ovirt-node-reg.new").exists());
+        assert_eq!(
+            text(&f.live("/etc/a.conf")),
+            "A2",
+            "written live, not mounted over"
+        );
+        let mut batch = f.store.batch();
+        assert_eq!(batch.write(a, b"A3", 0o644).unwrap(), Persisted::Updated);
+        assert_eq!(batch.persist(c).unwrap(), Persisted::Added);
+        batch.commit().unwrap();
+        assert_eq!(f.files(), "/etc/a.conf\n/etc/b/c.conf\n");
+        for p in ["/etc/a.conf", "/etc/b/c.conf"] {
+            assert!(same_inode(&f.live(p), &f.stored(p)), "{p} mounted");
+            assert_eq!(mounts_on(&f.live(p)), 1, "{p}");
+        }
+        assert_eq!(text(&f.stored("/etc/a.conf")), "A3");
+        assert_eq!(mode(&f.stored("/etc/b/c.conf")), 0o600);
+        // Nothing new: nothing written.
+        let before = snapshot(f.store.dir());
+        let mut batch = f.store.batch();
+        assert_eq!(batch.write(a, b"A3", 0o644).unwrap(), Persisted::Unchanged);
+        assert_eq!(batch.persist(c).unwrap(), Persisted::Unchanged);
+        batch.commit().unwrap();
+        assert_eq!(snapshot(f.store.dir()), before);
     });
 
     mount_test!(update_after_unmount_and_stale_mounts_are_replaced, {

@@ -564,7 +564,8 @@ fn crash_then_rerun(fault: &str) {
 }
 
 /// Inside the enrolment steps: after the keys are stored, after submitting, between
-/// installed files, before the pending keys are removed.
+/// installed files, once all 14 are written but their store transaction not committed,
+/// before the pending keys are removed.
 #[test]
 fn one_key_pair_per_enrolment_across_crashes() {
     for fault in [
@@ -572,6 +573,7 @@ fn one_key_pair_per_enrolment_across_crashes() {
         "flow.csr_submitted",
         "flow.approved",
         "install.file#7",
+        "install.file#14",
         "flow.vdsm_configured",
     ] {
         crash_then_rerun(fault);

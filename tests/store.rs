@@ -437,11 +437,21 @@ struct Crash {
     setup: fn() -> Node,
     /// Shell run in the namespace before the command (e.g. `reg restore`, as at boot).
     pre: &'static str,
-    /// `persist PATH` or `unpersist PATH`.
+    /// `persist PATH…` (several paths: one store transaction) or `unpersist PATH`.
     command: &'static str,
-    /// The path the command works on.
-    path: &'static str,
+    /// The paths the command works on.
+    paths: &'static [&'static str],
     points: &'static [&'static str],
+}
+
+/// One path of a crash scenario: where it lives, and its stored copy before and after.
+struct Expect {
+    path: &'static str,
+    live: PathBuf,
+    old_copy: Option<Desc>,
+    new_copy: Option<Desc>,
+    /// What the live path shows once the command has finished.
+    live_after: Option<Desc>,
 }
 
 impl Crash {
@@ -451,35 +461,65 @@ impl Crash {
         }
     }
 
+    fn unpersist(&self) -> bool {
+        self.command.starts_with("unpersist")
+    }
+
+    fn expect(&self, node: &Node) -> Vec<Expect> {
+        let unpersist = self.unpersist();
+        self.paths
+            .iter()
+            .map(|&path| {
+                let live = node.path(path);
+                let old_copy = describe(&node.path(&format!("/config{path}")));
+                // Persist stores the live content; unpersist puts the stored content back live.
+                let new_copy = if unpersist { None } else { describe(&live) };
+                let live_after = if unpersist {
+                    old_copy.clone()
+                } else {
+                    new_copy.clone()
+                };
+                Expect {
+                    path,
+                    live,
+                    old_copy,
+                    new_copy,
+                    live_after,
+                }
+            })
+            .collect()
+    }
+
+    /// Shell copying each live path to `$OUT/live<i>` and counting its mounts.
+    fn copy_live(expect: &[Expect]) -> String {
+        let mut script = String::new();
+        for (i, e) in expect.iter().enumerate() {
+            let live = e.live.display();
+            script.push_str(&format!(
+                "rm -rf \"$OUT/live{i}\"; cp -a \"{live}\" \"$OUT/live{i}\"\n\
+                 mounts_on \"{live}\" > \"$OUT/mounts{i}\"\n"
+            ));
+        }
+        script
+    }
+
     fn run_one(&self, point: &str) {
         let node = (self.setup)();
-        let unpersist = self.command.starts_with("unpersist");
-        let (live, stored) = (
-            node.path(self.path),
-            node.path(&format!("/config{}", self.path)),
-        );
+        let unpersist = self.unpersist();
+        let expect = self.expect(&node);
         let old_list = node.files();
-        let old_copy = describe(&stored);
-        // Persist stores the live content; unpersist puts the stored content back live.
-        let new_copy = if unpersist { None } else { describe(&live) };
-        let live_after = if unpersist {
-            old_copy.clone()
-        } else {
-            new_copy.clone()
-        };
-        let new_list = expected_list(&old_list, self.path, !unpersist);
+        let new_list = expected_list(&old_list, self.paths, !unpersist);
         let script = format!(
             r#"{pre}
             OVIRT_NODE_REG_FAULT="$POINT" reg {cmd}; echo "crash exit $?" >&2
             cp -a "$ROOT/config" "$OUT/snapshot"
             reg {cmd} || exit 90
-            cp -a "$LIVE" "$OUT/live"
-            mounts_on "$LIVE" > "$OUT/mounts""#,
+            {copy}"#,
             pre = self.pre,
             cmd = self.command,
+            copy = Crash::copy_live(&expect),
         );
-        let env = [("POINT", point), ("LIVE", live.to_str().unwrap())];
-        let out = node.ns(&script, &env);
+        let out = node.ns(&script, &[("POINT", point)]);
         let ctx = format!("{} at {point}:\n{}", self.command, text(&out.stderr));
         assert!(
             out.status.success(),
@@ -492,66 +532,68 @@ impl Crash {
                 && ctx.contains("crash exit 137"),
             "no crash: {ctx}"
         );
-
-        // On disk after the crash: old or new, never in between.
-        let snap = node.scratch("out/snapshot");
-        let list = fs::read_to_string(snap.join("files")).unwrap_or_default();
-        assert!(
-            list == old_list || list == new_list,
-            "torn files list {list:?}: {ctx}"
-        );
-        for listed in list.lines() {
-            let copy = describe(&snap.join(listed.trim_start_matches('/')));
-            assert!(copy.is_some(), "{listed} is listed but not stored: {ctx}");
-            if listed == self.path {
-                assert!(
-                    copy == old_copy || copy == new_copy,
-                    "torn stored copy {copy:?}: {ctx}"
-                );
-            }
-        }
-        let copy = describe(&snap.join(self.path.trim_start_matches('/')));
-        assert!(
-            copy.is_none() || copy == old_copy || copy == new_copy,
-            "torn unlisted copy {copy:?}: {ctx}"
-        );
+        check_snapshot(&node, &expect, &old_list, &new_list, &ctx);
 
         // After the next normal run: entirely new.
         assert_eq!(node.files(), new_list, "{ctx}");
-        assert_eq!(describe(&stored), new_copy, "{ctx}");
-        assert_eq!(
-            describe(&node.scratch("out/live")),
-            live_after,
-            "live view: {ctx}"
-        );
-        assert_eq!(
-            node.out("mounts").trim(),
-            if unpersist { "0" } else { "1" },
-            "{ctx}"
-        );
-        self.check_after_reboot(&node, live_after, &ctx);
+        for (i, e) in expect.iter().enumerate() {
+            let stored = node.path(&format!("/config{}", e.path));
+            assert_eq!(describe(&stored), e.new_copy, "{}: {ctx}", e.path);
+            assert_eq!(
+                describe(&node.scratch(&format!("out/live{i}"))),
+                e.live_after,
+                "live view of {}: {ctx}",
+                e.path
+            );
+            assert_eq!(
+                node.out(&format!("mounts{i}")).trim(),
+                if unpersist { "0" } else { "1" },
+                "mounts on {}: {ctx}",
+                e.path
+            );
+        }
+        // A reboot after all that: restore shows the same live content.
+        node.ns_ok(&format!("reg restore\n{}", Crash::copy_live(&expect)), &[]);
+        for (i, e) in expect.iter().enumerate() {
+            assert_eq!(
+                describe(&node.scratch(&format!("out/live{i}"))),
+                e.live_after,
+                "{} after a reboot: {ctx}",
+                e.path
+            );
+        }
     }
+}
 
-    /// A reboot after all that: restore shows the same live content.
-    fn check_after_reboot(&self, node: &Node, live_after: Option<Desc>, ctx: &str) {
-        let live = node.path(self.path);
-        node.ns_ok(
-            r#"reg restore && rm -rf "$OUT/live" && cp -a "$LIVE" "$OUT/live""#,
-            &[("LIVE", live.to_str().unwrap())],
-        );
-        assert_eq!(
-            describe(&node.scratch("out/live")),
-            live_after,
-            "after a reboot: {ctx}"
+/// On disk after the crash: the files list and every stored copy old or new, never in
+/// between, and every listed path stored.
+fn check_snapshot(node: &Node, expect: &[Expect], old_list: &str, new_list: &str, ctx: &str) {
+    let snap = node.scratch("out/snapshot");
+    let list = fs::read_to_string(snap.join("files")).unwrap_or_default();
+    assert!(
+        list == old_list || list == new_list,
+        "torn files list {list:?}: {ctx}"
+    );
+    for listed in list.lines() {
+        let copy = describe(&snap.join(listed.trim_start_matches('/')));
+        assert!(copy.is_some(), "{listed} is listed but not stored: {ctx}");
+    }
+    for e in expect {
+        let copy = describe(&snap.join(e.path.trim_start_matches('/')));
+        let listed = list.lines().any(|l| l == e.path);
+        assert!(
+            copy == e.old_copy || copy == e.new_copy || (copy.is_none() && !listed),
+            "torn stored copy of {} {copy:?}: {ctx}",
+            e.path
         );
     }
 }
 
-/// The files list with `path` added or removed, as the store writes it.
-fn expected_list(old: &str, path: &str, add: bool) -> String {
-    let mut lines: Vec<&str> = old.lines().filter(|l| *l != path).collect();
+/// The files list with `paths` added or removed, as the store writes it.
+fn expected_list(old: &str, paths: &[&str], add: bool) -> String {
+    let mut lines: Vec<&str> = old.lines().filter(|l| !paths.contains(l)).collect();
     if add {
-        lines.push(path);
+        lines.extend(paths);
     }
     lines.sort();
     lines.iter().map(|l| format!("{l}\n")).collect()
@@ -613,12 +655,13 @@ fn crash_while_persisting_a_new_file() {
         setup: node_with_secret,
         pre: "",
         command: "persist /etc/pki/vdsm/keys/vdsmkey.pem",
-        path: SECRET,
+        paths: &[SECRET],
         points: &[
             "atomic.tmp_written",
             "atomic.before_rename",
             "atomic.after_rename",
             "store.staged",
+            "store.synced",
             "store.copied",
             "store.mounted",
             "atomic.tmp_written#2",
@@ -636,7 +679,7 @@ fn crash_while_persisting_a_changed_file() {
         setup: node_with_changed_secret,
         pre: "",
         command: "persist /etc/pki/vdsm/keys/vdsmkey.pem",
-        path: SECRET,
+        paths: &[SECRET],
         points: &[
             "atomic.tmp_written",
             "atomic.before_rename",
@@ -655,7 +698,7 @@ fn crash_while_persisting_a_new_directory() {
         setup: node_with_dir,
         pre: "",
         command: "persist /etc/iscsi",
-        path: DIR,
+        paths: &[DIR],
         points: &[
             "atomic.after_rename",
             "atomic.after_rename#2",
@@ -675,12 +718,53 @@ fn crash_while_persisting_a_changed_directory() {
         setup: node_with_changed_dir,
         pre: "",
         command: "persist /etc/iscsi",
-        path: DIR,
+        paths: &[DIR],
         points: &[
             "atomic.after_rename",
+            "store.synced",
             "store.swapped",
             "store.copied",
             "store.mounted",
+        ],
+    }
+    .run();
+}
+
+const NEW_FILE: &str = "/etc/vdsm/vdsm.conf";
+
+/// For one transaction of three: the secret persisted and since changed, a new file and a
+/// new directory.
+fn node_with_batch() -> Node {
+    let node = node_with_changed_secret();
+    node.write(NEW_FILE, "[vars]\nssl = true\n", 0o644);
+    node.write("/etc/iscsi/a", "A", 0o600);
+    node.write("/etc/iscsi/sub/b", "B", 0o644);
+    node
+}
+
+/// Several paths persisted in one store transaction: staged one by one (four file writes),
+/// synced once, renamed one by one, mounted, and listed with one write of the files list
+/// (the fifth). A crash between the renames leaves some copies new and some old.
+#[test]
+fn crash_while_persisting_a_batch() {
+    Crash {
+        setup: node_with_batch,
+        pre: "",
+        command: "persist /etc/pki/vdsm/keys/vdsmkey.pem /etc/vdsm/vdsm.conf /etc/iscsi",
+        paths: &[SECRET, NEW_FILE, DIR],
+        points: &[
+            "store.staged",
+            "atomic.after_rename#2",
+            "store.staged#3",
+            "store.synced",
+            "store.copied",
+            "store.copied#2",
+            "store.copied#3",
+            "store.mounted",
+            "store.mounted#2",
+            "atomic.before_rename#5",
+            "atomic.after_rename#5",
+            "store.listed",
         ],
     }
     .run();
@@ -692,7 +776,7 @@ fn crash_while_unpersisting_a_file() {
         setup: node_with_persisted_secret,
         pre: "reg restore",
         command: "unpersist /etc/pki/vdsm/keys/vdsmkey.pem",
-        path: SECRET,
+        paths: &[SECRET],
         points: &[
             "store.unmounted",
             "atomic.tmp_written",
@@ -720,7 +804,7 @@ fn crash_while_unpersisting_a_directory() {
         },
         pre: "reg restore",
         command: "unpersist /etc/iscsi",
-        path: DIR,
+        paths: &[DIR],
         points: &[
             "store.unmounted",
             "atomic.after_rename",

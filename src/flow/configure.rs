@@ -9,6 +9,7 @@ use crate::identity;
 use crate::legacy;
 use crate::paths;
 use crate::status::{Outcome, DISCOVERED};
+use crate::store::Batch;
 use crate::values::EngineAddr;
 
 /// `configured`: the settings are valid; the legacy files the rest of the node reads
@@ -28,12 +29,15 @@ pub(super) fn configured(ctx: &StepContext, state: &mut State) -> Result<StepRes
         Some(e) => Some(e.clone()),
         None => discovery_allowed(ctx, state)?,
     };
-    write_legacy_files(ctx, engine.as_ref())?;
-    crate::login::apply(ctx.store, &loaded.config.reg)?;
+    // The legacy files and the host id, persisted in one store transaction.
+    let mut batch = ctx.store.batch();
+    write_legacy_files(ctx, &mut batch, engine.as_ref())?;
     let (id, _) = identity::ensure(ctx.root)?;
-    ctx.store
+    batch
         .persist(Path::new(paths::VDSM_ID))
         .context("persisting the host id")?;
+    batch.commit()?;
+    crate::login::apply(ctx.store, &loaded.config.reg)?;
     state.unique_id = Some(id.unique_id.clone());
     if loaded.config.discovers_engine() {
         // Found by the engine_found step; a later boot keeps the engine it found.
@@ -58,7 +62,9 @@ pub(super) fn configured(ctx: &StepContext, state: &mut State) -> Result<StepRes
 /// password login (`rhevm_admin_password=`, `ssh_pwauth=`); all persisted. `setup` writes
 /// its answers through this too.
 pub(super) fn write_files(ctx: &StepContext) -> Result<()> {
-    write_legacy_files(ctx, None)?;
+    let mut batch = ctx.store.batch();
+    write_legacy_files(ctx, &mut batch, None)?;
+    batch.commit()?;
     crate::login::apply(ctx.store, &ctx.loaded.config.reg)
 }
 
@@ -96,8 +102,13 @@ fn discovery_allowed(ctx: &StepContext, state: &State) -> Result<Option<EngineAd
 }
 
 /// Update `/etc/default/ovirt` and `vdsm-reg.conf` from the settings and persist both; an
-/// engine found by DNS SRV is written as a configured one would be.
-pub(super) fn write_legacy_files(ctx: &StepContext, engine: Option<&EngineAddr>) -> Result<()> {
+/// engine found by DNS SRV is written as a configured one would be. Persisted when `batch`
+/// commits.
+pub(super) fn write_legacy_files(
+    ctx: &StepContext,
+    batch: &mut Batch,
+    engine: Option<&EngineAddr>,
+) -> Result<()> {
     let mut vars = legacy::default_ovirt_vars(ctx.loaded);
     let mut config = ctx.loaded.config.clone();
     if let (true, Some(found)) = (config.discovers_engine(), engine) {
@@ -106,10 +117,10 @@ pub(super) fn write_legacy_files(ctx: &StepContext, engine: Option<&EngineAddr>)
         vars.push((name, found.to_string()));
         config.reg.engine = Some(found.clone());
     }
-    update_persisted(ctx, paths::DEFAULT_OVIRT, 0o644, |old| {
+    update_persisted(batch, paths::DEFAULT_OVIRT, 0o644, |old| {
         legacy::render_default_ovirt(old, &vars)
     })?;
-    update_persisted(ctx, paths::VDSM_REG_CONF, 0o644, |old| {
+    update_persisted(batch, paths::VDSM_REG_CONF, 0o644, |old| {
         legacy::render_vdsm_reg_conf(old, &config)
     })
 }

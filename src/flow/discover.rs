@@ -52,7 +52,9 @@ pub(super) fn engine_found(ctx: &StepContext, state: &mut State) -> Result<StepR
     info!("engine {name} found by {}", found.source);
     state.reset_for_engine(&name);
     state.engine_source = Some(found.source);
-    configure::write_legacy_files(ctx, Some(&engine))?;
+    let mut batch = ctx.store.batch();
+    configure::write_legacy_files(ctx, &mut batch, Some(&engine))?;
+    batch.commit()?;
     Ok(StepResult::Done)
 }
 

@@ -80,16 +80,19 @@ pub(super) fn vdsm_configured(ctx: &StepContext, state: &mut State) -> Result<St
         .issued
         .as_ref()
         .context("no engine settings in the checkpoint")?;
-    update_persisted(ctx, paths::VDSM_CONF, 0o644, |old| {
+    // Both files persisted in one store transaction.
+    let mut batch = ctx.store.batch();
+    update_persisted(&mut batch, paths::VDSM_CONF, 0o644, |old| {
         install::render_vdsm_conf(old, issued.management_port, issued.ssl)
     })?;
-    ctx.store
-        .write_persisted(
+    batch
+        .write(
             Path::new(paths::CORE_SYSCTL),
             install::core_sysctl().as_bytes(),
             0o644,
         )
         .context("writing the core-dump sysctl")?;
+    batch.commit()?;
     if ctx.root.is_system() {
         // Now, for this boot; the drop-in keeps it for the next ones.
         if let Err(e) = std::fs::write(paths::PROC_CORE_PATTERN, paths::CORE_PATTERN) {

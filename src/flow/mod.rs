@@ -52,7 +52,7 @@ use crate::identity;
 use crate::paths::{self, Root};
 use crate::retry::Policy;
 use crate::status::{self, Outcome, Status};
-use crate::store::Store;
+use crate::store::{Batch, Store};
 use crate::trust::CaCert;
 use crate::values::{EngineAddr, DEFAULT_ENGINE_PORT};
 use crate::worker::{self, Net};
@@ -493,21 +493,22 @@ fn remaining(ctx: &StepContext) -> Duration {
 /// Largest configuration file, certificate or key we read back from the root tree.
 const MAX_CONFIG_FILE: u64 = 1 << 20;
 
-/// Rewrite a persisted file through the store (so a bind-mounted copy is updated too).
+/// Rewrite a persisted file through the store (so a bind-mounted copy is updated too),
+/// persisted when `batch` commits.
 fn update_persisted(
-    ctx: &StepContext,
+    batch: &mut Batch,
     path: &str,
     mode: u32,
     edit: impl FnOnce(&str) -> String,
 ) -> Result<()> {
-    let old = ctx
-        .root
+    let old = batch
+        .root()
         .fs()
         .read_text(Path::new(path), MAX_CONFIG_FILE)?
         .unwrap_or_default();
     let new = edit(&old);
-    ctx.store
-        .write_persisted(Path::new(path), new.as_bytes(), mode)
+    batch
+        .write(Path::new(path), new.as_bytes(), mode)
         .with_context(|| format!("writing {path}"))?;
     Ok(())
 }

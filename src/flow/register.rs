@@ -38,9 +38,11 @@ pub(super) fn registered(ctx: &StepContext, state: &mut State) -> Result<StepRes
     state.address = Some(address);
     // The marker the stock node plugin checks, so it does not register a second time.
     let vars = [("OVIRT_NODE_REGISTER".to_string(), "True".to_string())];
-    update_persisted(ctx, paths::DEFAULT_OVIRT, 0o644, |old| {
+    let mut batch = ctx.store.batch();
+    update_persisted(&mut batch, paths::DEFAULT_OVIRT, 0o644, |old| {
         legacy::render_default_ovirt(old, &vars)
     })?;
+    batch.commit()?;
     Ok(StepResult::Done)
 }
 

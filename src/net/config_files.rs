@@ -3,9 +3,9 @@
 //! NetworkManager keyfiles (default) or legacy initscripts ifcfg files
 //! (`ovirt.reg.netconf=ifcfg`, the layout of docs/ovirt-protocol.md §1.3 and §2.8).
 //!
-//! Building the text is pure (tested field by field); writing goes through the store's
-//! `write_persisted` when there is a store, else the one atomic write, and only when the
-//! content differs, so a second run changes nothing.
+//! Building the text is pure (tested field by field); writing goes through a store
+//! transaction (`Batch::write`) when there is a store, else the one atomic write, and only
+//! when the content differs, so a second run changes nothing.
 
 use anyhow::Result;
 use std::fmt::Write as _;
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::conffile::shell_quote;
 use crate::paths::{Root, IFCFG_DIR, NM_CONNECTIONS_DIR};
-use crate::store::{Persisted, Store};
+use crate::store::{Batch, Persisted};
 use crate::values::{Ipv6Mode, Mac, NetConf};
 
 /// Largest file of ours we read back to compare.
@@ -390,12 +390,12 @@ pub fn prefix_mask(prefix: u8) -> Ipv4Addr {
 // ---------------------------------------------------------------------------------------
 // Writing.
 
-/// Write `file` if its content or mode differs; through the store when there is one (which
-/// also persists a file that an earlier run without the store left unpersisted).
-/// Returns true when something was written or persisted.
-pub fn write(root: &Root, store: Option<&Store>, file: &File) -> Result<bool> {
-    if let Some(store) = store {
-        let done = store.write_persisted(&file.path, file.text.as_bytes(), file.mode)?;
+/// Write `file` if its content or mode differs; through the store's `batch` when there is
+/// one (which also persists a file that an earlier run without the store left unpersisted),
+/// persisted when it commits. Returns true when something was written or persisted.
+pub fn write(root: &Root, batch: Option<&mut Batch>, file: &File) -> Result<bool> {
+    if let Some(batch) = batch {
+        let done = batch.write(&file.path, file.text.as_bytes(), file.mode)?;
         return Ok(done != Persisted::Unchanged);
     }
     write_live(root, file, false)

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::NetworkConfig;
 use crate::paths::{Root, ETC_HOSTNAME, KERNEL_HOSTNAME, RESOLV_CONF, SYS_CLASS_NET};
-use crate::store::Store;
+use crate::store::{Batch, Store};
 use crate::values::{IpMethod, Ipv6Mode, Mac};
 use config_files::{Addressing, Layout};
 use dhcp::Lease;
@@ -130,7 +130,8 @@ fn warn_ignored(cfg: &NetworkConfig) {
     }
 }
 
-/// The keyfiles or ifcfg files for the next boot, each written only when it differs.
+/// The keyfiles or ifcfg files for the next boot, each written only when it differs, and
+/// persisted together in one store transaction.
 fn persist_layout(
     root: &Root,
     store: Option<&Store>,
@@ -138,14 +139,15 @@ fn persist_layout(
     format: crate::values::NetConf,
     report: &mut NetReport,
 ) -> Result<()> {
+    let mut batch = store.map(Store::batch);
     for file in config_files::network_files(layout, format) {
-        if config_files::write(root, store, &file)? {
+        if config_files::write(root, batch.as_mut(), &file)? {
             report
                 .changes
                 .push(format!("wrote {}", file.path.display()));
         }
     }
-    Ok(())
+    batch.map_or(Ok(()), Batch::commit)
 }
 
 /// An address on the bridge: `(address, prefix, gateway)`.
@@ -602,10 +604,11 @@ fn write_hostname(
         text: format!("{name}\n"),
         mode: 0o644,
     };
-    let store = if persist { store } else { None };
-    if config_files::write(root, store, &file)? {
+    let mut batch = store.filter(|_| persist).map(Store::batch);
+    if config_files::write(root, batch.as_mut(), &file)? {
         report.changes.push(format!("wrote {ETC_HOSTNAME}"));
     }
+    batch.map_or(Ok(()), Batch::commit)?;
     if root.is_system() {
         set_kernel_hostname(root, &name, report)?;
     }
