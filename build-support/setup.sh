@@ -32,14 +32,15 @@ MUSL_TARGET=x86_64-unknown-linux-musl
 # modprobe --show-depends) for image/mkinitrd-min.sh, e2tools to read the guest's config disk,
 # systemd for the systemd-flavoured dracut initramfs and `systemd-analyze verify` of our unit,
 # pxelinux/syslinux for the PXE tree, isolinux/xorriso/grub/mtools/squashfs for the node ISO,
-# dracut-live (dmsquash-live: root=live:CDLABEL=…) + dmsetup for the ISO's initramfs, openssl for
+# dracut-live (dmsquash-live: root=live:CDLABEL=…) + dmsetup for the ISO's initramfs, zstd to
+# compress the dracut initramfs (image/mkinitrd-dracut.sh), openssl for
 # the ISO root's stand-in vdsm (image/mkroot-live.sh copies it with its libraries), mmdebstrap
 # for the ISO's systemd root (mkroot-live.sh --root systemd; it downloads from the Debian mirror),
 # grub-efi-amd64-bin for the ISO's UEFI boot and ovmf (UEFI firmware) to boot it in QEMU.
 QEMU_PKGS=(dracut dracut-network qemu-system-x86 linux-image-amd64 busybox-static socat xz-utils
     cpio kmod e2tools systemd
     pxelinux syslinux-common isolinux xorriso grub-pc-bin mtools squashfs-tools
-    dracut-live dmsetup openssl mmdebstrap grub-efi-amd64-bin ovmf)
+    dracut-live dmsetup zstd openssl mmdebstrap grub-efi-amd64-bin ovmf)
 
 missing() { # print those of "$@" that dpkg does not report as installed
     local p

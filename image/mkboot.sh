@@ -2,7 +2,12 @@
 # The boot loader of an installed node (docs/install-upgrade.md): what `ovirt-node-reg
 # install` writes to the disk, made here once with the image and shipped in its root.
 #
-#   image/mkboot.sh OUTDIR
+#   image/mkboot.sh OUTDIR [--append "ARGS"] [--timeout S]
+#
+#   --append "ARGS"  kernel arguments every boot entry gets, before the registration
+#                    arguments of grubenv (default none)
+#   --timeout S      seconds the menu waits (default 1; 0: no menu). The QEMU tests use
+#                    `--append init_on_alloc=0 --timeout 0` (docs/qemu-harness.md §9)
 #
 #   OUTDIR/esp.img   the whole FAT file system of the EFI system partition (8 MiB):
 #                    EFI/BOOT/BOOTX64.EFI (GRUB, x86_64-efi, prefix /grub), grub/grub.cfg,
@@ -22,11 +27,24 @@ die() {
     echo "mkboot: $*" >&2
     exit 1
 }
-[[ $# -eq 1 ]] || {
+usage() {
     sed -n '5p' "$0" | sed 's/^# \{0,3\}//' >&2
     exit 2
 }
+[[ $# -ge 1 && $1 != --* ]] || usage
 OUT=$1
+shift
+APPEND='' TIMEOUT=1
+while [[ $# -gt 0 ]]; do
+    case $1 in
+        --append) APPEND=${2?--append needs a value}; shift 2 ;;
+        --timeout) TIMEOUT=${2:?--timeout needs seconds}; shift 2 ;;
+        *) usage ;;
+    esac
+done
+[[ $TIMEOUT =~ ^[0-9]+$ ]] || die "--timeout $TIMEOUT: whole seconds"
+[[ $APPEND =~ ^[A-Za-z0-9._=,:/+-]*( [A-Za-z0-9._=,:/+-]+)*$ ]] \
+    || die "--append '$APPEND': plain words only (letters, digits, ._=,:/+-)"
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
 for t in grub-mkimage grub-editenv mformat mcopy mmd; do
@@ -50,7 +68,7 @@ mkdir -p "$OUT"
 # The trial is spent (trial_left=0 saved) before it boots, and it boots only if that save
 # reached the disk: a trial that never reaches `done` is not booted twice, the next boot
 # takes slot_default again.
-cat > "$tmp/grub.cfg" << 'CFG'
+cat > "$tmp/grub.cfg.in" << 'CFG'
 # ovirt-node-reg installed node (image/mkboot.sh): the same file for BIOS and UEFI. Which slot
 # boots and the kernel arguments are in grubenv (docs/install-upgrade.md): edit them with
 # `grub-editenv`, or press e in the menu.
@@ -58,7 +76,7 @@ serial --unit=0 --speed=115200
 terminal_input serial console
 terminal_output serial console
 set default=0
-set timeout=1
+set timeout=@TIMEOUT@
 load_env
 set slot=A
 if [ "$slot_default" = B ]; then set slot=B; fi
@@ -76,18 +94,20 @@ regexp --set=1:disk '^([^,]+),' "$root"
 export disk slot ovirt_args
 menuentry "oVirt Node (slot $slot)" {
   if [ "$slot" = B ]; then set part=gpt4; set label=ovirt-node-b; else set part=gpt3; set label=ovirt-node-a; fi
-  linux ($disk,$part)/isolinux/vmlinuz root=live:PARTLABEL=$label rd.live.image rd.live.overlay.overlayfs=1 ovirt.slot=$slot $ovirt_args
+  linux ($disk,$part)/isolinux/vmlinuz root=live:PARTLABEL=$label rd.live.image rd.live.overlay.overlayfs=1@APPEND@ ovirt.slot=$slot $ovirt_args
   initrd ($disk,$part)/isolinux/initrd.img
 }
 menuentry "oVirt Node, slot A" {
-  linux ($disk,gpt3)/isolinux/vmlinuz root=live:PARTLABEL=ovirt-node-a rd.live.image rd.live.overlay.overlayfs=1 ovirt.slot=A $ovirt_args
+  linux ($disk,gpt3)/isolinux/vmlinuz root=live:PARTLABEL=ovirt-node-a rd.live.image rd.live.overlay.overlayfs=1@APPEND@ ovirt.slot=A $ovirt_args
   initrd ($disk,gpt3)/isolinux/initrd.img
 }
 menuentry "oVirt Node, slot B" {
-  linux ($disk,gpt4)/isolinux/vmlinuz root=live:PARTLABEL=ovirt-node-b rd.live.image rd.live.overlay.overlayfs=1 ovirt.slot=B $ovirt_args
+  linux ($disk,gpt4)/isolinux/vmlinuz root=live:PARTLABEL=ovirt-node-b rd.live.image rd.live.overlay.overlayfs=1@APPEND@ ovirt.slot=B $ovirt_args
   initrd ($disk,gpt4)/isolinux/initrd.img
 }
 CFG
+sed -e "s/@TIMEOUT@/$TIMEOUT/" -e "s|@APPEND@|${APPEND:+ $APPEND}|" "$tmp/grub.cfg.in" > "$tmp/grub.cfg"
+rm "$tmp/grub.cfg.in"
 
 modules=(normal linux part_gpt fat iso9660 loadenv test echo regexp serial terminal configfile)
 grub-mkimage -O x86_64-efi -o "$tmp/BOOTX64.EFI" -p /grub "${modules[@]}" 2> "$tmp/log" || {

@@ -2,7 +2,8 @@
 # The node's root filesystem for the ISO: a squashfs (LiveOS/squashfs.img) with a busybox
 # init that does what the real node's systemd does with our two units, in the same order.
 #
-#   image/mkroot-live.sh OUT.squashfs [BIN] [--root busybox|systemd]
+#   image/mkroot-live.sh OUT.squashfs [BIN] [--root busybox|systemd] [--boot-args ARGS]
+#                        [--boot-timeout S]
 #
 #   BIN              the static ovirt-node-reg (default target/static/ovirt-node-reg)
 #   --root busybox   (default) the busybox root below: 5 MB, no downloads
@@ -12,6 +13,9 @@
 #                    image/live/vdsmd.service and, only with ovirt.reg.poweroff (tests),
 #                    image/live/qh-report.service, which prints the same markers and powers
 #                    off. Reproducible for the same mirror state only (package versions change).
+#   --boot-args ARGS, --boot-timeout S
+#                    the installed boot's fixed kernel arguments and GRUB menu timeout
+#                    (image/mkboot.sh --append, --timeout; default none and 1 s)
 #
 # The busybox root: busybox-static with its applets, the binary as /usr/sbin/ovirt-node-reg, openssl
 # with its shared libraries and the ELF interpreter (copied like dracut's inst_binary: ldd),
@@ -38,7 +42,7 @@ die() {
     exit 1
 }
 usage() {
-    sed -n '4p' "$0" | sed 's/^# \{0,3\}//' >&2
+    sed -n '5,6p' "$0" | sed 's/^# \{0,3\}//' >&2
     exit 2
 }
 
@@ -53,11 +57,22 @@ if [[ $# -gt 0 && $1 != --* ]]; then
     shift
 fi
 ROOT=busybox
+BOOT_ARGS=()
 while [[ $# -gt 0 ]]; do
     case $1 in
         --root)
             [[ $# -ge 2 ]] || usage
             ROOT=$2
+            shift 2
+            ;;
+        --boot-args)
+            [[ $# -ge 2 ]] || usage
+            BOOT_ARGS+=(--append "$2")
+            shift 2
+            ;;
+        --boot-timeout)
+            [[ $# -ge 2 ]] || usage
+            BOOT_ARGS+=(--timeout "$2")
             shift 2
             ;;
         *) usage ;;
@@ -110,7 +125,7 @@ VDSM
 
 # install_boot_files DIR: GRUB's files for `ovirt-node-reg install` (image/mkboot.sh)
 install_boot_files() {
-    bash "$here/mkboot.sh" "$1/usr/lib/ovirt-node-reg/boot" > /dev/null
+    bash "$here/mkboot.sh" "$1/usr/lib/ovirt-node-reg/boot" "${BOOT_ARGS[@]}" > /dev/null
 }
 
 if [[ $ROOT == systemd ]]; then

@@ -418,8 +418,9 @@ impl<'s> Machine<'s> {
             // The ISO's boot entry has no harness defaults: no menu, power off at the end,
             // give the engine 60 s to check vdsm, a failed dracut powers off.
             Kind::Iso { .. } => format!(
-                "quiet panic=-1 no_timer_check rd.shell=0 rd.timeout=60 rd.emergency=poweroff \
-                 ovirt.reg.poweroff qh.vdsm_wait=60 {engine} {flow}"
+                "quiet panic=-1 no_timer_check {} rd.shell=0 rd.timeout=60 rd.emergency=poweroff \
+                 ovirt.reg.poweroff qh.vdsm_wait=60 {engine} {flow}",
+                qemu::TCG_APPEND
             ),
             _ => format!("{engine} {flow}"),
         }

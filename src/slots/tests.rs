@@ -392,3 +392,20 @@ fn fuzz_properties_hold_on_seeds_and_mutations() {
         }
     }
 }
+
+#[test]
+fn fat_bytes_reads_the_boot_sector_and_refuses_other_data() {
+    let mut boot = [0u8; 512];
+    assert_eq!(fat_bytes(&boot), None, "no signature");
+    boot[510] = 0x55;
+    boot[511] = 0xAA;
+    boot[11..13].copy_from_slice(&512u16.to_le_bytes());
+    assert_eq!(fat_bytes(&boot), None, "no sector count");
+    boot[19..21].copy_from_slice(&16384u16.to_le_bytes());
+    assert_eq!(fat_bytes(&boot), Some(8 * MIB));
+    boot[19..21].copy_from_slice(&0u16.to_le_bytes());
+    boot[32..36].copy_from_slice(&131072u32.to_le_bytes());
+    assert_eq!(fat_bytes(&boot), Some(64 * MIB), "the 32-bit count");
+    boot[11..13].copy_from_slice(&500u16.to_le_bytes());
+    assert_eq!(fat_bytes(&boot), None, "not a sector size");
+}

@@ -11,7 +11,8 @@ use std::sync::Mutex;
 use anyhow::{ensure, Context, Result};
 
 use super::host::{host, need, static_binary, target_dir, tempfile_dir, which, workspace, Host};
-use super::images::{build_cached, files_under, inputs_key, run_script, token_file};
+use super::images::{build_cached, files_under, inputs_key, run_script, token_file, NET_DRIVERS};
+use super::{GRUB_TIMEOUT, TCG_APPEND};
 
 /// The ISO's live root (`image/mkroot-live.sh --root`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +34,8 @@ impl LiveRoot {
 }
 
 /// The ISO's two big parts, built once and cached by the hash of their inputs: the dracut
-/// initramfs with dmsquash-live (`image/mkinitrd-dracut.sh --live`, 30-60 s) and the live
+/// initramfs with dmsquash-live (`image/mkinitrd-dracut.sh --live --net-drivers virtio_net`,
+/// about 15 s) and the live
 /// root (`image/mkroot-live.sh`).
 /// The ISO's two big parts (see above), with `root_bin` as the live root's `/usr/sbin/ovirt-node-reg` (the
 /// initramfs always has the real binary).
@@ -57,13 +59,14 @@ fn iso_parts_with(host: &Host, root: LiveRoot, root_bin: &Path) -> Result<(PathB
     let script = ws.join("image/mkinitrd-dracut.sh");
     let mut files = vec![script.clone(), bin.clone()];
     files.extend(files_under(&ws.join("dracut"))?);
-    let key = inputs_key(&files, &[&host.kver, "live"])?;
+    let key = inputs_key(&files, &[&host.kver, "live", NET_DRIVERS])?;
     let initrd = dir.join(format!("dracut-live-{}.img", &key[..24]));
     let mut cmd = Command::new("bash");
     cmd.arg(&script)
         .arg(&bin)
         .arg(&initrd)
-        .args(["--live", "--kver", &host.kver]);
+        .args(["--live", "--kver", &host.kver])
+        .args(["--net-drivers", NET_DRIVERS]);
     build_cached(&initrd, &mut cmd, "image/mkinitrd-dracut.sh --live")?;
 
     let script = ws.join("image/mkroot-live.sh");
@@ -79,13 +82,14 @@ fn iso_parts_with(host: &Host, root: LiveRoot, root_bin: &Path) -> Result<(PathB
     if root == LiveRoot::Systemd {
         need("mmdebstrap", "mmdebstrap")?;
     }
-    let key = inputs_key(&files, &[root.name()])?;
+    let key = inputs_key(&files, &[root.name(), TCG_APPEND, GRUB_TIMEOUT])?;
     let rootfs = dir.join(format!("root-live-{}-{}.squashfs", root.name(), &key[..24]));
     let mut cmd = Command::new("bash");
     cmd.arg(&script)
         .arg(&rootfs)
         .arg(root_bin)
-        .args(["--root", root.name()]);
+        .args(["--root", root.name()])
+        .args(["--boot-args", TCG_APPEND, "--boot-timeout", GRUB_TIMEOUT]);
     build_cached(&rootfs, &mut cmd, "image/mkroot-live.sh")?;
     Ok((initrd, rootfs))
 }

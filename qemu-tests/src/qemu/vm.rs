@@ -173,6 +173,13 @@ pub const CPU: &str = "qemu64,+rdrand";
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
+/// Every test disk is a throwaway file: QEMU writes it with `pwrite` and never has it
+/// flushed to the host's disk (`cache=unsafe`: the guest's flushes are ignored). What the
+/// guest wrote is in the file for the test to read either way, also when QEMU is killed; only
+/// a host crash would lose it. The guest's `fsync`s (the store, `install`, `upgrade`) cost host
+/// disk flushes otherwise (docs/qemu-harness.md §9).
+const DRIVE: &str = "format=raw,cache=unsafe";
+
 /// The vdsm port the ISO root's stand-in vdsm serves (vdsm's `management_port`).
 pub const VDSM_PORT: u16 = 54321;
 
@@ -207,7 +214,7 @@ impl Vm {
         let accel = std::env::var("QH_ACCEL").unwrap_or_else(|_| "tcg".into());
         let append = self.kernel_args();
         let mut cmd = Command::new(&host.qemu);
-        // The ISO's live root is a tmpfs overlay and its initramfs is 30 MB: 768 MB.
+        // The ISO's live root is a tmpfs overlay and its initramfs 17 MB (50 MB unpacked): 768 MB.
         let mem = if self.image == Image::Iso {
             "768"
         } else {
@@ -215,7 +222,12 @@ impl Vm {
         };
         cmd.args(["-accel", &accel, "-cpu", CPU])
             .args(["-m", mem, "-smp", "1", "-nodefaults"])
-            .args(["-display", "none", "-no-reboot", "-monitor", "none"])
+            .args(["-display", "none", "-no-reboot"])
+            .arg("-monitor")
+            .arg(match std::env::var("QH_MONITOR_DIR") {
+                Ok(d) => format!("unix:{d}/{}.sock,server,nowait", self.name),
+                Err(_) => "none".into(),
+            })
             .arg("-serial")
             .arg(format!("file:{}", log_path.display()));
         if self.uefi {
@@ -253,20 +265,17 @@ impl Vm {
                 // The installed disk boots, never an extra disk: an upgrade's image is a
                 // hybrid ISO that the firmware would boot as readily.
                 cmd.arg("-drive")
-                    .arg(format!("file={},if=none,id=d0,format=raw", disk.display()))
+                    .arg(format!("file={},if=none,id=d0,{DRIVE}", disk.display()))
                     .arg("-device")
                     .arg("virtio-blk-pci,drive=d0,bootindex=0");
             } else {
                 cmd.arg("-drive")
-                    .arg(format!("file={},if=virtio,format=raw", disk.display()));
+                    .arg(format!("file={},if=virtio,{DRIVE}", disk.display()));
             }
         }
         for (i, (file, serial)) in self.drives.iter().enumerate() {
             cmd.arg("-drive")
-                .arg(format!(
-                    "file={},if=none,id=x{i},format=raw",
-                    file.display()
-                ))
+                .arg(format!("file={},if=none,id=x{i},{DRIVE}", file.display()))
                 .arg("-device")
                 .arg(match serial {
                     Some(s) => format!("virtio-blk-pci,drive=x{i},serial={s}"),
