@@ -27,12 +27,12 @@ const NLM_F_DUMP: u16 = 0x300;
 const NLM_F_REPLACE: u16 = 0x100;
 const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
-/// The kinds of request sent here, each named once: a dump; a change the kernel
+/// The kinds of request sent here, each named once: a dump; a request the kernel
 /// acknowledges; a new object that must not exist yet; one that replaces what is there.
 const DUMP: u16 = NLM_F_REQUEST | NLM_F_DUMP;
-const CHANGE: u16 = NLM_F_REQUEST | NLM_F_ACK;
-const CREATE: u16 = CHANGE | NLM_F_CREATE | NLM_F_EXCL;
-const REPLACE: u16 = CHANGE | NLM_F_CREATE | NLM_F_REPLACE;
+const ACKED: u16 = NLM_F_REQUEST | NLM_F_ACK;
+const CREATE: u16 = ACKED | NLM_F_CREATE | NLM_F_EXCL;
+const REPLACE: u16 = ACKED | NLM_F_CREATE | NLM_F_REPLACE;
 
 /// The rtnetlink message types used here (linux/rtnetlink.h).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +87,9 @@ const RTN_UNICAST: u8 = 1;
 /// Route origin: the boot-time configuration (`ip=`), as the kernel's own ipconfig marks it.
 pub const RTPROT_BOOT: u8 = 3;
 pub const RTPROT_DHCP: u8 = 16;
+
+/// "No such device": the answer to a lookup of a link that does not exist.
+const ENODEV: i32 = 19;
 
 /// How long one request may wait for the kernel's answer.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -250,6 +253,14 @@ pub fn get_links_request() -> Request {
     r
 }
 
+/// RTM_GETLINK for one link by name, acknowledged (the answer ends with the ACK).
+pub fn get_link_request(name: &str) -> Request {
+    let mut r = Request::new(Rtm::GetLink, ACKED);
+    r.bytes(&ifinfomsg(0, 0, 0));
+    r.attr_str(IFLA_IFNAME, name);
+    r
+}
+
 pub fn new_link_request(link: &NewLink) -> Request {
     let mut r = Request::new(Rtm::NewLink, CREATE);
     r.bytes(&ifinfomsg(0, 0, 0));
@@ -312,7 +323,7 @@ fn bond_data(r: &mut Request, o: &BondOptions) {
 
 /// Set the forward delay of an existing bridge to 0.
 pub fn bridge_fix_request(index: u32) -> Request {
-    let mut r = Request::new(Rtm::NewLink, CHANGE);
+    let mut r = Request::new(Rtm::NewLink, ACKED);
     r.bytes(&ifinfomsg(index, 0, 0));
     r.nest(IFLA_LINKINFO, |r| {
         r.attr_str(IFLA_INFO_KIND, "bridge");
@@ -336,7 +347,7 @@ pub fn set_link_request(index: u32, c: &LinkChange) -> Request {
         Some(false) => (0, IFF_UP),
         None => (0, 0),
     };
-    let mut r = Request::new(Rtm::SetLink, CHANGE);
+    let mut r = Request::new(Rtm::SetLink, ACKED);
     r.bytes(&ifinfomsg(index, flags, change));
     if let Some(m) = c.master {
         r.attr_u32(IFLA_MASTER, m);
@@ -373,7 +384,7 @@ pub fn new_addr_request(index: u32, addr: Ipv4Addr, prefix: u8) -> Request {
 }
 
 pub fn del_addr_request(index: u32, addr: Ipv4Addr, prefix: u8) -> Request {
-    let mut r = Request::new(Rtm::DelAddr, CHANGE);
+    let mut r = Request::new(Rtm::DelAddr, ACKED);
     r.bytes(&ifaddrmsg(prefix, index));
     r.attr(IFA_LOCAL, &addr.octets());
     r
@@ -610,8 +621,24 @@ impl Netlink {
             .collect())
     }
 
+    /// One link by name (`None`: no such link). A request for one link, not a dump: for it
+    /// the kernel first runs that link's pending link-state pass, which it otherwise batches
+    /// (at most one pass a second), so a port's carrier reaches its bridge now.
     pub fn link(&mut self, name: &str) -> Result<Option<Link>> {
-        Ok(self.links()?.into_iter().find(|l| l.name == name))
+        let what = format!("looking up link {name}");
+        match self.exchange(&mut get_link_request(name), &what) {
+            Ok(answer) => Ok(answer
+                .iter()
+                .filter(|(ty, _)| *ty == Rtm::NewLink as u16)
+                .find_map(|(_, p)| parse_link(p))),
+            Err(e)
+                if e.downcast_ref::<Refused>()
+                    .is_some_and(|r| r.errno == ENODEV) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     pub fn create(&mut self, link: &NewLink) -> Result<()> {
@@ -701,9 +728,29 @@ pub(crate) fn ack_result(payload: &[u8], what: &str) -> Result<()> {
         return Ok(());
     }
     // checked: i32::MIN has no positive counterpart.
-    let err = std::io::Error::from_raw_os_error(code.checked_neg().unwrap_or(i32::MAX));
-    bail!("netlink: {what}: {err}")
+    let errno = code.checked_neg().unwrap_or(i32::MAX);
+    Err(Refused {
+        what: what.to_string(),
+        errno,
+    }
+    .into())
 }
+
+/// The kernel refused a request (an `NLMSG_ERROR` with an errno).
+#[derive(Debug)]
+pub struct Refused {
+    what: String,
+    errno: i32,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let err = std::io::Error::from_raw_os_error(self.errno);
+        write!(f, "netlink: {}: {err}", self.what)
+    }
+}
+
+impl std::error::Error for Refused {}
 
 #[cfg(test)]
 mod tests;

@@ -239,6 +239,25 @@ fn malformed_input_is_ignored() {
 }
 
 #[test]
+fn one_link_is_looked_up_by_name_with_an_ack() {
+    let m = get_link_request("eth0").finish(3);
+    let (_, ty, flags, seq) = header(&m);
+    assert_eq!((ty, seq), (Rtm::GetLink as u16, 3));
+    assert_eq!(flags, NLM_F_REQUEST | NLM_F_ACK, "not a dump");
+    assert!(
+        m.windows(5).any(|w| w == b"eth0\0"),
+        "IFLA_IFNAME carries the name"
+    );
+}
+
+#[test]
+fn a_refusal_keeps_its_errno() {
+    let e = ack_result(&(-19i32).to_ne_bytes(), "looking up link x").unwrap_err();
+    assert_eq!(e.downcast_ref::<Refused>().map(|r| r.errno), Some(ENODEV));
+    assert!(format!("{e:#}").contains("looking up link x"), "{e:#}");
+}
+
+#[test]
 fn ack_and_errors() {
     assert!(ack_result(&0i32.to_ne_bytes(), "x").is_ok());
     let e = ack_result(&(-17i32).to_ne_bytes(), "creating br0").unwrap_err();
