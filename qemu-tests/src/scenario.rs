@@ -572,21 +572,7 @@ impl Node<'_> {
             None => self.run(),
         }
         .unwrap_or_else(|e| panic!("{e:#}"));
-        assert!(
-            boot.completed(),
-            "{}: the boot did not run to its end\n{}",
-            boot.name,
-            boot.tail()
-        );
-        // Real servers seed the kernel's generator from RDRAND at boot; so must the guest
-        // (qemu::CPU), or every boot hides a wait of about 1 s in its first TLS step.
-        assert!(
-            !boot.waited_for_entropy(),
-            "{}: the binary waited for the kernel's random number generator\n{}",
-            boot.name,
-            boot.tail()
-        );
-        boot
+        assert_ran_to_end(boot)
     }
 
     /// The same machine again (the same disk, CD or tree), its console log named `name`.
@@ -596,6 +582,15 @@ impl Node<'_> {
             self.vm.vdsm_port = Some(qemu::free_port().expect("a free port"));
         }
         self.boot()
+    }
+
+    /// [`Node::boot`], calling `f` once as soon as a console line contains `marker`: for what
+    /// must be timed from the guest's own start, not from the test's (a boot may first wait
+    /// for a free QEMU slot while other test processes boot theirs).
+    pub fn boot_at(&mut self, marker: &str, f: &mut dyn FnMut()) -> Boot {
+        let boot = qemu::boot_with(&self.vm, Some((marker, f))).unwrap_or_else(|e| panic!("{e:#}"));
+        self.scenario.record(&boot);
+        assert_ran_to_end(boot)
     }
 
     fn boot_checking_vdsm(&mut self, port: u16) -> Result<Boot> {
@@ -745,4 +740,24 @@ impl Node<'_> {
             })
             .map(|e| e.unix_ms.saturating_sub(started) as f64 / 1000.0)
     }
+}
+
+/// The boot ran to its end (PID 1's banner and poweroff, or `QH-DONE`) without waiting for
+/// the kernel's random number generator.
+fn assert_ran_to_end(boot: Boot) -> Boot {
+    assert!(
+        boot.completed(),
+        "{}: the boot did not run to its end\n{}",
+        boot.name,
+        boot.tail()
+    );
+    // Real servers seed the kernel's generator from RDRAND at boot; so must the guest
+    // (qemu::CPU), or every boot hides a wait of about 1 s in its first TLS step.
+    assert!(
+        !boot.waited_for_entropy(),
+        "{}: the binary waited for the kernel's random number generator\n{}",
+        boot.name,
+        boot.tail()
+    );
+    boot
 }

@@ -113,11 +113,21 @@ fn second_boot_sends_no_register() {
 #[test]
 fn engine_down_then_up() {
     let s = Scenario::start("engine_down_then_up", 1);
-    // The binary starts about 2 s after QEMU: it meets a refusing engine for about 8 s.
-    s.sim
-        .set_fault(FaultSpec::new(FaultKind::Refuse { secs: 10 }));
     let uuid = "4c4c4544-0042-3510-8052-b4c04f4e5203";
-    let (_, boot) = v1_boot(&s, "pid1-down", uuid, |m| m.timeout(60).args("ip=dhcp"));
+    let mut node = s
+        .machine("pid1-down")
+        .uuid(uuid)
+        .timeout(60)
+        .args("ip=dhcp")
+        .build();
+    // Down from the moment PID 1 starts (about 1.5 s before its first request) for 10 s,
+    // however long the boot waited for a QEMU slot.
+    let mut down = || {
+        s.sim
+            .set_fault(FaultSpec::new(FaultKind::Refuse { secs: 10 }))
+    };
+    let boot = node.boot_at("init: process 1 at", &mut down);
+    assert_v1_registered(&node, &boot);
     // Through guestfwd a down engine is a connection that closes at once (slirp accepts,
     // socat cannot connect), not a refusal: the node must retry it all the same.
     assert!(

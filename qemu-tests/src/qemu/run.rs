@@ -76,7 +76,7 @@ pub fn boot(vm: &Vm) -> Result<Boot> {
 }
 
 /// [`boot`], calling `on_marker.1` once, while the guest runs, as soon as a console line
-/// starts with `on_marker.0` (e.g. the ISO root's `QH-VDSM listening`: the engine checks the
+/// contains `on_marker.0` (e.g. the ISO root's `QH-VDSM listening`: the engine checks the
 /// node's vdsm port while the guest waits for it).
 pub fn boot_with(vm: &Vm, mut on_marker: Option<(&str, &mut dyn FnMut())>) -> Result<Boot> {
     let host = host()?;
@@ -103,7 +103,7 @@ pub fn boot_with(vm: &Vm, mut on_marker: Option<(&str, &mut dyn FnMut())>) -> Re
             let seen = fs::read(&log_path).is_ok_and(|b| {
                 String::from_utf8_lossy(&b)
                     .lines()
-                    .any(|l| l.trim_end_matches('\r').starts_with(*marker))
+                    .any(|l| l.contains(*marker))
             });
             if seen {
                 f();
