@@ -17,9 +17,10 @@ SUDO=()
 if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo env DEBIAN_FRONTEND=noninteractive); fi
 
 # tmux: tests/setup_tty.rs types into `setup` on a real terminal; time, strace: bench.sh (peak
-# RSS, worker processes started); fdisk (sfdisk), mtools, grub-*: tests/install.rs reads back an installed disk.
+# RSS, worker processes started); fdisk (sfdisk), mtools, grub-*: tests/install.rs reads back an installed disk;
+# jq: test-all.sh reads the list of test executables cargo built.
 BASE_PKGS=(musl-tools musl-dev e2fsprogs util-linux fdisk file binutils shellcheck curl dnsmasq-base iproute2
-    tmux time strace mtools grub-common grub-pc-bin grub-efi-amd64-bin xorriso)
+    tmux time strace mtools grub-common grub-pc-bin grub-efi-amd64-bin xorriso jq)
 # Route B: compiler + std sources must come from the same rustc release, only bookworm-security
 # carries the current one; libunwind-14-dev provides the LLVM libunwind.a std links on musl.
 ROUTE_B_SEC_PKGS=(rustc-web cargo-web rust-web-src)

@@ -10,8 +10,10 @@ START=$SECONDS
 stage() { printf '\n=== [%s] %s\n' "$(date -u +%H:%M:%S)" "$*"; }
 on_exit() {
     local rc=$?
-    # a failed run does not leave the background fuzz build behind
-    [ "$rc" -eq 0 ] || [ -z "${FUZZ_BUILD:-}" ] || kill "$FUZZ_BUILD" 2>/dev/null || true
+    # a failed run does not leave the background builds behind
+    if [ "$rc" -ne 0 ]; then
+        for p in "${FUZZ_BUILD:-}" "${STATIC_BUILD:-}"; do [ -z "$p" ] || kill "$p" 2>/dev/null || true; done
+    fi
     [ "$rc" -eq 0 ] || printf '\n=== [%s] FAILED (exit %s) after %ss\n' "$(date -u +%H:%M:%S)" "$rc" "$((SECONDS - START))" >&2
 }
 trap on_exit EXIT
@@ -43,30 +45,45 @@ sim_tests() {
 # at once and share those two slots, while the tests without QEMU run in one more lane. Each
 # lane writes its own log, printed whole when it ends; the stage fails if any lane failed.
 # The VM storm runs last and alone: its rate-limit checks need both slots to itself.
+# The lanes run the executables `cargo test --no-run` built (target/test-bins.tsv), each in
+# its package's directory as cargo would: a cargo command per lane with another package
+# selection could resolve other dependency features and build everything again.
 LOGS=target/test-logs
+BINS=target/test-bins.tsv
 run_lane() {
     local name=$1 t0=$SECONDS rc=0
     shift
     "$@" >"$LOGS/$name.log" 2>&1 || rc=$?
     echo "$rc $((SECONDS - t0))" >"$LOGS/$name.rc"
 }
+# run_bin DIR EXE: one test executable, as `cargo test` runs it.
+run_bin() {
+    printf '     Running %s\n' "${2#"$PWD"/}"
+    (cd "$1" && "$2")
+}
+# The QEMU test executable named $1 (in qemu-tests).
+qemu_bin() { awk -F'\t' -v n="$1" '$1 == "qemu-tests" && $2 == n && $3 == "test" { print $4 }' "$BINS"; }
 lane_cpu() {
-    local sim
-    mapfile -t sim < <(sim_tests)
-    cargo test --workspace --all-features --exclude qemu-tests &&
-        cargo test -p qemu-tests --all-features --lib --bins "${sim[@]}" &&
-        cargo test -p qemu-tests --all-features --doc
+    local pkg name kind exe dir rc=0
+    while IFS=$'\t' read -r pkg name kind exe dir; do
+        if [ "$pkg" = qemu-tests ] && [ "$kind" = test ] && qemu_tests | grep -qx "$name"; then
+            continue
+        fi
+        run_bin "$dir" "$exe" || rc=1
+    done <"$BINS"
+    cargo test --workspace --all-features --doc || rc=1
+    return "$rc"
 }
 run_lanes() {
-    local t name rc secs failed=()
+    local t name rc secs f failed=()
     rm -rf "$LOGS"
     mkdir -p "$LOGS"
     run_lane cpu lane_cpu &
     for t in $(ordered_qemu_tests); do
-        run_lane "qemu-$t" cargo test -p qemu-tests --all-features --test "$t" &
+        run_lane "qemu-$t" run_bin qemu-tests "$(qemu_bin "$t")" &
     done
     wait
-    run_lane qemu-vm_storm cargo test -p qemu-tests --all-features --test vm_storm
+    run_lane qemu-vm_storm run_bin qemu-tests "$(qemu_bin vm_storm)"
     for f in "$LOGS"/*.rc; do
         name=$(basename "$f" .rc)
         read -r rc secs <"$f"
@@ -78,6 +95,16 @@ run_lanes() {
     for f in "$LOGS"/*.rc; do printf ' %s %ss' "$(basename "$f" .rc)" "$(cut -d' ' -f2 "$f")"; done
     echo
     [ ${#failed[@]} -eq 0 ] || { echo "FAILED lanes: ${failed[*]} (logs above, and in $LOGS/)" >&2; return 1; }
+}
+# Build every test executable once and list them: package, target, kind, path, package dir.
+build_tests() {
+    cargo test --workspace --all-features --no-run --message-format=json-render-diagnostics |
+        jq -r 'select(.reason == "compiler-artifact" and .profile.test and .executable != null)
+            | [(if (.manifest_path | endswith("/qemu-tests/Cargo.toml")) then "qemu-tests" else "ovirt-node-reg" end),
+               .target.name, (.target.kind | join(",")), .executable,
+               (.manifest_path | sub("/Cargo.toml$"; ""))] | @tsv' >"$BINS"
+    [ -s "$BINS" ] || { echo "cargo built no test executable" >&2; return 1; }
+    qemu_bin pid1 | grep -q . || { echo "the QEMU tests were not built (feature qemu)" >&2; return 1; }
 }
 
 stage "setup"
@@ -91,6 +118,11 @@ dracut/check.sh
 stage "cargo fmt --check"
 cargo fmt --all --check
 # Twice: the opt-in tiers' code is linted, and the default tier has no code left unused.
+# The shipped static binary (the QEMU guests boot it) builds meanwhile: its link-time
+# optimisation runs mostly on one core while clippy and the test build use the other.
+mkdir -p target
+build-support/build-static.sh >target/static-build.log 2>&1 &
+STATIC_BUILD=$!
 stage "cargo clippy -D warnings (default features, then all: privileged, qemu)"
 cargo clippy --workspace --all-targets -- -D warnings
 cargo clippy --workspace --all-targets --all-features -- -D warnings
@@ -105,8 +137,9 @@ BOOT_TIMES=target/qemu-artifacts/boot-times.tsv
 rm -f "$BOOT_TIMES"
 # Everything is built first (one cargo build, its errors on top), and the guest's static binary
 # too, so the test processes started side by side below find them ready.
-cargo test --workspace --all-features --no-run
-build-support/build-static.sh
+build_tests
+wait "$STATIC_BUILD" || { cat target/static-build.log; echo "the static build failed" >&2; exit 1; }
+cat target/static-build.log
 run_lanes
 [ -s "$BOOT_TIMES" ] || { echo "no QEMU boot ran: the boot tests are missing" >&2; exit 1; }
 awk -F'\t' '{n++; t+=$2} END {printf "QEMU boots: %d, total QEMU time %.1f s\n", n, t}' "$BOOT_TIMES"
