@@ -416,9 +416,10 @@ impl<'s> Machine<'s> {
                 format!("{engine} ovirt.reg.token_file={TOKEN_FILE} {flow}")
             }
             // The ISO's boot entry has no harness defaults: no menu, power off at the end,
-            // give the engine 60 s to check vdsm, a failed dracut powers off.
+            // give the engine 60 s to check vdsm, a failed dracut powers off; rd.timeout counts
+            // in real time, which a busy machine stretches under TCG (qemu::Vm::kernel_args).
             Kind::Iso { .. } => format!(
-                "quiet panic=-1 no_timer_check {} rd.shell=0 rd.timeout=60 rd.emergency=poweroff \
+                "quiet panic=-1 no_timer_check {} rd.shell=0 rd.timeout=90 rd.emergency=poweroff \
                  ovirt.reg.poweroff qh.vdsm_wait=60 {engine} {flow}",
                 qemu::TCG_APPEND
             ),

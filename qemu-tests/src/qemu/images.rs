@@ -270,7 +270,7 @@ pub fn initramfs_file(host: &Host, image: Image, extras: &[Extra]) -> Result<Pat
     }
     let work = tempfile_dir(&dir, &key[..12])?;
     let result = (|| -> Result<()> {
-        let mut cmd = Command::new("bash");
+        let mut cmd = image_script();
         cmd.arg(&script).arg(&bin).arg(&out).args([
             "--kver",
             &host.kver,
@@ -358,6 +358,15 @@ pub(super) fn token_file(dir: &Path, token: &str) -> Result<PathBuf> {
     Ok(f)
 }
 
+/// A command that runs an image/ script (add the script and its arguments): at nice 10, so
+/// the QEMU guests of other test processes, whose boot timeouts run in real time, come first
+/// on a busy machine (build-support/test-all.sh runs the QEMU test files at once).
+pub(super) fn image_script() -> Command {
+    let mut cmd = Command::new("nice");
+    cmd.args(["-n", "10", "bash"]);
+    cmd
+}
+
 /// Runs one of the image/ scripts (dates fixed for reproducible output): an error carries
 /// its output; on success its summary line is printed with the time it took.
 pub(super) fn run_script(cmd: &mut Command, what: &str) -> Result<()> {
@@ -406,7 +415,7 @@ fn dracut_initramfs(host: &Host, flavour: Flavour) -> Result<PathBuf> {
     let dir = target_dir().join("qemu-cache");
     fs::create_dir_all(&dir)?;
     let out = dir.join(format!("dracut-{}-{}.img", flavour.name(), &key[..24]));
-    let mut cmd = Command::new("bash");
+    let mut cmd = image_script();
     cmd.arg(&script)
         .arg(&bin)
         .arg(&out)
@@ -427,7 +436,7 @@ pub fn root_disk(name: &str) -> Result<PathBuf> {
     let dir = target_dir().join("qemu-cache");
     fs::create_dir_all(&dir)?;
     let cached = dir.join(format!("root-{}.img", &key[..24]));
-    let mut cmd = Command::new("bash");
+    let mut cmd = image_script();
     cmd.arg(&script).arg(&cached).arg(&bin);
     build_cached(&cached, &mut cmd, "image/mkroot-min.sh")?;
     let disks = target_dir().join("qemu-disks");
@@ -458,7 +467,7 @@ pub fn pxe_tree(
     let _ = fs::remove_dir_all(&out);
     let work = tempfile_dir(&root, name)?;
     let result = (|| -> Result<()> {
-        let mut cmd = Command::new("bash");
+        let mut cmd = image_script();
         cmd.arg(workspace().join("image/mkpxe.sh"))
             .arg(&out)
             .arg("--initrd")

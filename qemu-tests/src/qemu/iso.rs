@@ -5,13 +5,14 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::Mutex;
 
 use anyhow::{ensure, Context, Result};
 
 use super::host::{host, need, static_binary, target_dir, tempfile_dir, which, workspace, Host};
-use super::images::{build_cached, files_under, inputs_key, run_script, token_file, NET_DRIVERS};
+use super::images::{
+    build_cached, files_under, image_script, inputs_key, run_script, token_file, NET_DRIVERS,
+};
 use super::{GRUB_TIMEOUT, TCG_APPEND};
 
 /// The ISO's live root (`image/mkroot-live.sh --root`).
@@ -61,7 +62,7 @@ fn iso_parts_with(host: &Host, root: LiveRoot, root_bin: &Path) -> Result<(PathB
     files.extend(files_under(&ws.join("dracut"))?);
     let key = inputs_key(&files, &[&host.kver, "live", NET_DRIVERS])?;
     let initrd = dir.join(format!("dracut-live-{}.img", &key[..24]));
-    let mut cmd = Command::new("bash");
+    let mut cmd = image_script();
     cmd.arg(&script)
         .arg(&bin)
         .arg(&initrd)
@@ -84,7 +85,7 @@ fn iso_parts_with(host: &Host, root: LiveRoot, root_bin: &Path) -> Result<(PathB
     }
     let key = inputs_key(&files, &[root.name(), TCG_APPEND, GRUB_TIMEOUT])?;
     let rootfs = dir.join(format!("root-live-{}-{}.squashfs", root.name(), &key[..24]));
-    let mut cmd = Command::new("bash");
+    let mut cmd = image_script();
     cmd.arg(&script)
         .arg(&rootfs)
         .arg(root_bin)
@@ -138,7 +139,7 @@ pub fn iso_image_with(
     let _ = fs::remove_file(&out);
     let work = tempfile_dir(&disks, name)?;
     let result = (|| -> Result<()> {
-        let mut cmd = Command::new("bash");
+        let mut cmd = image_script();
         cmd.arg(workspace().join("image/mkiso.sh"))
             .arg(&bin)
             .arg(&out)

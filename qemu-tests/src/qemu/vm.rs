@@ -327,8 +327,11 @@ impl Vm {
         match self.image {
             Image::Pid1 => append.push_str(" ovirt.reg.poweroff"),
             // The root's /sbin/init powers off; a boot that never gets there powers off too.
+            // rd.timeout counts in real time: under TCG on a busy machine (the QEMU test files
+            // run at once) the systemd initramfs has taken 45 s to get as far as waiting for
+            // the root disk, so give it 90 s (the boot's own bound is longer, Vm::timeout).
             Image::Dracut(flavour) => {
-                append.push_str(" root=LABEL=ROOT rootfstype=ext4 rw rd.shell=0 rd.timeout=30");
+                append.push_str(" root=LABEL=ROOT rootfstype=ext4 rw rd.shell=0 rd.timeout=90");
                 append.push_str(" rd.emergency=poweroff");
                 if flavour == Flavour::Systemd {
                     append.push_str(" systemd.journald.forward_to_console=1");
