@@ -75,14 +75,17 @@ lane_cpu() {
     return "$rc"
 }
 run_lanes() {
-    local t name rc secs f failed=()
+    local t name rc secs f failed=() pids=()
     rm -rf "$LOGS"
     mkdir -p "$LOGS"
     run_lane cpu lane_cpu &
+    pids+=($!)
     for t in $(ordered_qemu_tests); do
         run_lane "qemu-$t" run_bin qemu-tests "$(qemu_bin "$t")" &
+        pids+=($!)
     done
-    wait
+    # the lanes only: the background builds are waited for where they are needed
+    wait "${pids[@]}"
     run_lane qemu-vm_storm run_bin qemu-tests "$(qemu_bin vm_storm)"
     for f in "$LOGS"/*.rc; do
         name=$(basename "$f" .rc)
