@@ -56,10 +56,12 @@ run_lane() {
     "$@" >"$LOGS/$name.log" 2>&1 || rc=$?
     echo "$rc $((SECONDS - t0))" >"$LOGS/$name.rc"
 }
-# run_bin DIR EXE: one test executable, as `cargo test` runs it.
+# run_bin DIR EXE [ARG...]: one test executable, as `cargo test` runs it.
 run_bin() {
-    printf '     Running %s\n' "${2#"$PWD"/}"
-    (cd "$1" && "$2")
+    local dir=$1 exe=$2
+    shift 2
+    printf '     Running %s\n' "${exe#"$PWD"/}"
+    (cd "$dir" && "$exe" "$@")
 }
 # The QEMU test executable named $1 (in qemu-tests).
 qemu_bin() { awk -F'\t' -v n="$1" '$1 == "qemu-tests" && $2 == n && $3 == "test" { print $4 }' "$BINS"; }
@@ -75,13 +77,17 @@ lane_cpu() {
     return "$rc"
 }
 run_lanes() {
-    local t name rc secs f failed=() pids=()
+    local t name rc secs f failed=() pids=() threads
     rm -rf "$LOGS"
     mkdir -p "$LOGS"
     run_lane cpu lane_cpu &
     pids+=($!)
     for t in $(ordered_qemu_tests); do
-        run_lane "qemu-$t" run_bin qemu-tests "$(qemu_bin "$t")" &
+        # iso.rs has three scenarios of two boots each and is the longest lane: all three
+        # at once (the VM slots still allow two boots) instead of two, then the third
+        threads=()
+        [ "$t" != iso ] || threads=(--test-threads=3)
+        run_lane "qemu-$t" run_bin qemu-tests "$(qemu_bin "$t")" "${threads[@]}" &
         pids+=($!)
     done
     # the lanes only: the background builds are waited for where they are needed
