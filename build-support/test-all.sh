@@ -56,12 +56,10 @@ run_lane() {
     "$@" >"$LOGS/$name.log" 2>&1 || rc=$?
     echo "$rc $((SECONDS - t0))" >"$LOGS/$name.rc"
 }
-# run_bin DIR EXE [ARG...]: one test executable, as `cargo test` runs it.
+# run_bin DIR EXE: one test executable, as `cargo test` runs it.
 run_bin() {
-    local dir=$1 exe=$2
-    shift 2
-    printf '     Running %s\n' "${exe#"$PWD"/}"
-    (cd "$dir" && "$exe" "$@")
+    printf '     Running %s\n' "${2#"$PWD"/}"
+    (cd "$1" && "$2")
 }
 # The QEMU test executable named $1 (in qemu-tests).
 qemu_bin() { awk -F'\t' -v n="$1" '$1 == "qemu-tests" && $2 == n && $3 == "test" { print $4 }' "$BINS"; }
@@ -77,17 +75,13 @@ lane_cpu() {
     return "$rc"
 }
 run_lanes() {
-    local t name rc secs f failed=() pids=() threads
+    local t name rc secs f failed=() pids=()
     rm -rf "$LOGS"
     mkdir -p "$LOGS"
     run_lane cpu lane_cpu &
     pids+=($!)
     for t in $(ordered_qemu_tests); do
-        # iso.rs has three scenarios of two boots each and is the longest lane: all three
-        # at once (the VM slots still allow two boots) instead of two, then the third
-        threads=()
-        [ "$t" != iso ] || threads=(--test-threads=3)
-        run_lane "qemu-$t" run_bin qemu-tests "$(qemu_bin "$t")" "${threads[@]}" &
+        run_lane "qemu-$t" run_bin qemu-tests "$(qemu_bin "$t")" &
         pids+=($!)
     done
     # the lanes only: the background builds are waited for where they are needed
