@@ -334,15 +334,21 @@ pub(super) fn build_cached(out: &Path, cmd: &mut Command, what: &str) -> Result<
 pub(super) fn build_lock(out: &Path) -> Result<fs::File> {
     let mut name = out.as_os_str().to_owned();
     name.push(".lock");
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&name)
-        .with_context(|| format!("opening {}", Path::new(&name).display()))?;
+    let file = lock_file(Path::new(&name))?;
     file.lock()
         .with_context(|| format!("locking {}", Path::new(&name).display()))?;
     Ok(file)
+}
+
+/// A lock file shared by the test processes (created when missing, never truncated), to
+/// `lock` or `try_lock`: the image builds here and the VM slots (qemu::run).
+pub(super) fn lock_file(path: &Path) -> Result<fs::File> {
+    fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))
 }
 
 /// The enrolment token as the image scripts take it: a new 0600 file in `dir`.

@@ -12,6 +12,7 @@ use anyhow::{bail, Context, Result};
 
 use super::boot::Boot;
 use super::host::{artifacts_dir, host, target_dir};
+use super::images::lock_file;
 use super::vm::Vm;
 
 /// QEMU boots at once, at most, across every test process sharing this target directory (the
@@ -35,19 +36,15 @@ impl Slot {
     fn take() -> Result<Slot> {
         let dir = target_dir().join("qemu-slots");
         fs::create_dir_all(&dir)?;
+        let mut files = (0..MAX_VMS)
+            .map(|n| lock_file(&dir.join(format!("{n}.lock"))))
+            .collect::<Result<Vec<_>>>()?;
         let start = Instant::now();
         loop {
-            for n in 0..MAX_VMS {
-                let path = dir.join(format!("{n}.lock"));
-                let file = fs::OpenOptions::new()
-                    .create(true)
-                    .truncate(false)
-                    .write(true)
-                    .open(&path)
-                    .with_context(|| format!("opening {}", path.display()))?;
-                if file.try_lock().is_ok() {
-                    return Ok(Slot { _lock: file });
-                }
+            if let Some(n) = files.iter().position(|f| f.try_lock().is_ok()) {
+                return Ok(Slot {
+                    _lock: files.swap_remove(n),
+                });
             }
             if start.elapsed() >= SLOT_WAIT {
                 bail!(
