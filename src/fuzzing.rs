@@ -427,11 +427,19 @@ pub fn dns(data: &[u8]) {
     assert_eq!(ordered, original, "ordering lost or made up records");
 }
 
-/// GRUB's environment block (the ESP's `grub/grubenv`, which GRUB writes too): a block that
+/// GRUB's environment block (the ESP's `grub/grubenv`, which GRUB writes too), and the ESP's
+/// boot sector that bounds the search for it (a size within FAT's range, or none): a block that
 /// parses renders to 1024 bytes that parse to the same variables; the search for it on the
 /// partition never panics.
 pub fn grubenv(data: &[u8]) {
     use crate::slots::grubenv::{find, Env, SIZE};
+    // The ESP's boot sector first: it bounds how far the block is looked for.
+    let mut boot = [0u8; 512];
+    let n = data.len().min(512);
+    boot[..n].copy_from_slice(&data[..n]);
+    if let Some(bytes) = crate::slots::fat_bytes(&boot) {
+        assert!(bytes > 0 && bytes <= u64::from(u32::MAX) * 4096);
+    }
     let _ = find(data);
     let mut block = data.to_vec();
     block.resize(SIZE, b'#');

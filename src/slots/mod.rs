@@ -673,7 +673,7 @@ fn make_config(disk: &Target, p: &gpt::Part, store: Option<&Path>) -> Result<()>
 
 /// The size of the FAT file system whose boot sector is `boot` (its BIOS parameter block:
 /// bytes per sector, then the 16-bit or the 32-bit sector count); `None` if it is not one.
-fn fat_bytes(boot: &[u8; 512]) -> Option<u64> {
+pub(crate) fn fat_bytes(boot: &[u8; 512]) -> Option<u64> {
     if boot[510..] != [0x55, 0xAA] {
         return None;
     }
