@@ -53,8 +53,9 @@ start_work bench
 quiet() { "$@" >"$WORK/build.log" 2>&1 || { cat "$WORK/build.log" >&2; return 1; }; }
 quiet build-support/build-static.sh
 BIN=$PWD/target/static/ovirt-node-reg
-quiet cargo build -p qemu-tests --bin engine-sim
+quiet cargo build -p qemu-tests --bin engine-sim --bin guest-relay
 SIM=$PWD/target/debug/engine-sim
+RELAY=$PWD/target/debug/guest-relay
 REPORT=$WORK/report.txt
 out() { printf '%s\n' "$*" | tee -a "$REPORT"; }
 size_of() { stat -c %s "$1"; }

@@ -17,8 +17,9 @@ say "static musl build"
 build-support/build-static.sh
 BIN=$PWD/target/static/ovirt-node-reg
 say "engine simulator build"
-cargo build -q -p qemu-tests --bin engine-sim
+cargo build -q -p qemu-tests --bin engine-sim --bin guest-relay
 SIM=$PWD/target/debug/engine-sim
+RELAY=$PWD/target/debug/guest-relay
 # shellcheck source=build-support/qemu-lib.sh
 . build-support/qemu-lib.sh
 

@@ -51,7 +51,8 @@ new_config_disk() {
 }
 
 # qemu_boot LOG KERNEL INITRD CMDLINE [extra qemu args...]: one boot in the background;
-# sets QEMU_PID. One NIC (MAC $MAC), the config disk $DISK, hard timeout 110 s. With
+# sets QEMU_PID. One NIC (MAC $MAC; the simulator on 10.0.2.100:$PORT through $RELAY, the
+# qemu-tests guest-relay), the config disk $DISK, hard timeout 110 s. With
 # PXE_TFTP=DIR set, KERNEL/INITRD/CMDLINE are ignored: the NIC boots pxelinux.0 from DIR over
 # QEMU's own TFTP (restrict=on still applies). RDRAND seeds the guest kernel's random number
 # generator at boot, as on a real server (docs/qemu-harness.md §8).
@@ -63,7 +64,7 @@ qemu_boot() {
         tftp=",tftp=$PXE_TFTP,bootfile=pxelinux.0"
     fi
     timeout 110 qemu-system-x86_64 -accel tcg -cpu qemu64,+rdrand -m 512 -nographic -no-reboot "${boot[@]}" \
-        -netdev "user,id=n0,restrict=on$tftp,guestfwd=tcp:10.0.2.100:$PORT-cmd:socat -lf /dev/null - TCP:127.0.0.1:$PORT" \
+        -netdev "user,id=n0,restrict=on$tftp,guestfwd=tcp:10.0.2.100:$PORT-cmd:$RELAY 127.0.0.1:$PORT" \
         -device "virtio-net-pci,netdev=n0,mac=$MAC" \
         -drive "file=$DISK,if=virtio,format=raw" "$@" >"$log" 2>&1 &
     QEMU_PID=$!

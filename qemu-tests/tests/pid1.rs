@@ -129,7 +129,7 @@ fn engine_down_then_up() {
     let boot = node.boot_at("init: process 1 at", &mut down);
     assert_v1_registered(&node, &boot);
     // Through guestfwd a down engine is a connection that closes at once (slirp accepts,
-    // socat cannot connect), not a refusal: the node must retry it all the same.
+    // the guest relay cannot connect), not a refusal: the node must retry it all the same.
     assert!(
         boot.containing("attempt 1 failed").next().is_some(),
         "the node met the down engine and retried\n{}",

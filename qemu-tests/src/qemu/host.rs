@@ -15,7 +15,8 @@ pub struct Host {
     pub qemu: PathBuf,
     pub kver: String,
     pub busybox: PathBuf,
-    pub socat: PathBuf,
+    /// This crate's `guest-relay`, the command of every `guestfwd` (docs/qemu-harness.md §7).
+    pub relay: PathBuf,
 }
 
 pub(super) fn which(name: &str) -> Option<PathBuf> {
@@ -68,6 +69,24 @@ fn version_key(v: &str) -> Vec<(u64, String)> {
         .collect()
 }
 
+/// `guest-relay`, built with the tests: cargo builds a package's binaries for its
+/// integration tests, into the directory above the test executable's `deps/`.
+fn guest_relay() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding the test executable")?;
+    let relay = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("guest-relay"))
+        .context("the test executable has no parent directory")?;
+    ensure!(
+        relay.is_file(),
+        "{}: missing: build it with cargo build -p qemu-tests --bin guest-relay (cargo test \
+         builds it)",
+        relay.display()
+    );
+    Ok(relay)
+}
+
 /// Finds the tools (once per process). The error names the package to install.
 pub fn host() -> Result<Host> {
     static HOST: OnceLock<Result<Host, String>> = OnceLock::new();
@@ -81,7 +100,7 @@ pub fn host() -> Result<Host> {
                 "/bin/busybox is missing or not static: the QEMU boot tests need the Debian \
                  package busybox-static (build-support/setup.sh installs it)"
             );
-            let socat = need("socat", "socat")?;
+            let relay = guest_relay()?;
             need("xz", "xz-utils")?;
             need("cpio", "cpio")?;
             need("depmod", "kmod")?;
@@ -93,7 +112,7 @@ pub fn host() -> Result<Host> {
                 qemu,
                 kver,
                 busybox,
-                socat,
+                relay,
             })
         };
         find().map_err(|e| format!("{e:#}"))

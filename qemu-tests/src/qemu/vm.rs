@@ -385,8 +385,7 @@ impl Vm {
                 None => String::new(),
             };
             // One argument, spaces and all (docs/qemu-harness.md §8.5); restrict=on: only the guestfwd port.
-            // socat's stderr is the guest's connection too: its "Connection refused" while the
-            // engine is down would reach the guest as data, so it logs to /dev/null.
+            // The relay sends at once both ways (no delayed-ACK waits, see guest-relay.rs).
             // The engine's check of the vdsm port comes in from loopback only, to the first NIC.
             let fwd = match self.vdsm_port {
                 Some(p) if i == 0 => format!(",hostfwd=tcp:127.0.0.1:{p}-:{VDSM_PORT}"),
@@ -394,15 +393,15 @@ impl Vm {
             };
             let dns = match self.dns_port {
                 Some(d) => format!(
-                    ",guestfwd=tcp:{GUEST_ENGINE_ADDR}:53-cmd:{socat} -lf /dev/null - TCP:127.0.0.1:{d}",
-                    socat = host.socat.display()
+                    ",guestfwd=tcp:{GUEST_ENGINE_ADDR}:53-cmd:{relay} 127.0.0.1:{d}",
+                    relay = host.relay.display()
                 ),
                 None => String::new(),
             };
             cmd.arg("-netdev").arg(format!(
-                "user,id=n{i},restrict=on{tftp},guestfwd=tcp:{GUEST_ENGINE_ADDR}:{p}-cmd:{socat} -lf /dev/null - TCP:127.0.0.1:{p}{dns}{fwd}",
+                "user,id=n{i},restrict=on{tftp},guestfwd=tcp:{GUEST_ENGINE_ADDR}:{p}-cmd:{relay} 127.0.0.1:{p}{dns}{fwd}",
                 p = self.engine_port,
-                socat = host.socat.display()
+                relay = host.relay.display()
             ));
             // The boot NIC comes first in the firmware's boot order, whatever its PCI slot.
             let bootindex = if boots.is_some() { ",bootindex=1" } else { "" };
