@@ -19,7 +19,10 @@
 # only OUT (and a temporary directory).
 set -euo pipefail
 
-MODULES_DEFAULT="virtio_pci virtio_net virtio_blk bridge 8021q bonding crc32c_generic ext4"
+# bonding first: loading it makes bond0, a link event the kernel handles at once; a NIC probed
+# within the next second then keeps its link up, where it would otherwise report it down and
+# wait up to a second for the kernel's next round of link events (docs/qemu-harness.md §9).
+MODULES_DEFAULT="bonding virtio_pci virtio_net virtio_blk bridge 8021q crc32c_generic ext4"
 BUSYBOX=/bin/busybox
 
 die() {

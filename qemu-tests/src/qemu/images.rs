@@ -19,13 +19,16 @@ use super::{BASE_APPEND, GUEST_ENGINE_ADDR};
 
 /// Modules the guest loads (`mkinitrd-min.sh --modules`, which adds their `modules.dep`
 /// closure): virtio, the bridge, VLANs and bonds, ext4 and crc32c for the config disk (docs/qemu-harness.md §2).
+/// `bonding` comes first, as in mkinitrd-min.sh's default: its `bond0` makes the kernel handle
+/// a link event just before the NIC appears, so the NIC's link stays up instead of waiting up
+/// to a second for the kernel's next one (docs/qemu-harness.md §9).
 pub const MODULES: &[&str] = &[
+    "bonding",
     "virtio_pci",
     "virtio_net",
     "virtio_blk",
     "bridge",
     "8021q",
-    "bonding",
     "crc32c_generic",
     "ext4",
 ];
