@@ -137,7 +137,8 @@ nice -n 19 build-support/fuzz.sh --build-only >target/fuzz-build.log 2>&1 &
 FUZZ_BUILD=$!
 stage "cargo test, every tier (unit, integration, privileged, simulator, QEMU boots)"
 BOOT_TIMES=target/qemu-artifacts/boot-times.tsv
-rm -f "$BOOT_TIMES"
+BUILD_TIMES=target/qemu-artifacts/build-times.tsv
+rm -f "$BOOT_TIMES" "$BUILD_TIMES"
 # Everything is built first (one cargo build, its errors on top), and the guest's static binary
 # too, so the test processes started side by side below find them ready.
 build_tests
@@ -146,6 +147,11 @@ cat target/static-build.log
 run_lanes
 [ -s "$BOOT_TIMES" ] || { echo "no QEMU boot ran: the boot tests are missing" >&2; exit 1; }
 awk -F'\t' '{n++; t+=$2} END {printf "QEMU boots: %d, total QEMU time %.1f s\n", n, t}' "$BOOT_TIMES"
+# When each image build and boot started and how long it took, from the first one on: where
+# the long pole of the lanes goes.
+echo "QEMU timeline (start s, took s):"
+{ sed 's/^/build /' "$BUILD_TIMES" 2>/dev/null || true; sed 's/^/boot /' "$BOOT_TIMES"; } |
+    sort -t$'\t' -k3,3n | awk -F'\t' 'NR == 1 {t0 = $3} {printf "  %6.1f %6.1f  %s\n", $3 - t0, $2, $1}'
 stage "static musl build (min-z)"
 build-support/build-static.sh
 stage "static binary gate"

@@ -379,8 +379,9 @@ pub(super) fn image_script() -> Command {
 /// Runs one of the image/ scripts (dates fixed for reproducible output): an error carries
 /// its output; on success its summary line is printed with the time it took.
 pub(super) fn run_script(cmd: &mut Command, what: &str) -> Result<()> {
-    let started = Instant::now();
+    let (started, at) = (Instant::now(), std::time::SystemTime::now());
     let o = run_ok(cmd.env("SOURCE_DATE_EPOCH", "0"), what)?;
+    super::run::record_time(super::run::BUILD_TIMES, what, started.elapsed(), at);
     eprintln!(
         "[qemu] {} ({:.1} s)",
         String::from_utf8_lossy(&o.stdout).trim(),

@@ -58,8 +58,31 @@ impl Slot {
     }
 }
 
-/// In the artefacts directory: `name<TAB>seconds` per boot, appended by every test process.
+/// In the artefacts directory: `name<TAB>seconds<TAB>start` per boot (start in seconds since
+/// the Unix epoch), appended by every test process.
 pub const BOOT_TIMES: &str = "boot-times.tsv";
+
+/// The same for the image builds (`what<TAB>seconds<TAB>start`).
+pub const BUILD_TIMES: &str = "build-times.tsv";
+
+/// Appends one line to `file` in the artefacts directory (best effort: timing only).
+pub(super) fn record_time(file: &str, what: &str, took: Duration, started: SystemTime) {
+    let start = started
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let _ = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(artifacts_dir().join(file))
+        .and_then(|mut f| {
+            writeln!(
+                f,
+                "{what}\t{:.2}\t{:.2}",
+                took.as_secs_f64(),
+                start.as_secs_f64()
+            )
+        });
+}
 
 /// QEMU wall time of every boot of this test process so far.
 pub fn total_qemu_time() -> Duration {
@@ -129,12 +152,8 @@ pub fn boot_with(vm: &Vm, mut on_marker: Option<(&str, &mut dyn FnMut())>) -> Re
             .open(&log_path)
             .and_then(|mut f| write!(f, "\n--- qemu stderr ---\n{qemu_stderr}"));
     }
-    // One line per boot for the test command's total (build-support/test-all.sh).
-    let _ = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(arts.join(BOOT_TIMES))
-        .and_then(|mut f| writeln!(f, "{}\t{:.2}", vm.name, elapsed.as_secs_f64()));
+    // One line per boot for the test command's total and timeline (build-support/test-all.sh).
+    record_time(BOOT_TIMES, &vm.name, elapsed, started);
     eprintln!(
         "[qemu] boot {}: {:.2} s QEMU wall time{}",
         vm.name,
