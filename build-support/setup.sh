@@ -28,7 +28,7 @@ ROUTE_B_PKGS=(libunwind-14-dev)
 MUSL_TARGET=x86_64-unknown-linux-musl
 # QEMU boot tests (qemu-tests/src/qemu/, docs/qemu-harness.md §1): TCG qemu, the guest
 # kernel (INITRD=No: no /boot/initrd.img is built), busybox for the guest's /init, socat for
-# guestfwd, xz to unpack the kernel's vmlinux; dracut (+ network) for the dracut initramfs of the
+# image/README.md's hand-run guestfwd (the tests use their own guest-relay), xz to unpack the kernel's vmlinux; dracut (+ network) for the dracut initramfs of the
 # module (it replaces initramfs-tools, harmless on a build machine), cpio and kmod (depmod,
 # modprobe --show-depends) for image/mkinitrd-min.sh, e2tools to read the guest's config disk,
 # systemd for the systemd-flavoured dracut initramfs and `systemd-analyze verify` of our unit,

@@ -164,6 +164,12 @@ if [[ $ROOT == systemd ]]; then
     # no prompts on the console of a first boot
     ln -sf /dev/null "$r/etc/systemd/system/systemd-firstboot.service"
     : > "$r/etc/machine-id"
+    # /etc and /var are as new as /usr (all mtimes are SOURCE_DATE_EPOCH), as on an image made
+    # by a distribution's builder: without the stamps every boot of the live root counts as the
+    # first after an update of /usr and rebuilds the hardware database, the linker cache and the
+    # journal catalogue first (one ISO boot under TCG: 95 s before, 88 s after).
+    : > "$r/etc/.updated"
+    : > "$r/var/.updated"
     echo "ovirt-node" > "$r/etc/hostname"
     rm -rf "$r/var/cache/apt"/* "$r/var/lib/apt/lists"/* "$r/var/log"/*
 else

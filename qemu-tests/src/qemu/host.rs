@@ -78,6 +78,12 @@ fn guest_relay() -> Result<PathBuf> {
         .and_then(Path::parent)
         .map(|d| d.join("guest-relay"))
         .context("the test executable has no parent directory")?;
+    // It goes into a comma-separated QEMU option and a shell command line.
+    ensure!(
+        !relay.to_string_lossy().contains([',', ' ', '\t']),
+        "{}: the QEMU tests need a target directory without ',' or blanks in its path",
+        relay.display()
+    );
     ensure!(
         relay.is_file(),
         "{}: missing: build it with cargo build -p qemu-tests --bin guest-relay (cargo test \

@@ -70,6 +70,13 @@ for d in /sys/class/net/*; do
     grep -q "^$n " /proc/net/vlan/config 2>/dev/null && k=vlan
     m=-
     [ -L "$d/master" ] && m=$(basename "$(readlink "$d/master")")
+    # The kernel passes a carrier change on to the operational state in rounds, at most one a
+    # second (docs/qemu-harness.md §9.6): a link with carrier gets that long to show it.
+    i=0
+    while [ "$i" -lt 15 ] && [ "$(cat "$d/carrier" 2>/dev/null)" = 1 ] && [ "$(cat "$d/operstate")" = down ]; do
+        sleep 0.1
+        i=$((i + 1))
+    done
     echo "QH-LINK name=$n kind=$k master=$m oper=$(cat "$d/operstate") flags=$(cat "$d/flags") mac=$(cat "$d/address")"
     if [ "$k" = bond ]; then
         echo "QH-BOND name=$n mode=$(cut -d' ' -f1 "$d/bonding/mode") slaves=$(cat "$d/bonding/slaves" | tr ' ' ,) active=$(cat "$d/bonding/active_slave")"

@@ -5,7 +5,6 @@
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 
 use anyhow::{ensure, Context, Result};
 
@@ -41,8 +40,6 @@ impl LiveRoot {
 /// The ISO's two big parts (see above), with `root_bin` as the live root's `/usr/sbin/ovirt-node-reg` (the
 /// initramfs always has the real binary).
 fn iso_parts_with(host: &Host, root: LiveRoot, root_bin: &Path) -> Result<(PathBuf, PathBuf)> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     need("dracut", "dracut")?;
     ensure!(
         Path::new("/usr/lib/dracut/modules.d/90dmsquash-live").is_dir(),
@@ -57,18 +54,9 @@ fn iso_parts_with(host: &Host, root: LiveRoot, root_bin: &Path) -> Result<(PathB
     let dir = target_dir().join("qemu-cache");
     fs::create_dir_all(&dir)?;
 
-    let script = ws.join("image/mkinitrd-dracut.sh");
-    let mut files = vec![script.clone(), bin.clone()];
-    files.extend(files_under(&ws.join("dracut"))?);
-    let key = inputs_key(&files, &[&host.kver, "live", NET_DRIVERS])?;
-    let initrd = dir.join(format!("dracut-live-{}.img", &key[..24]));
-    let mut cmd = image_script();
-    cmd.arg(&script)
-        .arg(&bin)
-        .arg(&initrd)
-        .args(["--live", "--kver", &host.kver])
-        .args(["--net-drivers", NET_DRIVERS]);
-    build_cached(&initrd, &mut cmd, "image/mkinitrd-dracut.sh --live")?;
+    // The root first: the systemd root is the longest image build of the QEMU tier (about
+    // 3 min, mostly mmdebstrap), and the tests needing the other parts build them meanwhile.
+    // Each part has its own build lock (build_cached): nothing else here is serialised.
 
     let script = ws.join("image/mkroot-live.sh");
     let openssl = which("openssl").context("openssl")?;
@@ -92,6 +80,19 @@ fn iso_parts_with(host: &Host, root: LiveRoot, root_bin: &Path) -> Result<(PathB
         .args(["--root", root.name()])
         .args(["--boot-args", TCG_APPEND, "--boot-timeout", GRUB_TIMEOUT]);
     build_cached(&rootfs, &mut cmd, "image/mkroot-live.sh")?;
+
+    let script = ws.join("image/mkinitrd-dracut.sh");
+    let mut files = vec![script.clone(), bin.clone()];
+    files.extend(files_under(&ws.join("dracut"))?);
+    let key = inputs_key(&files, &[&host.kver, "live", NET_DRIVERS])?;
+    let initrd = dir.join(format!("dracut-live-{}.img", &key[..24]));
+    let mut cmd = image_script();
+    cmd.arg(&script)
+        .arg(&bin)
+        .arg(&initrd)
+        .args(["--live", "--kver", &host.kver])
+        .args(["--net-drivers", NET_DRIVERS]);
+    build_cached(&initrd, &mut cmd, "image/mkinitrd-dracut.sh --live")?;
     Ok((initrd, rootfs))
 }
 
