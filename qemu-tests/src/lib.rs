@@ -21,6 +21,7 @@ pub mod events;
 pub mod faults;
 pub mod hosts;
 pub mod http;
+mod port_hold;
 pub mod qemu;
 pub mod rate_limit;
 mod router;

@@ -20,6 +20,7 @@ use crate::events::{lock, Event, EventKind, EventLog};
 use crate::faults::Faults;
 use crate::hosts::Hosts;
 use crate::http::{self, Response};
+use crate::port_hold::PortHold;
 use crate::rate_limit::{self, Limit, RateLimiter};
 use crate::router;
 use crate::servlet::Engine;
@@ -203,10 +204,14 @@ fn spawn_accept(
 
 fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, addr: SocketAddr, scheme: Scheme) {
     let mut listener = Some(listener);
+    // While refusing, the port stays reserved so the listener can always come back.
+    let mut hold = None;
     while !shared.stopping() {
         if shared.faults.refusing() {
-            // No socket bound at all: clients get a real ECONNREFUSED, as with an engine down.
+            // No socket listening at all: clients get a real ECONNREFUSED, as with an engine
+            // down.
             if listener.take().is_some() {
+                hold = PortHold::bind(addr).ok();
                 note_fault(
                     shared,
                     format!("{} listener closed (refuse)", scheme.as_str()),
@@ -218,7 +223,10 @@ fn accept_loop(shared: &Arc<Shared>, listener: TcpListener, addr: SocketAddr, sc
         let Some(l) = listener.as_ref() else {
             listener = bind(addr).ok();
             match listener {
-                Some(_) => note_fault(shared, format!("{} listener reopened", scheme.as_str())),
+                Some(_) => {
+                    drop(hold.take());
+                    note_fault(shared, format!("{} listener reopened", scheme.as_str()))
+                }
                 None => thread::sleep(POLL),
             }
             continue;

@@ -11,8 +11,9 @@
 //! (`TCP_NODELAY`) and every read of the guest's side is acknowledged at once
 //! (`TCP_QUICKACK`, which the kernel clears again by itself, so it is set after each read).
 //!
-//! Nothing is ever written to stderr: it is the guest's connection too. Exit status 1 when the
-//! server cannot be reached (the guest sees its connection closed), 2 on bad usage.
+//! Nothing may reach stderr, the guest's connection too: fd 2 is pointed at /dev/null first.
+//! Exit status 1 when the server cannot be reached (the guest sees its connection closed), 2
+//! on bad usage.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -28,6 +29,7 @@ fn main() {
     let (Some(target), None) = (args.next(), args.next()) else {
         std::process::exit(2);
     };
+    quiet_stderr();
     // SAFETY: QEMU starts the command with its connection on fds 0-2; fd 0 is owned by this
     // process from here on and nothing else in it uses fd 0.
     let guest = unsafe { TcpStream::from_raw_fd(0) };
@@ -61,6 +63,14 @@ fn pump(mut from: TcpStream, mut to: TcpStream) {
         }
     }
     let _ = to.shutdown(Shutdown::Write);
+}
+
+/// fd 2 becomes /dev/null: a panic message must not reach the guest as data.
+fn quiet_stderr() {
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        // SAFETY: dup2 of a valid descriptor onto fd 2, which nothing in this process holds.
+        unsafe { libc::dup2(null.as_raw_fd(), 2) };
+    }
 }
 
 /// Acknowledges what was just read now rather than after the delayed-ACK timer.
