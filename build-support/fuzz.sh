@@ -17,8 +17,13 @@ ALL=(cmdline dhcp dns sntp http_date retry_after pem der ssh_key v2_answer netli
 SEED=${FUZZ_SEED:-20261125}
 [ "$SEED" = random ] && SEED=$((RANDOM * 32768 + RANDOM))
 
-# cargo-fuzz needs -Zsanitizer: use a nightly when rustup has one, else stable with
-# RUSTC_BOOTSTRAP=1 (stable ships the asan runtime too). Never download a toolchain.
+# The fuzz targets are libFuzzer binaries (libfuzzer-sys) built by plain cargo with the
+# instrumentation cargo-fuzz 0.13 would pass (its defaults: release with line tables, one
+# codegen unit, debug assertions, AddressSanitizer, SanitizerCoverage with inline 8-bit
+# counters, PC table, compare tracing and stack depth, `--cfg fuzzing`, no branch folding), so
+# no cargo-fuzz has to be compiled first on a new machine. -Zsanitizer needs a nightly: use
+# one when rustup has it, else rustup's stable with RUSTC_BOOTSTRAP=1 (stable ships the ASan
+# runtime too). Never download a toolchain.
 NIGHTLY=$(rustup toolchain list 2>/dev/null | awk '/^nightly/ { print $1; exit }')
 if [ -n "$NIGHTLY" ]; then
     TC=(cargo "+$NIGHTLY")
@@ -27,6 +32,23 @@ else
     TC=(env RUSTC_BOOTSTRAP=1 cargo +stable)
     echo "[fuzz] no nightly: stable with RUSTC_BOOTSTRAP=1"
 fi
+HOST=$(rustc -vV | sed -n 's/^host: //p')
+FUZZ_RUSTFLAGS=(-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
+    -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table
+    -Cllvm-args=-sanitizer-coverage-trace-compares -Cllvm-args=-sanitizer-coverage-stack-depth
+    -Cllvm-args=-simplifycfg-branch-fold-threshold=0 --cfg fuzzing -Zsanitizer=address
+    -Cdebug-assertions -Ccodegen-units=1)
+# build [TARGET...]: the named targets, or all of them. --target keeps the flags away from
+# build scripts and proc macros.
+build() {
+    local bins=(--bins)
+    [ $# -eq 0 ] || bins=("${@/#/--bin=}")
+    RUSTFLAGS="${FUZZ_RUSTFLAGS[*]} ${RUSTFLAGS:-}" "${TC[@]}" build --manifest-path fuzz/Cargo.toml \
+        --target "$HOST" --release --config 'profile.release.debug="line-tables-only"' "${bins[@]}"
+}
+# As cargo-fuzz runs them: ASan's one-definition-rule check misfires on Rust's generics.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_odr_violation=0"
+BIN=fuzz/target/$HOST/release
 
 # Start from the root lockfile so the fuzzed code uses the same dependency versions as the
 # shipped binary; cargo only adds libfuzzer-sys & co. (fuzz/Cargo.lock is therefore not in git.)
@@ -34,12 +56,12 @@ cp Cargo.lock fuzz/Cargo.lock
 
 if [ "${1:-}" = --replay ]; then
     [ $# -eq 3 ] || { echo "usage: fuzz.sh --replay TARGET FILE" >&2; exit 2; }
-    "${TC[@]}" fuzz run --fuzz-dir fuzz "$2" "$3"
-    exit
+    build "$2"
+    exec "$BIN/$2" "$3"
 fi
 
 if [ "${1:-}" = --build-only ]; then
-    "${TC[@]}" fuzz build --fuzz-dir fuzz
+    build
     exit
 fi
 
@@ -52,15 +74,10 @@ for t in "${TARGETS[@]}"; do
 done
 
 # Build first, so a compile error is not reported as a finding (and is not fuzzing time).
-if [ $# -eq 0 ]; then
-    "${TC[@]}" fuzz build --fuzz-dir fuzz
-else
-    for t in "${TARGETS[@]}"; do "${TC[@]}" fuzz build --fuzz-dir fuzz "$t"; done
-fi
+if [ $# -eq 0 ]; then build; else build "${TARGETS[@]}"; fi
 
-# The binaries cargo fuzz built (release, debug assertions, ASan), run directly: no cargo
-# between targets, so nothing is rebuilt halfway and the budget is all fuzzing.
-BIN=fuzz/target/$(rustc -vV | sed -n 's/^host: //p')/release
+# The binaries built above, run directly: no cargo between targets, so nothing is rebuilt
+# halfway and the budget is all fuzzing.
 JOBS=${FUZZ_JOBS:-$(nproc)}
 LOGS=fuzz/logs
 rm -rf "$LOGS"

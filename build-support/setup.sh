@@ -108,12 +108,7 @@ if ! route_a; then
     log "route B compiler: $(/usr/bin/rustc --version)"
 fi
 
-# Rustup's toolchain provides cargo test/clippy/fmt; this script never installs a toolchain.
+# Rustup's toolchain provides cargo test/clippy/fmt and builds the fuzz targets (fuzz.sh: plain
+# cargo, no cargo-fuzz); this script never installs a toolchain.
 command -v cargo >/dev/null || die "cargo (rustup) not in PATH; install rustup's stable toolchain"
-if cargo fuzz --version >/dev/null 2>&1; then
-    log "cargo-fuzz: $(cargo fuzz --version)"
-else
-    log "installing cargo-fuzz from the crates registry"
-    cargo install --locked cargo-fuzz
-fi
 log "done"

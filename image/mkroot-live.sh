@@ -2,17 +2,19 @@
 # The node's root filesystem for the ISO: a squashfs (LiveOS/squashfs.img) with a busybox
 # init that does what the real node's systemd does with our two units, in the same order.
 #
-#   image/mkroot-live.sh OUT.squashfs [BIN] [--root busybox|systemd] [--boot-args ARGS]
-#                        [--boot-timeout S]
+#   image/mkroot-live.sh OUT.squashfs [BIN] [--root busybox|systemd] [--base TAR]
+#                        [--boot-args ARGS] [--boot-timeout S]
 #
 #   BIN              the static ovirt-node-reg (default target/static/ovirt-node-reg)
 #   --root busybox   (default) the busybox root below: 5 MB, no downloads
-#   --root systemd   a Debian 12 minbase root made by mmdebstrap (systemd-sysv, udev, openssl,
-#                    iproute2; ~55 MB, downloads ~40 MB of packages from the machine's own
-#                    bookworm apt sources) that runs the real units: dracut/ovirt-node-reg.service,
-#                    image/live/vdsmd.service and, only with ovirt.reg.poweroff (tests),
-#                    image/live/qh-report.service, which prints the same markers and powers
-#                    off. Reproducible for the same mirror state only (package versions change).
+#   --root systemd   a Debian 12 minbase root (image/mkdebian-base.sh: systemd-sysv, udev,
+#                    openssl, iproute2; ~45 MB squashfs, downloads ~40 MB of packages from the
+#                    machine's own bookworm apt sources) that runs the real units:
+#                    dracut/ovirt-node-reg.service, image/live/vdsmd.service and, only with
+#                    ovirt.reg.poweroff (tests), image/live/qh-report.service, which prints the
+#                    same markers and powers off.
+#   --base TAR       the systemd root's Debian base made beforehand by image/mkdebian-base.sh
+#                    (default: made here, into a temporary directory)
 #   --boot-args ARGS, --boot-timeout S
 #                    the installed boot's fixed kernel arguments and GRUB menu timeout
 #                    (image/mkboot.sh --append, --timeout; default none and 1 s)
@@ -57,6 +59,7 @@ if [[ $# -gt 0 && $1 != --* ]]; then
     shift
 fi
 ROOT=busybox
+BASE=
 BOOT_ARGS=()
 while [[ $# -gt 0 ]]; do
     case $1 in
@@ -68,6 +71,11 @@ while [[ $# -gt 0 ]]; do
         --boot-args)
             [[ $# -ge 2 ]] || usage
             BOOT_ARGS+=(--append "$2")
+            shift 2
+            ;;
+        --base)
+            [[ $# -ge 2 ]] || usage
+            BASE=$2
             shift 2
             ;;
         --boot-timeout)
@@ -129,27 +137,11 @@ install_boot_files() {
 }
 
 if [[ $ROOT == systemd ]]; then
-    command -v mmdebstrap > /dev/null || die "mmdebstrap not found: apt-get install mmdebstrap"
-    [[ $(id -u) -eq 0 ]] || die "--root systemd: mmdebstrap needs root here"
-    # The machine's own bookworm sources (main, and updates/security where configured), not
-    # mmdebstrap's built-in default mirror.
-    # shellcheck source=build-support/apt-sources.sh
-    . "$top/build-support/apt-sources.sh"
-    mirrors=()
-    for suite in bookworm bookworm-updates bookworm-security; do
-        if src=$(apt_suite_source /etc/apt "$suite" main); then
-            mirrors+=("deb ${src%%$'\t'*} $suite main")
-        fi
-    done
-    [[ ${mirrors[0]:-} == *" bookworm main" ]] ||
-        die "--root systemd: no http(s) 'bookworm main' source in the apt sources; add one"
-    mmdebstrap --quiet --variant=minbase --include=systemd-sysv,udev,openssl,iproute2,kmod,e2fsprogs \
-        --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/man/*' \
-        --dpkgopt='path-exclude=/usr/share/locale/*' bookworm "$r" "${mirrors[@]}" \
-        > "$tmp/mmdebstrap.log" 2>&1 || {
-        tail -n 30 "$tmp/mmdebstrap.log" >&2
-        die "mmdebstrap failed"
-    }
+    [[ $(id -u) -eq 0 ]] || die "--root systemd: unpacking the Debian base needs root here"
+    [[ -n $BASE ]] || BASE=$(bash "$here/mkdebian-base.sh" "$tmp/base" | tail -n 1)
+    [[ -s $BASE ]] || die "--base $BASE: not a tarball (image/mkdebian-base.sh makes it)"
+    mkdir -p "$r"
+    tar -C "$r" --numeric-owner -xpf "$BASE" || die "--base $BASE: cannot unpack it"
     install -m 0755 "$BIN" "$r/usr/sbin/ovirt-node-reg"
     install_boot_files "$r"
     stand_in_vdsm "$r"

@@ -299,7 +299,7 @@ pub fn initramfs_file(host: &Host, image: Image, extras: &[Extra]) -> Result<Pat
             cmd.arg("--extra")
                 .arg(format!("{}:{}:{:o}", src.display(), e.dst, e.mode));
         }
-        run_script(&mut cmd, "image/mkinitrd-min.sh")
+        run_script(&mut cmd, "image/mkinitrd-min.sh").map(drop)
     })();
     let _ = fs::remove_dir_all(&work);
     result?;
@@ -384,8 +384,9 @@ pub(super) fn image_script() -> Command {
 }
 
 /// Runs one of the image/ scripts (dates fixed for reproducible output): an error carries
-/// its output; on success its summary line is printed with the time it took.
-pub(super) fn run_script(cmd: &mut Command, what: &str) -> Result<()> {
+/// its output; on success its summary line is printed with the time it took, and its output
+/// returned.
+pub(super) fn run_script(cmd: &mut Command, what: &str) -> Result<std::process::Output> {
     let (started, at) = (Instant::now(), std::time::SystemTime::now());
     let o = run_ok(cmd.env("SOURCE_DATE_EPOCH", "0"), what)?;
     super::run::record_time(super::run::BUILD_TIMES, what, started.elapsed(), at);
@@ -394,7 +395,7 @@ pub(super) fn run_script(cmd: &mut Command, what: &str) -> Result<()> {
         String::from_utf8_lossy(&o.stdout).trim(),
         started.elapsed().as_secs_f64()
     );
-    Ok(())
+    Ok(o)
 }
 
 /// The SHA-256 (hex) of the files and strings that make an image.
@@ -503,7 +504,7 @@ pub fn pxe_tree(
         if let Some(token) = token {
             cmd.arg("--token-file").arg(token_file(&work, token)?);
         }
-        run_script(&mut cmd, "image/mkpxe.sh")
+        run_script(&mut cmd, "image/mkpxe.sh").map(drop)
     })();
     let _ = fs::remove_dir_all(&work);
     result?;

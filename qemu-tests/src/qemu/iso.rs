@@ -68,10 +68,11 @@ fn iso_parts_with(host: &Host, root: LiveRoot, root_bin: &Path) -> Result<(PathB
         ws.join("image/mkboot.sh"),
     ];
     files.extend(files_under(&ws.join("image/live"))?);
-    if root == LiveRoot::Systemd {
-        need("mmdebstrap", "mmdebstrap")?;
-    }
-    let key = inputs_key(&files, &[root.name(), TCG_APPEND, GRUB_TIMEOUT])?;
+    let base = match root {
+        LiveRoot::Systemd => debian_base(&dir)?.to_string_lossy().into_owned(),
+        LiveRoot::Busybox => String::new(),
+    };
+    let key = inputs_key(&files, &[root.name(), &base, TCG_APPEND, GRUB_TIMEOUT])?;
     let rootfs = dir.join(format!("root-live-{}-{}.squashfs", root.name(), &key[..24]));
     let mut cmd = image_script();
     cmd.arg(&script)
@@ -79,6 +80,9 @@ fn iso_parts_with(host: &Host, root: LiveRoot, root_bin: &Path) -> Result<(PathB
         .arg(root_bin)
         .args(["--root", root.name()])
         .args(["--boot-args", TCG_APPEND, "--boot-timeout", GRUB_TIMEOUT]);
+    if !base.is_empty() {
+        cmd.args(["--base", &base]);
+    }
     build_cached(&rootfs, &mut cmd, "image/mkroot-live.sh")?;
 
     let script = ws.join("image/mkinitrd-dracut.sh");
@@ -94,6 +98,23 @@ fn iso_parts_with(host: &Host, root: LiveRoot, root_bin: &Path) -> Result<(PathB
         .args(["--net-drivers", NET_DRIVERS]);
     build_cached(&initrd, &mut cmd, "image/mkinitrd-dracut.sh --live")?;
     Ok((initrd, rootfs))
+}
+
+/// The systemd root's Debian base in `dir` (`image/mkdebian-base.sh`: it keys, locks and
+/// caches the tarball itself, so build-support/test-all.sh can start it before the tests are
+/// built; here it is found made, waited for, or made).
+fn debian_base(dir: &Path) -> Result<PathBuf> {
+    need("mmdebstrap", "mmdebstrap")?;
+    let mut cmd = image_script();
+    cmd.arg(workspace().join("image/mkdebian-base.sh")).arg(dir);
+    let out = run_script(&mut cmd, "image/mkdebian-base.sh")?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let base = PathBuf::from(stdout.lines().last().unwrap_or_default());
+    ensure!(
+        base.is_file(),
+        "image/mkdebian-base.sh named no tarball: {stdout}"
+    );
+    Ok(base)
 }
 
 /// The node ISO for machine `name` (`target/qemu-disks/<name>.iso`, mode 0600: it may hold a
