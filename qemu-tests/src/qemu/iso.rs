@@ -69,10 +69,14 @@ fn iso_parts_with(host: &Host, root: LiveRoot, root_bin: &Path) -> Result<(PathB
     ];
     files.extend(files_under(&ws.join("image/live"))?);
     let base = match root {
-        LiveRoot::Systemd => debian_base(&dir)?.to_string_lossy().into_owned(),
-        LiveRoot::Busybox => String::new(),
+        LiveRoot::Systemd => Some(debian_base(&dir)?),
+        LiveRoot::Busybox => None,
     };
-    let key = inputs_key(&files, &[root.name(), &base, TCG_APPEND, GRUB_TIMEOUT])?;
+    let base_name = base
+        .as_deref()
+        .map(Path::to_string_lossy)
+        .unwrap_or_default();
+    let key = inputs_key(&files, &[root.name(), &base_name, TCG_APPEND, GRUB_TIMEOUT])?;
     let rootfs = dir.join(format!("root-live-{}-{}.squashfs", root.name(), &key[..24]));
     let mut cmd = image_script();
     cmd.arg(&script)
@@ -80,8 +84,8 @@ fn iso_parts_with(host: &Host, root: LiveRoot, root_bin: &Path) -> Result<(PathB
         .arg(root_bin)
         .args(["--root", root.name()])
         .args(["--boot-args", TCG_APPEND, "--boot-timeout", GRUB_TIMEOUT]);
-    if !base.is_empty() {
-        cmd.args(["--base", &base]);
+    if let Some(base) = &base {
+        cmd.arg("--base").arg(base);
     }
     build_cached(&rootfs, &mut cmd, "image/mkroot-live.sh")?;
 
