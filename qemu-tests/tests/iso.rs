@@ -7,9 +7,12 @@
 //! enrolment token is in an initramfs overlay of the ISO (token.img, 0600), never on the
 //! command line. The engine simulator on loopback is reached through `guestfwd` only
 //! (`restrict=on`), and reaches the guest's vdsm port through `hostfwd` from 127.0.0.1 only.
-//! The same with the systemd root (the real units), and on UEFI (OVMF, GRUB instead of
-//! isolinux). About 30 s per busybox boot and 70-90 s per systemd boot under TCG, plus the
-//! parts' first build (cached in target/qemu-cache).
+//! The same with the systemd root (the real units). The same ISO on UEFI (OVMF, q35, the
+//! CD-ROM on AHCI, GRUB's boot/grub/grub.cfg instead of isolinux) enrols in
+//! tests/install.rs (`install_uefi_boots_from_disk`), whose installed disk then boots on UEFI
+//! with no second enrolment: a UEFI scenario here repeated those two boots and cost 2 min of
+//! the CI's QEMU time. About 30 s per busybox boot and 70-150 s per systemd boot under TCG,
+//! plus the parts' first build (cached in target/qemu-cache).
 
 use qemu_tests::qemu::{Boot, LiveRoot};
 use qemu_tests::scenario::{Node, Scenario};
@@ -44,10 +47,9 @@ enum Reboot {
 /// approved by the token, certificates on the disk, and vdsm answers the engine. With
 /// [`Reboot::Yes`], the same machine rebooted: done again from the checkpoints and the
 /// persisted certificates, vdsm answers again, and the engine sees no second register or CSR.
-fn iso_scenario(test: &str, name: &str, uuid: &str, root: LiveRoot, uefi: bool, reboot: Reboot) {
+fn iso_scenario(test: &str, name: &str, uuid: &str, root: LiveRoot, reboot: Reboot) {
     let s = Scenario::start(test, 2);
-    let machine = s.machine(name).uuid(uuid).iso(root).token();
-    let mut node = if uefi { machine.uefi() } else { machine }.build();
+    let mut node = s.machine(name).uuid(uuid).iso(root).token().build();
     let iso = node.vm.iso.as_ref().expect("an ISO boot");
     let iso_size = std::fs::metadata(iso).map(|m| m.len()).unwrap_or(0);
 
@@ -67,11 +69,7 @@ fn iso_scenario(test: &str, name: &str, uuid: &str, root: LiveRoot, uefi: bool, 
         node.assert_registered_once(&second);
         second.pass();
     }
-    eprintln!(
-        "[qemu] {name} ({} root, {}): ISO {iso_size} bytes",
-        root.name(),
-        if uefi { "UEFI" } else { "BIOS" },
-    );
+    eprintln!("[qemu] {name} ({} root): ISO {iso_size} bytes", root.name());
 }
 
 /// The busybox live root: its init runs the units' commands in their order.
@@ -82,16 +80,16 @@ fn iso_busybox_root_enrols_serves_vdsm_and_reboot_registers_nothing() {
         "iso-busybox",
         "4c4c4544-0042-3510-8052-b4c04f4e5401",
         LiveRoot::Busybox,
-        false,
         Reboot::Yes,
     );
 }
 
 /// The Debian systemd live root: systemd runs dracut/ovirt-node-reg.service and the stand-in
 /// image/live/vdsmd.service (Requires=/After= it), as on a real node. One boot: a reboot runs
-/// the same initramfs stage and binary whatever the root's init (the busybox roots reboot,
-/// BIOS and UEFI), and this root's boot is the longest of the suite (70-150 s under TCG,
-/// most of it systemd's own start), so a second one would add only time.
+/// the same initramfs stage and binary whatever the root's init (the busybox root reboots,
+/// and the installed disks in tests/install.rs, BIOS and UEFI), and this root's boot is the
+/// longest of the suite (70-150 s under TCG, most of it systemd's own start), so a second one
+/// would add only time.
 #[test]
 fn iso_systemd_root_enrols_and_serves_vdsm() {
     iso_scenario(
@@ -99,20 +97,6 @@ fn iso_systemd_root_enrols_and_serves_vdsm() {
         "iso-systemd",
         "4c4c4544-0042-3510-8052-b4c04f4e5402",
         LiveRoot::Systemd,
-        false,
         Reboot::No,
-    );
-}
-
-/// The same ISO on UEFI (OVMF, q35, the CD-ROM on AHCI): GRUB's boot/grub/grub.cfg entry.
-#[test]
-fn iso_uefi_busybox_root_enrols_serves_vdsm_and_reboot_registers_nothing() {
-    iso_scenario(
-        "iso_uefi_busybox_root_enrols_serves_vdsm_and_reboot_registers_nothing",
-        "iso-uefi",
-        "4c4c4544-0042-3510-8052-b4c04f4e5403",
-        LiveRoot::Busybox,
-        true,
-        Reboot::Yes,
     );
 }
