@@ -60,5 +60,12 @@ else
     BUILT=$CARGO_TARGET_DIR/$TARGET/$PROFILE/$PKG
 fi
 
-install -D -m 0755 "$BUILT" "$OUT"
+# Every QEMU test process runs this script (qemu-tests/src/qemu/host.rs) while others read
+# $OUT to build their images: `install` over it left a moment with no executable there, and a
+# test failed on it. An unchanged binary is left alone; a new one replaces it in one rename.
+if ! cmp -s "$BUILT" "$OUT"; then
+    mkdir -p "$(dirname "$OUT")"
+    install -m 0755 "$BUILT" "$OUT.tmp.$$"
+    mv -f "$OUT.tmp.$$" "$OUT"
+fi
 echo "[build-static] $OUT: $(stat -c %s "$OUT") bytes"

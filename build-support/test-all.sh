@@ -50,11 +50,14 @@ sim_tests() {
 # selection could resolve other dependency features and build everything again.
 LOGS=target/test-logs
 BINS=target/test-bins.tsv
+# Each lane's exit status, wall seconds and CPU seconds (user + system of everything it ran,
+# QEMU and the image builds included): the CPU, not the order of the lanes, bounds this stage.
 run_lane() {
-    local name=$1 t0=$SECONDS rc=0
+    local name=$1 t0=$SECONDS rc=0 cpu
     shift
-    "$@" >"$LOGS/$name.log" 2>&1 || rc=$?
-    echo "$rc $((SECONDS - t0))" >"$LOGS/$name.rc"
+    cpu=$( { TIMEFORMAT='%U %S'; time { "$@" >"$LOGS/$name.log" 2>&1 || rc=$?; echo "$rc" >"$LOGS/$name.exit"; }; } 2>&1)
+    rc=$(cat "$LOGS/$name.exit")
+    echo "$rc $((SECONDS - t0)) $(awk '{printf "%.0f", $1 + $2}' <<<"$cpu")" >"$LOGS/$name.rc"
 }
 # run_bin DIR EXE: one test executable, as `cargo test` runs it.
 run_bin() {
@@ -75,7 +78,7 @@ lane_cpu() {
     return "$rc"
 }
 run_lanes() {
-    local t name rc secs f failed=() pids=()
+    local t name rc secs cpu f failed=() pids=()
     rm -rf "$LOGS"
     mkdir -p "$LOGS"
     run_lane cpu lane_cpu &
@@ -89,13 +92,13 @@ run_lanes() {
     run_lane qemu-vm_storm run_bin qemu-tests "$(qemu_bin vm_storm)"
     for f in "$LOGS"/*.rc; do
         name=$(basename "$f" .rc)
-        read -r rc secs <"$f"
-        printf '\n--- lane %s: exit %s after %s s\n' "$name" "$rc" "$secs"
+        read -r rc secs cpu <"$f"
+        printf '\n--- lane %s: exit %s after %s s (CPU %s s)\n' "$name" "$rc" "$secs" "$cpu"
         cat "$LOGS/$name.log"
         [ "$rc" = 0 ] || failed+=("$name")
     done
-    printf '\n--- lanes:'
-    for f in "$LOGS"/*.rc; do printf ' %s %ss' "$(basename "$f" .rc)" "$(cut -d' ' -f2 "$f")"; done
+    printf '\n--- lanes (wall s/CPU s):'
+    for f in "$LOGS"/*.rc; do printf ' %s %s/%s' "$(basename "$f" .rc)" "$(cut -d' ' -f2 "$f")" "$(cut -d' ' -f3 "$f")"; done
     echo
     [ ${#failed[@]} -eq 0 ] || { echo "FAILED lanes: ${failed[*]} (logs above, and in $LOGS/)" >&2; return 1; }
 }
