@@ -53,11 +53,10 @@ BINS=target/test-bins.tsv
 # Each lane's exit status, wall seconds and CPU seconds (user + system of everything it ran,
 # QEMU and the image builds included): the CPU, not the order of the lanes, bounds this stage.
 run_lane() {
-    local name=$1 t0=$SECONDS rc=0 cpu
+    local name=$1 t0=$SECONDS rc=0 TIMEFORMAT='%U %S'
     shift
-    cpu=$( { TIMEFORMAT='%U %S'; time { "$@" >"$LOGS/$name.log" 2>&1 || rc=$?; echo "$rc" >"$LOGS/$name.exit"; }; } 2>&1)
-    rc=$(cat "$LOGS/$name.exit")
-    echo "$rc $((SECONDS - t0)) $(awk '{printf "%.0f", $1 + $2}' <<<"$cpu")" >"$LOGS/$name.rc"
+    { time { "$@" >"$LOGS/$name.log" 2>&1 || rc=$?; }; } 2>"$LOGS/$name.cpu"
+    echo "$rc $((SECONDS - t0)) $(awk '{printf "%.0f", $1 + $2}' "$LOGS/$name.cpu")" >"$LOGS/$name.rc"
 }
 # run_bin DIR EXE: one test executable, as `cargo test` runs it.
 run_bin() {
@@ -78,7 +77,7 @@ lane_cpu() {
     return "$rc"
 }
 run_lanes() {
-    local t name rc secs cpu f failed=() pids=()
+    local t name rc secs cpu f summary='' failed=() pids=()
     rm -rf "$LOGS"
     mkdir -p "$LOGS"
     run_lane cpu lane_cpu &
@@ -96,20 +95,11 @@ run_lanes() {
         printf '\n--- lane %s: exit %s after %s s (CPU %s s)\n' "$name" "$rc" "$secs" "$cpu"
         cat "$LOGS/$name.log"
         [ "$rc" = 0 ] || failed+=("$name")
+        summary+=" $name $secs/$cpu"
     done
-    printf '\n--- lanes (wall s/CPU s):'
-    for f in "$LOGS"/*.rc; do printf ' %s %s/%s' "$(basename "$f" .rc)" "$(cut -d' ' -f2 "$f")" "$(cut -d' ' -f3 "$f")"; done
-    echo
+    printf '\n--- lanes (wall s/CPU s):%s\n' "$summary"
     [ ${#failed[@]} -eq 0 ] || { echo "FAILED lanes: ${failed[*]} (logs above, and in $LOGS/)" >&2; return 1; }
 }
-# What `cargo clippy -- -D warnings` does to cargo (clippy's driver wraps rustc for the
-# workspace's own crates, its arguments in CLIPPY_ARGS), around the cargo commands that compile
-# the workspace with every feature: the test build then fails on a lint as
-# `cargo clippy --all-features` would, without a second check of every crate (both clippy
-# passes and the test build: 147 s alone, 131 s this way). The doc tests run under it too, or
-# cargo would build the library again for them.
-LINTED=(env "RUSTC_WORKSPACE_WRAPPER=$(rustup which clippy-driver)"
-    "CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__")
 # Build every test executable once and list them: package, target, kind, path, package dir.
 build_tests() {
     "${LINTED[@]}" cargo test --workspace --all-features --no-run --message-format=json-render-diagnostics |
@@ -148,6 +138,14 @@ build-support/build-static.sh >target/static-build.log 2>&1 &
 STATIC_BUILD=$!
 stage "cargo clippy -D warnings (default features; all features: in the test build)"
 cargo clippy --workspace --all-targets -- -D warnings
+# What `cargo clippy -- -D warnings` does to cargo (clippy's driver wraps rustc for the
+# workspace's own crates, its arguments in CLIPPY_ARGS), around the cargo commands that compile
+# the workspace with every feature (build_tests, lane_cpu's doc tests): the test build then
+# fails on a lint as `cargo clippy --all-features` would, without a second check of every
+# crate (both clippy passes and the test build: 147 s alone, 131 s this way). The doc tests
+# run under it too, or cargo would build the library again for them.
+CLIPPY_DRIVER=$(rustup which clippy-driver) || { echo "rustup has no clippy-driver" >&2; exit 1; }
+LINTED=(env "RUSTC_WORKSPACE_WRAPPER=$CLIPPY_DRIVER" "CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__")
 # The fuzz targets build at the lowest priority while the tests run: the QEMU boots leave a
 # core idle now and then, and the fuzz stage then only fuzzes.
 stage "fuzz targets: build in the background (nice 19)"

@@ -7,7 +7,7 @@
 #   image/mkdebian-base.sh CACHE_DIR
 #
 # Makes CACHE_DIR/debian-base-KEY.tar unless it is there (KEY: the hash of this script and
-# the sources it reads) and prints its path as the last line of its output. Runs at once
+# the sources it reads) and prints its path as the last line of its output. Runs started at once
 # build it once (a lock on the tarball's .lock file). build-support/test-all.sh starts it
 # first thing, so its download and unpacking run beside the lints instead of at the lowest
 # priority between QEMU boots; the QEMU harness then finds it made (qemu-tests/src/qemu/iso.rs).
