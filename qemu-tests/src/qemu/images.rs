@@ -71,9 +71,10 @@ for d in /sys/class/net/*; do
     m=-
     [ -L "$d/master" ] && m=$(basename "$(readlink "$d/master")")
     # The kernel passes a carrier change on to the operational state in rounds, at most one a
-    # second (docs/qemu-harness.md §9.6): a link with carrier gets that long to show it.
+    # second (docs/qemu-harness.md §9.6): a link with carrier gets that long to show it. Until
+    # then a NIC may still say "down" and a new bridge "unknown" (loopback always says that).
     i=0
-    while [ "$i" -lt 15 ] && [ "$(cat "$d/carrier" 2>/dev/null)" = 1 ] && [ "$(cat "$d/operstate")" = down ]; do
+    while [ "$i" -lt 15 ] && [ "$k" != loopback ] && [ "$(cat "$d/carrier" 2>/dev/null)" = 1 ] && [ "$(cat "$d/operstate")" != up ]; do
         sleep 0.1
         i=$((i + 1))
     done
