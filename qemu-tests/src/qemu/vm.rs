@@ -211,7 +211,7 @@ impl Vm {
     /// it boots (cached) on the way.
     pub(super) fn command(&self, host: &Host, log_path: &Path) -> Result<Command> {
         let direct = self.kernel_and_initrd(host)?;
-        let accel = std::env::var("QH_ACCEL").unwrap_or_else(|_| "tcg".into());
+        let accel = std::env::var("QH_ACCEL").unwrap_or_else(|_| super::TCG_ACCEL.into());
         let append = self.kernel_args();
         let mut cmd = Command::new(&host.qemu);
         // The ISO's live root is a tmpfs overlay and its initramfs 17 MB (50 MB unpacked): 768 MB.
