@@ -75,6 +75,9 @@ fn install_and_boot<'s>(
     let mut node = if uefi { machine.uefi() } else { machine }.build();
     let installed = disk_file(&format!("{name}.installed.img"), 768 * MIB);
     node.vm.drives = vec![(installed.clone(), Some("qh-target".into()))];
+    // The BIOS scenario's five boots, one after the other, are the suite's longest chain: when
+    // they queued behind other files' boots they ran last, alone on one core, for 2 min.
+    node.vm.first_in_line = !uefi;
     let live = node.boot();
     node.assert_done(&live);
     assert!(

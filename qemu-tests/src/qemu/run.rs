@@ -4,6 +4,7 @@
 
 use std::fs;
 use std::io::Write;
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
@@ -30,21 +31,39 @@ struct Slot {
     _lock: fs::File,
 }
 
+/// In `qemu-slots/`: held shared by each boot of [`Vm::first_in_line`] while it waits for a
+/// slot. Other boots take no slot while anyone holds it.
+const FIRST_IN_LINE: &str = "first-in-line.lock";
+
 static TOTAL_MS: Mutex<u128> = Mutex::new(0);
 
 impl Slot {
-    fn take() -> Result<Slot> {
-        let dir = target_dir().join("qemu-slots");
-        fs::create_dir_all(&dir)?;
+    /// A free slot; with `first`, before any boot that is not first in line (the queue's
+    /// shared lock is held until this returns).
+    fn take(first: bool) -> Result<Slot> {
+        Slot::take_in(&target_dir().join("qemu-slots"), first)
+    }
+
+    fn take_in(dir: &Path, first: bool) -> Result<Slot> {
+        fs::create_dir_all(dir)?;
+        let queue = lock_file(&dir.join(FIRST_IN_LINE))?;
+        if first {
+            queue.lock_shared()?;
+        }
         let mut files = (0..MAX_VMS)
             .map(|n| lock_file(&dir.join(format!("{n}.lock"))))
             .collect::<Result<Vec<_>>>()?;
         let start = Instant::now();
         loop {
-            if let Some(n) = files.iter().position(|f| f.try_lock().is_ok()) {
+            let free = files.iter().position(|f| f.try_lock().is_ok());
+            if let Some(n) = free.filter(|_| first || nobody_first(&queue)) {
                 return Ok(Slot {
                     _lock: files.swap_remove(n),
                 });
+            }
+            // A slot taken for a boot that must give way is freed again at once.
+            if let Some(n) = free {
+                let _ = files[n].unlock();
             }
             if start.elapsed() >= SLOT_WAIT {
                 bail!(
@@ -56,6 +75,15 @@ impl Slot {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Whether no boot first in line waits for a slot: nobody holds the queue's lock shared.
+fn nobody_first(queue: &fs::File) -> bool {
+    let free = queue.try_lock().is_ok();
+    if free {
+        let _ = queue.unlock();
+    }
+    free
 }
 
 /// In the artefacts directory: `name<TAB>seconds<TAB>start` per boot (start in seconds since
@@ -110,7 +138,7 @@ pub fn boot_with(vm: &Vm, mut on_marker: Option<(&str, &mut dyn FnMut())>) -> Re
     cmd.stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(stderr);
-    let slot = Slot::take()?;
+    let slot = Slot::take(vm.first_in_line)?;
     let start = Instant::now();
     let started = SystemTime::now();
     let mut child = cmd.spawn().context("starting qemu-system-x86_64")?;
@@ -183,4 +211,38 @@ pub fn boot_with(vm: &Vm, mut on_marker: Option<(&str, &mut dyn FnMut())>) -> Re
         );
     }
     Ok(boot)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    /// While a boot first in line waits (here: the test holds the queue's lock as one does),
+    /// another boot takes no slot although both are free, and one first in line takes one at
+    /// once; when nobody first in line waits any more, the other boot gets its slot.
+    #[test]
+    fn boots_give_way_to_one_first_in_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let queue = lock_file(&dir.path().join(FIRST_IN_LINE)).unwrap();
+        queue.lock_shared().unwrap();
+        let (tx, rx) = mpsc::channel();
+        let path = dir.path().to_path_buf();
+        let other = std::thread::spawn(move || {
+            let slot = Slot::take_in(&path, false).unwrap();
+            tx.send(()).unwrap();
+            drop(slot);
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        assert!(
+            rx.try_recv().is_err(),
+            "a boot took a slot before one first in line"
+        );
+        let first = Slot::take_in(dir.path(), true).expect("a free slot at once");
+        drop(queue);
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the other boot gets the second slot once nobody is first in line");
+        drop(first);
+        other.join().unwrap();
+    }
 }

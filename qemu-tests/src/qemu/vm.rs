@@ -72,6 +72,9 @@ pub struct Vm {
     /// More virtio disks after [`Vm::disk`] and [`Vm::root_disk`]: a file and the disk's
     /// serial (`/sys/block/vdX/serial` in the guest).
     pub drives: Vec<(PathBuf, Option<String>)>,
+    /// Takes a free QEMU slot before the boots of other scenarios that wait for one: for the
+    /// longest chain of boots in the suite, so that it does not start last (run.rs).
+    pub first_in_line: bool,
 }
 
 impl Vm {
@@ -97,6 +100,7 @@ impl Vm {
             uefi: false,
             dns_port: None,
             drives: Vec::new(),
+            first_in_line: false,
         }
     }
 
