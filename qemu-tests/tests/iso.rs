@@ -11,8 +11,9 @@
 //! CD-ROM on AHCI, GRUB's boot/grub/grub.cfg instead of isolinux) enrols in
 //! tests/install.rs (`install_uefi_boots_from_disk`), whose installed disk then boots on UEFI
 //! with no second enrolment: a UEFI scenario here repeated those two boots and cost 2 min of
-//! the CI's QEMU time. About 30 s per busybox boot and 70-150 s per systemd boot under TCG,
-//! plus the parts' first build (cached in target/qemu-cache).
+//! the CI's QEMU time. About 30 s per busybox boot and 50-60 s per systemd boot under TCG
+//! (110-150 s before QEMU's code cache was bounded: docs/qemu-harness.md §9 item 12), plus
+//! the parts' first build (cached in target/qemu-cache).
 
 use qemu_tests::qemu::{Boot, LiveRoot};
 use qemu_tests::scenario::{Node, Scenario};
@@ -88,7 +89,7 @@ fn iso_busybox_root_enrols_serves_vdsm_and_reboot_registers_nothing() {
 /// image/live/vdsmd.service (Requires=/After= it), as on a real node. One boot: a reboot runs
 /// the same initramfs stage and binary whatever the root's init (the busybox root reboots,
 /// and the installed disks in tests/install.rs, BIOS and UEFI), and this root's boot is the
-/// longest of the suite (70-150 s under TCG, most of it systemd's own start), so a second one
+/// longest of the suite (50-60 s under TCG, most of it systemd's own start), so a second one
 /// would add only time.
 #[test]
 fn iso_systemd_root_enrols_and_serves_vdsm() {
