@@ -55,15 +55,13 @@ impl Slot {
             .collect::<Result<Vec<_>>>()?;
         let start = Instant::now();
         loop {
-            let free = files.iter().position(|f| f.try_lock().is_ok());
-            if let Some(n) = free.filter(|_| first || nobody_first(&queue)) {
-                return Ok(Slot {
-                    _lock: files.swap_remove(n),
-                });
-            }
-            // A slot taken for a boot that must give way is freed again at once.
-            if let Some(n) = free {
-                let _ = files[n].unlock();
+            // A boot that must give way does not even try the slots.
+            if first || nobody_first(&queue) {
+                if let Some(n) = files.iter().position(|f| f.try_lock().is_ok()) {
+                    return Ok(Slot {
+                        _lock: files.swap_remove(n),
+                    });
+                }
             }
             if start.elapsed() >= SLOT_WAIT {
                 bail!(
