@@ -323,9 +323,8 @@ fi
 find "$r" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 rm -f "$OUT"
 # zstd at level 3, not xz: the systemd root's 187 MB compress in 1 s instead of 45 s of CPU
-# (58 MB instead of 46 MB), and the guest, which reads its files through the kernel's
-# squashfs under TCG, decompresses zstd several times faster than xz. Debian's kernel has
-# both (CONFIG_SQUASHFS_ZSTD).
+# (58 MB instead of 46 MB), and its boots measured no slower (docs/qemu-harness.md §9 item
+# 14). Debian's kernel reads both (CONFIG_SQUASHFS_ZSTD).
 mksquashfs "$r" "$OUT.tmp$$" -quiet -noappend -comp zstd -Xcompression-level 3 -all-root \
     -no-xattrs -processors 1 > /dev/null \
     || die "mksquashfs failed"

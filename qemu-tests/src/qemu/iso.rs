@@ -35,10 +35,8 @@ impl LiveRoot {
 
 /// The ISO's two big parts, built once and cached by the hash of their inputs: the dracut
 /// initramfs with dmsquash-live (`image/mkinitrd-dracut.sh --live --net-drivers virtio_net`,
-/// about 15 s) and the live
-/// root (`image/mkroot-live.sh`).
-/// The ISO's two big parts (see above), with `root_bin` as the live root's `/usr/sbin/ovirt-node-reg` (the
-/// initramfs always has the real binary).
+/// about 15 s alone) and the live root (`image/mkroot-live.sh`) with `root_bin` as its
+/// `/usr/sbin/ovirt-node-reg` (the initramfs always has the real binary).
 fn iso_parts_with(host: &Host, root: LiveRoot, root_bin: &Path) -> Result<(PathBuf, PathBuf)> {
     need("dracut", "dracut")?;
     ensure!(
