@@ -12,7 +12,7 @@ on_exit() {
     local rc=$?
     # a failed run does not leave the background builds behind
     if [ "$rc" -ne 0 ]; then
-        for p in "${FUZZ_BUILD:-}" "${STATIC_BUILD:-}" "${DEBIAN_BASE:-}"; do [ -z "$p" ] || kill "$p" 2>/dev/null || true; done
+        for p in "${FUZZ_BUILD:-}" "${STATIC_BUILD:-}" "${DEBIAN_BASE:-}" "${CPU_LANE:-}"; do [ -z "$p" ] || kill "$p" 2>/dev/null || true; done
     fi
     [ "$rc" -eq 0 ] || printf '\n=== [%s] FAILED (exit %s) after %ss\n' "$(date -u +%H:%M:%S)" "$rc" "$((SECONDS - START))" >&2
 }
@@ -76,12 +76,15 @@ lane_cpu() {
     "${LINTED[@]}" cargo test --workspace --all-features --doc || rc=1
     return "$rc"
 }
-run_lanes() {
-    local t name rc secs cpu f summary='' failed=() pids=()
+# The lane without QEMU: it needs only the test build, so it starts before the static build ends.
+start_cpu_lane() {
     rm -rf "$LOGS"
     mkdir -p "$LOGS"
     run_lane cpu lane_cpu &
-    pids+=($!)
+    CPU_LANE=$!
+}
+run_lanes() {
+    local t name rc secs cpu f summary='' failed=() pids=("$CPU_LANE")
     for t in $(ordered_qemu_tests); do
         run_lane "qemu-$t" run_bin qemu-tests "$(qemu_bin "$t")" &
         pids+=($!)
@@ -104,7 +107,7 @@ run_lanes() {
 }
 # Build every test executable once and list them: package, target, kind, path, package dir.
 build_tests() {
-    "${LINTED[@]}" cargo test --workspace --all-features --no-run --message-format=json-render-diagnostics |
+    "${BESIDE[@]}" "${LINTED[@]}" cargo test --workspace --all-features --no-run --message-format=json-render-diagnostics |
         jq -r 'select(.reason == "compiler-artifact" and .profile.test and .executable != null)
             | [(if (.manifest_path | endswith("/qemu-tests/Cargo.toml")) then "qemu-tests" else "ovirt-node-reg" end),
                .target.name, (.target.kind | join(",")), .executable,
@@ -115,13 +118,22 @@ build_tests() {
 
 stage "setup"
 build-support/setup.sh
+# The shipped static binary (the QEMU guests boot it) first, in the background: its build is
+# the run's longest chain (std from source, then fat link-time optimisation on one core: 150 s
+# of 232-248 CPU-s alone on 2 cores) and the QEMU lanes start when it is done. What runs
+# beside it until then (the Debian base, clippy, the test build) runs at nice 10 and fills the
+# core it leaves: at the same priority they stretched it from 150-161 s alone to 293 s, at
+# nice 5 to 229-240 s.
+mkdir -p target/qemu-cache
+build-support/build-static.sh >target/static-build.log 2>&1 &
+STATIC_BUILD=$!
+BESIDE=(nice -n 10)
 # The ISO's systemd test root starts from a Debian base mmdebstrap downloads and unpacks
 # (image/mkdebian-base.sh: about 35 s of one core on an idle machine). Made now, beside the
 # lints and builds, it is ready when the ISO tests start; made by them, at nice 10 between
 # busy QEMU boots, it took 8 min and was the long pole of every run. The QEMU harness waits
 # for it (the script's lock) and reports its error if it failed.
-mkdir -p target/qemu-cache
-image/mkdebian-base.sh target/qemu-cache >target/debian-base.log 2>&1 &
+"${BESIDE[@]}" image/mkdebian-base.sh target/qemu-cache >target/debian-base.log 2>&1 &
 DEBIAN_BASE=$!
 stage "shellcheck (build tooling, image scripts)"
 shellcheck -x build-support/*.sh image/*.sh .ci/run
@@ -131,15 +143,15 @@ stage "dracut module checks (shellcheck, systemd-analyze verify)"
 dracut/check.sh
 stage "cargo fmt --check"
 cargo fmt --all --check
+# The fuzz targets build at the lowest priority from now on: they take only a core the others
+# leave idle (the QEMU boots' waits, the VM storm's), and the fuzz stage then only fuzzes.
+stage "fuzz targets: build in the background (nice 19)"
+nice -n 19 build-support/fuzz.sh --build-only >target/fuzz-build.log 2>&1 &
+FUZZ_BUILD=$!
 # Twice: the default tier has no code left unused (here), and the opt-in tiers' code is
 # linted too (the test build below, with every feature, runs under clippy's driver).
-# The shipped static binary (the QEMU guests boot it) builds meanwhile: its link-time
-# optimisation runs mostly on one core while clippy and the test build use the other.
-mkdir -p target
-build-support/build-static.sh >target/static-build.log 2>&1 &
-STATIC_BUILD=$!
 stage "cargo clippy -D warnings (default features; all features: in the test build)"
-cargo clippy --workspace --all-targets -- -D warnings
+"${BESIDE[@]}" cargo clippy --workspace --all-targets -- -D warnings
 # What `cargo clippy -- -D warnings` does to cargo (clippy's driver wraps rustc for the
 # workspace's own crates, its arguments in CLIPPY_ARGS), around the cargo commands that compile
 # the workspace with every feature (build_tests, lane_cpu's doc tests): the test build then
@@ -148,12 +160,6 @@ cargo clippy --workspace --all-targets -- -D warnings
 # run under it too, or cargo would build the library again for them.
 CLIPPY_DRIVER=$(rustup which clippy-driver) || { echo "rustup has no clippy-driver" >&2; exit 1; }
 LINTED=(env "RUSTC_WORKSPACE_WRAPPER=$CLIPPY_DRIVER" "CLIPPY_ARGS=-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__")
-# The fuzz targets build at the lowest priority while the tests run: the QEMU boots leave a
-# core idle now and then, and the fuzz stage then only fuzzes.
-stage "fuzz targets: build in the background (nice 19)"
-mkdir -p target
-nice -n 19 build-support/fuzz.sh --build-only >target/fuzz-build.log 2>&1 &
-FUZZ_BUILD=$!
 stage "cargo test, every tier (unit, integration, privileged, simulator, QEMU boots)"
 BOOT_TIMES=target/qemu-artifacts/boot-times.tsv
 BUILD_TIMES=target/qemu-artifacts/build-times.tsv
@@ -161,6 +167,7 @@ rm -f "$BOOT_TIMES" "$BUILD_TIMES"
 # Everything is built first (one cargo build, its errors on top), and the guest's static binary
 # too, so the test processes started side by side below find them ready.
 build_tests
+start_cpu_lane
 wait "$STATIC_BUILD" || { cat target/static-build.log; echo "the static build failed" >&2; exit 1; }
 cat target/static-build.log
 run_lanes
