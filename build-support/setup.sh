@@ -18,9 +18,10 @@ if [ "$(id -u)" -ne 0 ]; then SUDO=(sudo env DEBIAN_FRONTEND=noninteractive); fi
 
 # tmux: tests/setup_tty.rs types into `setup` on a real terminal; time, strace: bench.sh (peak
 # RSS, worker processes started); fdisk (sfdisk), mtools, grub-*: tests/install.rs reads back an installed disk;
-# jq: test-all.sh reads the list of test executables cargo built.
+# jq: test-all.sh reads the list of test executables cargo built; libclang-rt-14-dev: LLVM's
+# libFuzzer, prebuilt, for the fuzz targets (build-support/fuzz.sh).
 BASE_PKGS=(musl-tools musl-dev e2fsprogs util-linux fdisk file binutils shellcheck curl dnsmasq-base iproute2
-    tmux time strace mtools grub-common grub-pc-bin grub-efi-amd64-bin xorriso jq)
+    tmux time strace mtools grub-common grub-pc-bin grub-efi-amd64-bin xorriso jq libclang-rt-14-dev)
 # Route B: compiler + std sources must come from the same rustc release, only bookworm-security
 # carries the current one; libunwind-14-dev provides the LLVM libunwind.a std links on musl.
 ROUTE_B_SEC_PKGS=(rustc-web cargo-web rust-web-src)
