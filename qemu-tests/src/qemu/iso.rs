@@ -10,7 +10,8 @@ use anyhow::{ensure, Context, Result};
 
 use super::host::{host, need, static_binary, target_dir, tempfile_dir, which, workspace, Host};
 use super::images::{
-    build_cached, files_under, image_script, inputs_key, run_script, token_file, NET_DRIVERS,
+    build_cached, files_under, image_script, image_script_at, inputs_key, run_script, token_file,
+    NET_DRIVERS,
 };
 use super::{GRUB_TIMEOUT, TCG_APPEND};
 
@@ -86,7 +87,7 @@ fn live_root(dir: &Path, root: LiveRoot, root_bin: &Path) -> Result<PathBuf> {
         .unwrap_or_default();
     let key = inputs_key(&files, &[root.name(), &base_name, TCG_APPEND, GRUB_TIMEOUT])?;
     let rootfs = dir.join(format!("root-live-{}-{}.squashfs", root.name(), &key[..24]));
-    let mut cmd = image_script();
+    let mut cmd = image_script_at(0);
     cmd.arg(&script)
         .arg(&rootfs)
         .arg(root_bin)
@@ -108,7 +109,7 @@ fn live_initrd(host: &Host, dir: &Path) -> Result<PathBuf> {
     files.extend(files_under(&ws.join("dracut"))?);
     let key = inputs_key(&files, &[&host.kver, "live", NET_DRIVERS])?;
     let initrd = dir.join(format!("dracut-live-{}.img", &key[..24]));
-    let mut cmd = image_script();
+    let mut cmd = image_script_at(0);
     cmd.arg(&script)
         .arg(&bin)
         .arg(&initrd)
@@ -179,7 +180,7 @@ pub fn iso_image_with(
     let _ = fs::remove_file(&out);
     let work = tempfile_dir(&disks, name)?;
     let result = (|| -> Result<()> {
-        let mut cmd = image_script();
+        let mut cmd = image_script_at(0);
         cmd.arg(workspace().join("image/mkiso.sh"))
             .arg(&bin)
             .arg(&out)
