@@ -12,7 +12,9 @@
 #  4. with --cargo-test: the wall time of the default test tier (`cargo test`; slow when cold);
 #  5. unless --no-qemu: the QEMU boots (the minimal initramfs to `registered` and `done` after
 #     the kernel started, the overhead against the same boot without the registration, peak
-#     RSS as process 1 reports it, a PXE boot, the initramfs and ISO sizes).
+#     RSS as process 1 reports it, a PXE boot, the initramfs and ISO sizes); with --vs BIN the
+#     same boots of BIN interleaved with them (build an older commit's with
+#     `git worktree add ../before REV && ../before/build-support/build-static.sh`).
 # BENCH_RUNS (default 3) QEMU boots of each kind and BENCH_QUICK_RUNS (default 10) runs of 2 and
 # 3, medians reported. Runs as root (private mount namespaces; QEMU's setup) after
 # build-support/setup.sh (test-all.sh and demo.sh run it). The storm figures: bench-storm.sh.
@@ -20,18 +22,25 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 usage() {
-    echo "usage: build-support/bench.sh [--no-qemu] [--cargo-test]"
+    echo "usage: build-support/bench.sh [--no-qemu] [--cargo-test] [--vs BIN]"
     echo "  --no-qemu     leave out the QEMU boots (the quick numbers: about a minute once built)"
     echo "  --cargo-test  also time the default test tier, \`cargo test\`"
+    echo "  --vs BIN      also boot BIN, another static build (an older commit's), in the same"
+    echo "                QEMU loop: a before and after on one machine at one hour"
 }
-QEMU=1 CARGO_TEST=0
-for arg in "$@"; do
-    case $arg in
+QEMU=1 CARGO_TEST=0 VS=
+while [ $# -gt 0 ]; do
+    case $1 in
     --no-qemu) QEMU=0 ;;
     --cargo-test) CARGO_TEST=1 ;;
+    --vs)
+        VS=$(realpath -e "${2:?--vs needs a static binary}") || exit 2
+        shift
+        ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; exit 2 ;;
     esac
+    shift
 done
 RUNS=${BENCH_RUNS:-3}
 QUICK=${BENCH_QUICK_RUNS:-10}
@@ -289,46 +298,66 @@ done
 # --- boots ------------------------------------------------------------------------------
 start_sim "$WORK/sim" --retry-after 1
 DISK=$WORK/config.img
-registered=() done_=() total=() rss=() workers=() base=()
-for i in $(seq "$RUNS"); do
-    token=$(admin -X POST -d '{"ttl_secs":600}' "$ENGINE/admin/tokens" | sed -nE 's/.*"token": *"([^"]+)".*/\1/p')
+
+# node_boot BIN LOG: a first boot of the minimal initramfs with BIN as process 1, a new token
+# and a blank store; sets REG and DONE (seconds since the kernel started), TOTAL (ms from QEMU's
+# start to power-off), RSS and WRSS (kB, as process 1 reports them).
+node_boot() {
+    local bin=$1 log=$2 token t0
+    token=$(new_token)
     [ -n "$token" ] || { echo "bench: the simulator made no token" >&2; exit 1; }
     (umask 077 && printf '%s\n' "$token" >"$WORK/token")
-    image/mkinitrd-min.sh "$BIN" "$WORK/run.img" --extra "$WORK/token:/etc/ovirt-node-reg/token:0600" >/dev/null
+    image/mkinitrd-min.sh "$bin" "$WORK/run.img" --extra "$WORK/token:/etc/ovirt-node-reg/token:0600" >/dev/null
     new_config_disk "$DISK"
     t0=$(date +%s%N)
-    qemu_boot "$WORK/boot-$i.log" "$KERNEL" "$WORK/run.img" \
+    qemu_boot "$log" "$KERNEL" "$WORK/run.img" \
         "console=ttyS0 panic=-1 no_timer_check quiet BOOTIF=01-${MAC//:/-} ip=dhcp management_server=10.0.2.100:$PORT $PIN ovirt.reg.token_file=/etc/ovirt-node-reg/token ovirt.reg.poweroff" \
         -uuid "$(cat /proc/sys/kernel/random/uuid)"
     wait "$QEMU_PID" || true
     QEMU_PID=
-    total+=($((($(date +%s%N) - t0) / 1000000)))
-    r=$(uptime_of "$WORK/boot-$i.log" 'step registered: done')
-    d=$(uptime_of "$WORK/boot-$i.log" 'step done: done')
-    if [ -z "$r" ] || [ -z "$d" ]; then
-        tail -30 "$WORK/boot-$i.log"
-        echo "bench: boot $i did not finish" >&2
+    TOTAL=$((($(date +%s%N) - t0) / 1000000))
+    REG=$(uptime_of "$log" 'step registered: done')
+    DONE=$(uptime_of "$log" 'step done: done')
+    if [ -z "$REG" ] || [ -z "$DONE" ]; then
+        tail -30 "$log"
+        echo "bench: the boot of $bin ($log) did not finish" >&2
         exit 1
     fi
-    registered+=("$r") done_+=("$d")
-    rss+=("$(grep -ao 'peak RSS [0-9]* kB' "$WORK/boot-$i.log" | head -1 | grep -o '[0-9]*')")
-    workers+=("$(grep -ao 'workers [0-9]* kB' "$WORK/boot-$i.log" | head -1 | grep -o '[0-9]*')")
+    RSS=$(grep -ao 'peak RSS [0-9]* kB' "$log" | head -1 | grep -o '[0-9]*' || true)
+    WRSS=$(grep -ao 'workers [0-9]* kB' "$log" | head -1 | grep -o '[0-9]*' || true)
+}
+
+# The three kinds of boot interleaved, so that a change in the machine's speed during the run
+# falls on each alike.
+registered=() done_=() total=() rss=() workers=() base=() vs_done=() vs_total=()
+for i in $(seq "$RUNS"); do
+    node_boot "$BIN" "$WORK/boot-$i.log"
+    registered+=("$REG") done_+=("$DONE") total+=("$TOTAL") rss+=("$RSS") workers+=("$WRSS")
 
     t0=$(date +%s%N)
     qemu_boot "$WORK/base-$i.log" "$KERNEL" "$WORK/baseline.img" "console=ttyS0 panic=-1 no_timer_check quiet"
     wait "$QEMU_PID" || true
     QEMU_PID=
     base+=($((($(date +%s%N) - t0) / 1000000)))
+
+    if [ -n "$VS" ]; then
+        node_boot "$VS" "$WORK/vs-$i.log"
+        vs_done+=("$DONE") vs_total+=("$TOTAL")
+    fi
 done
 
-m() { printf '%s\n' "$@" | median; }
 reg=$(m "${registered[@]}") dn=$(m "${done_[@]}") tot=$(m "${total[@]}") bas=$(m "${base[@]}")
 out "minimal initramfs, first boot with a token, median of $RUNS (seconds since the kernel started):"
 out "  registered at ${reg} s, done (approved, certificates installed, persisted) at ${dn} s"
 out "  runs: registered ${registered[*]}; done ${done_[*]}"
 out "whole QEMU boot to power-off, median: ${tot} ms with registration, ${bas} ms without (busybox /init: modules, power off)"
-out "  overhead ratio: $(awk -v a="$tot" -v b="$bas" 'BEGIN {printf "%.2f", a / b}') (runs with: ${total[*]} ms; without: ${base[*]} ms)"
+out "  overhead: +$((tot - bas)) ms, ratio $(awk -v a="$tot" -v b="$bas" 'BEGIN {printf "%.2f", a / b}') (runs with: ${total[*]} ms; without: ${base[*]} ms)"
 out "peak RSS: process 1 $(m "${rss[@]}") kB, largest worker $(m "${workers[@]}") kB"
+if [ -n "$VS" ]; then
+    vtot=$(m "${vs_total[@]}")
+    out "the same boots with --vs $VS, median of $RUNS: done at $(m "${vs_done[@]}") s; ${vtot} ms to power-off, overhead +$((vtot - bas)) ms"
+    out "  runs: done ${vs_done[*]}; to power-off ${vs_total[*]} ms"
+fi
 # --- PXE (issue 8): pxelinux from QEMU's TFTP, the token in the overlay ----------------------
 token=$(admin -X POST -d '{"ttl_secs":600}' "$ENGINE/admin/tokens" | sed -nE 's/.*"token": *"([^"]+)".*/\1/p')
 (umask 077 && printf '%s\n' "$token" >"$WORK/token")

@@ -56,7 +56,8 @@ new_config_disk() {
 # PXE_TFTP=DIR set, KERNEL/INITRD/CMDLINE are ignored: the NIC boots pxelinux.0 from DIR over
 # QEMU's own TFTP (restrict=on still applies). RDRAND seeds the guest kernel's random number
 # generator at boot, as on a real server (docs/qemu-harness.md §8). tb-size=128: QEMU's
-# translated-code cache at 128 MiB, as in the tests (docs/qemu-harness.md §9 item 12).
+# translated-code cache at 128 MiB, as in the tests (docs/qemu-harness.md §9 item 12). q35: the
+# tests' machine too (docs/qemu-harness.md §9 item 17).
 qemu_boot() {
     local log=$1 boot=(-kernel "$2" -initrd "$3" -append "$4") tftp=
     shift 4
@@ -64,7 +65,7 @@ qemu_boot() {
         boot=(-boot n)
         tftp=",tftp=$PXE_TFTP,bootfile=pxelinux.0"
     fi
-    timeout 110 qemu-system-x86_64 -accel tcg,tb-size=128 -cpu qemu64,+rdrand -m 512 -nographic -no-reboot "${boot[@]}" \
+    timeout 110 qemu-system-x86_64 -machine q35 -accel tcg,tb-size=128 -cpu qemu64,+rdrand -m 512 -nographic -no-reboot "${boot[@]}" \
         -netdev "user,id=n0,restrict=on$tftp,guestfwd=tcp:10.0.2.100:$PORT-cmd:$RELAY 127.0.0.1:$PORT" \
         -device "virtio-net-pci,netdev=n0,mac=$MAC" \
         -drive "file=$DISK,if=virtio,format=raw" "$@" >"$log" 2>&1 &

@@ -224,7 +224,8 @@ impl Vm {
         } else {
             "512"
         };
-        cmd.args(["-accel", &accel, "-cpu", CPU])
+        cmd.args(["-machine", super::MACHINE])
+            .args(["-accel", &accel, "-cpu", CPU])
             .args(["-m", mem, "-smp", "1", "-nodefaults"])
             .args(["-display", "none", "-no-reboot"])
             .arg("-monitor")
@@ -346,7 +347,7 @@ impl Vm {
         append
     }
 
-    /// UEFI firmware: q35 and OVMF.
+    /// UEFI firmware: OVMF (on the harness's q35, [`super::MACHINE`]).
     fn uefi_args(&self, cmd: &mut Command) -> Result<()> {
         // OVMF's code read-only, its variable store a per-machine copy (the firmware writes it).
         let code = Path::new(OVMF_CODE);
@@ -360,8 +361,7 @@ impl Vm {
             .join(format!("{}.ovmf-vars.fd", self.name));
         fs::create_dir_all(vars.parent().expect("a directory"))?;
         fs::copy(OVMF_VARS, &vars).with_context(|| format!("copying {OVMF_VARS}"))?;
-        cmd.args(["-machine", "q35"])
-            .arg("-drive")
+        cmd.arg("-drive")
             .arg(format!(
                 "if=pflash,format=raw,readonly=on,file={}",
                 code.display()
