@@ -375,6 +375,15 @@ impl Store {
         self.kept.write_atomic(state_path(rel)?, data, mode)
     }
 
+    /// [`Store::write_state`] without its fsyncs: replaced atomically, but a power cut may
+    /// leave the previous copy. Only for a note whose loss costs nothing (the status copy
+    /// while the flow runs; the checkpoint is what the next boot trusts). Each fsync is a
+    /// journal commit and a disk flush, milliseconds each on a node's disk
+    /// (docs/ARCHITECTURE.md, decisions).
+    pub fn write_state_unsynced(&self, rel: &str, data: &[u8], mode: u32) -> Result<()> {
+        self.kept.write_unsynced(state_path(rel)?, data, mode, None)
+    }
+
     /// A state file (at most 1 MiB), `None` when absent; a symlink is refused, not followed.
     pub fn read_state(&self, rel: &str) -> Result<Option<String>> {
         self.kept.read_text(state_path(rel)?, MAX_STATE)

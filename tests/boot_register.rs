@@ -298,6 +298,11 @@ fn engine_that_stays_down_fails_clearly_within_the_deadline() {
     let status: serde_json::Value =
         serde_json::from_str(&node.read("/run/ovirt-node-reg/status.json")).unwrap();
     assert_eq!(status["result"], "failed");
+    // The store keeps the run's last word too (written durably at the end, while the steps'
+    // progress copies are not synced).
+    let kept: serde_json::Value =
+        serde_json::from_str(&node.read("/config/ovirt-node-reg/status.json")).unwrap();
+    assert_eq!(kept, status);
 }
 
 #[test]

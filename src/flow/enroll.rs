@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::keys::{renewal_due, stage_installed_keys, PendingKeys};
 use super::state::{ca_pin, host_address, trusted_ca, unique_id};
-use super::{net_settings, publish, remaining, State, Step, StepContext, StepResult};
+use super::{net_settings, publish_progress, remaining, State, Step, StepContext, StepResult};
 use crate::engine::Enrollment;
 use crate::pki::{self, Purpose};
 use crate::secret::Secret;
@@ -278,7 +278,7 @@ fn note(ctx: &StepContext, reason: String) {
     if let Ok(Some(mut st)) = status::read(ctx.root) {
         st.reason = Some(reason);
         st.updated_at = status::now_rfc3339();
-        publish(ctx.root, ctx.store, &st);
+        publish_progress(ctx.root, ctx.store, &st);
     }
 }
 
