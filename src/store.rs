@@ -1322,7 +1322,12 @@ struct MountEntry {
 /// The mounts of this process. Their mount points are host paths, so this is the real
 /// /proc even when `--root` is elsewhere: the mounts we make are host mounts too.
 fn mounts() -> Result<Vec<MountEntry>> {
-    let text = fs::read(MOUNTINFO).with_context(|| format!("reading {MOUNTINFO}"))?;
+    // /proc reports a size of 0, so `fs::read` would probe with reads of 32, 64, … bytes:
+    // ten syscalls for a node's mount table, and a boot reads it some twenty times.
+    let mut text = Vec::with_capacity(64 * 1024);
+    File::open(MOUNTINFO)
+        .and_then(|mut f| io::Read::read_to_end(&mut f, &mut text))
+        .with_context(|| format!("reading {MOUNTINFO}"))?;
     Ok(text
         .split(|&b| b == b'\n')
         .filter_map(parse_mount_line)
