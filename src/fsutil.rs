@@ -12,15 +12,19 @@
 //! and the operation then acts on the opened directory (`*at` calls, `fchown`/`fchmod` on a
 //! descriptor). A symlink anywhere on the way is an error naming it, never followed, and `..`
 //! is refused, never clamped: nothing can be written, chowned or chmod-ed outside the root.
-//! The walk (rather than `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS)`) works on every
-//! kernel and is needed anyway to create the directories on the way.
+//! An existing directory is first opened with one `openat2(RESOLVE_BENEATH |
+//! RESOLVE_NO_SYMLINKS)` (Linux 5.6 and later), which refuses the same symlinks and ways out in
+//! the kernel; the walk is what runs when that fails: on older kernels (EL8's 4.18), to create
+//! missing directories, and to name the symlink it met. A boot opens a few hundred parent
+//! directories, so one call instead of one per name is most of its file syscalls
+//! (docs/ARCHITECTURE.md, "Beneath opens a directory in one call").
 //!
 //! A symlink as the last name is refused too (a write would replace someone's link, a chmod
 //! would follow it), except by [`Beneath::write_replacing_link`]: that one replaces the link
 //! itself by an atomic rename, never opening what it points to (`/etc/resolv.conf`).
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use rustix::fs::{AtFlags, Dir, FileType, Gid, Mode, OFlags, RenameFlags, Uid};
+use rustix::fs::{AtFlags, Dir, FileType, Gid, Mode, OFlags, RenameFlags, ResolveFlags, Uid};
 use rustix::io::Errno;
 use std::ffi::{OsStr, OsString};
 use std::fs::{self, File};
@@ -28,6 +32,7 @@ use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::fault;
 
@@ -358,6 +363,9 @@ impl Beneath {
         let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
         let mut fd = rustix::fs::openat(rustix::fs::CWD, &self.dir, flags, Mode::empty())
             .map_err(|e| io_error(e, "opening", &self.dir))?;
+        if let Some(dir) = open_beneath(&fd, names) {
+            return Ok(Some(dir));
+        }
         let mut host = self.dir.clone();
         for name in names {
             host.push(name);
@@ -397,6 +405,30 @@ fn split(path: &Path) -> Result<(Vec<&OsStr>, &OsStr)> {
         .pop()
         .ok_or_else(|| anyhow!("{:?}: names no file", path))?;
     Ok((dirs, name))
+}
+
+/// Set once `openat2` is found missing (ENOSYS: a kernel before 5.6, or a filter that
+/// refuses it): the walk alone is used from then on.
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+/// The existing directory `names` below `dir` in one `openat2` that follows no symlink and
+/// cannot leave `dir`; `None` on any failure, and the caller walks name by name (which gives
+/// the error, or creates what is missing).
+pub(crate) fn open_beneath(dir: &OwnedFd, names: &[&OsStr]) -> Option<OwnedFd> {
+    if names.is_empty() || NO_OPENAT2.load(Ordering::Relaxed) {
+        return None;
+    }
+    let rel: PathBuf = names.iter().collect();
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
+    match rustix::fs::openat2(dir, &rel, flags, Mode::empty(), resolve) {
+        Ok(fd) => Some(fd),
+        Err(Errno::NOSYS) => {
+            NO_OPENAT2.store(true, Ordering::Relaxed);
+            None
+        }
+        Err(_) => None,
+    }
 }
 
 fn openat(dir: &OwnedFd, name: &OsStr, flags: OFlags) -> rustix::io::Result<OwnedFd> {

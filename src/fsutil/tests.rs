@@ -136,6 +136,41 @@ fn a_symlink_in_the_middle_is_refused_and_named() {
     assert_eq!(f.outside_state(), before, "nothing changed outside");
 }
 
+/// The one-call open takes an existing directory, and gives up (so the walk decides) on a
+/// missing one and on any symlink on the way, even one that stays inside the root.
+#[test]
+fn the_one_call_open_takes_only_real_directories_beneath() {
+    let f = fixture();
+    fs::create_dir_all(f.host("etc/pki/vdsm/keys")).unwrap();
+    symlink("pki", f.host("etc/inside")).unwrap();
+    symlink(&f.outside, f.host("etc/out")).unwrap();
+    let root = File::open(f.fs.dir()).unwrap();
+    let root = OwnedFd::from(root);
+    let open = |p: &str| {
+        let names: Vec<&OsStr> = Path::new(p).iter().collect();
+        open_beneath(&root, &names)
+    };
+    let keys = open("etc/pki/vdsm/keys").expect("openat2 (Linux 5.6+) opens a real directory");
+    let st = rustix::fs::fstat(&keys).unwrap();
+    assert_eq!(
+        st.st_ino,
+        fs::metadata(f.host("etc/pki/vdsm/keys")).unwrap().ino()
+    );
+    for refused in [
+        "etc/inside/vdsm",
+        "etc/inside",
+        "etc/out",
+        "etc/missing",
+        "etc/pki/x/y",
+    ] {
+        assert!(open(refused).is_none(), "{refused}");
+    }
+    // And through the public calls, a write beneath a real directory still lands there.
+    f.fs.write_atomic(Path::new("/etc/pki/vdsm/keys/k.pem"), b"K", 0o400)
+        .unwrap();
+    assert_eq!(fs::read(f.host("etc/pki/vdsm/keys/k.pem")).unwrap(), b"K");
+}
+
 #[test]
 fn a_symlink_as_the_last_name_is_refused_unless_replacing_it() {
     let f = fixture();
