@@ -407,14 +407,14 @@ fn split(path: &Path) -> Result<(Vec<&OsStr>, &OsStr)> {
     Ok((dirs, name))
 }
 
-/// Set once `openat2` is found missing (ENOSYS: a kernel before 5.6, or a filter that
-/// refuses it): the walk alone is used from then on.
+/// Set once `openat2` is found missing (ENOSYS: a kernel before 5.6; EPERM: the seccomp
+/// filter of an older container runtime): the walk alone is used from then on.
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
 /// The existing directory `names` below `dir` in one `openat2` that follows no symlink and
 /// cannot leave `dir`; `None` on any failure, and the caller walks name by name (which gives
 /// the error, or creates what is missing).
-pub(crate) fn open_beneath(dir: &OwnedFd, names: &[&OsStr]) -> Option<OwnedFd> {
+fn open_beneath(dir: &OwnedFd, names: &[&OsStr]) -> Option<OwnedFd> {
     if names.is_empty() || NO_OPENAT2.load(Ordering::Relaxed) {
         return None;
     }
@@ -423,7 +423,7 @@ pub(crate) fn open_beneath(dir: &OwnedFd, names: &[&OsStr]) -> Option<OwnedFd> {
     let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
     match rustix::fs::openat2(dir, &rel, flags, Mode::empty(), resolve) {
         Ok(fd) => Some(fd),
-        Err(Errno::NOSYS) => {
+        Err(Errno::NOSYS | Errno::PERM) => {
             NO_OPENAT2.store(true, Ordering::Relaxed);
             None
         }
