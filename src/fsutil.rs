@@ -301,9 +301,7 @@ impl Beneath {
     /// Make everything written on the filesystem holding the root durable (`syncfs`): one
     /// journal commit for many files, where an fsync each would cost one each.
     pub fn sync_fs(&self) -> Result<()> {
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let dir = rustix::fs::openat(rustix::fs::CWD, &self.dir, flags, Mode::empty())
-            .map_err(|e| io_error(e, "opening", &self.dir))?;
+        let dir = self.open_root()?;
         rustix::fs::syncfs(&dir).map_err(|e| io_error(e, "syncing the filesystem of", &self.dir))
     }
 
@@ -352,6 +350,14 @@ impl Beneath {
         Ok((dir, name, host))
     }
 
+    /// The root directory itself, resolved as the operator gave it (symlinks in its own path
+    /// are followed: only what is below it is taken as written).
+    fn open_root(&self) -> Result<OwnedFd> {
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        rustix::fs::openat(rustix::fs::CWD, &self.dir, flags, Mode::empty())
+            .map_err(|e| io_error(e, "opening", &self.dir))
+    }
+
     /// Open the directory `names` below the root without following any symlink. A missing
     /// directory is created with `create` as its mode, or else the answer is `None`.
     fn walk(
@@ -360,9 +366,7 @@ impl Beneath {
         create: Option<u32>,
         access: Access,
     ) -> Result<Option<OwnedFd>> {
-        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        let mut fd = rustix::fs::openat(rustix::fs::CWD, &self.dir, flags, Mode::empty())
-            .map_err(|e| io_error(e, "opening", &self.dir))?;
+        let mut fd = self.open_root()?;
         if let Some(dir) = open_beneath(&fd, names) {
             return Ok(Some(dir));
         }
@@ -407,6 +411,12 @@ fn split(path: &Path) -> Result<(Vec<&OsStr>, &OsStr)> {
     Ok((dirs, name))
 }
 
+/// How a directory below a root is opened, by the walk and by the one-call open alike: as a
+/// directory, never through a symlink.
+const DIR_NOFOLLOW: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW);
+
 /// Set once `openat2` is found missing (ENOSYS: a kernel before 5.6; EPERM: the seccomp
 /// filter of an older container runtime): the walk alone is used from then on.
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
@@ -419,7 +429,7 @@ fn open_beneath(dir: &OwnedFd, names: &[&OsStr]) -> Option<OwnedFd> {
         return None;
     }
     let rel: PathBuf = names.iter().collect();
-    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let flags = DIR_NOFOLLOW | OFlags::CLOEXEC;
     let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS;
     match rustix::fs::openat2(dir, &rel, flags, Mode::empty(), resolve) {
         Ok(fd) => Some(fd),
@@ -436,11 +446,7 @@ fn openat(dir: &OwnedFd, name: &OsStr, flags: OFlags) -> rustix::io::Result<Owne
 }
 
 fn open_dir_at(dir: &OwnedFd, name: &OsStr) -> rustix::io::Result<OwnedFd> {
-    openat(
-        dir,
-        name,
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW,
-    )
+    openat(dir, name, DIR_NOFOLLOW)
 }
 
 /// Create a directory met missing on a walk, with exactly `mode` (mkdir's is narrowed by the
